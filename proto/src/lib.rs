@@ -1,0 +1,12 @@
+//! RaftMQ's wire contracts, generated from the files in `proto/proto/` by tonic/prost.
+//!
+//! Architecture invariant: this crate contains generated code only.
+#![allow(missing_docs, clippy::all, unreachable_pub, missing_debug_implementations)]
+
+/// raft-log's replication RPCs (`proto/raft_log.proto`).
+pub mod raftlog {
+    /// Version 1 of the replication protocol.
+    pub mod v1 {
+        tonic::include_proto!("raftlog.v1");
+    }
+}

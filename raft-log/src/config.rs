@@ -1,0 +1,523 @@
+//! raft-log's configuration, with DLedger's and RocketMQ's key names and RaftMQ's defaults.
+//!
+//! [`Config::from_properties`] reads `key=value` pairs (the broker hands over the lines of its
+//! broker.conf); every invalid value is an error naming the key and, when known, the line.
+//! Keys raft-log does not know are returned to the caller, which decides whether to warn.
+//!
+//! Every `_max` limit lives here, and `const` assertions pin the relations between them.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// The size of an entry header on disk, in bytes.
+pub const ENTRY_HEADER_BYTES: u64 = 48;
+/// The size of an index record on disk, in bytes.
+pub const INDEX_RECORD_BYTES: u64 = 32;
+/// The largest entry body raft-log accepts by default (the broker groups messages up to this).
+pub const ENTRY_BODY_BYTES_MAX_DEFAULT: u64 = 8 << 20;
+/// The largest gRPC message between peers. tonic's default of 4 MiB is too small for batches.
+pub const RPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
+/// Bytes of entries raft-log puts in one replication RPC before it starts a new one.
+pub const RPC_PAYLOAD_BYTES_TARGET: usize = 16 << 20;
+/// Size of one chunk of a snapshot on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+const _: () = assert!(ENTRY_BODY_BYTES_MAX_DEFAULT + ENTRY_HEADER_BYTES < RPC_MESSAGE_BYTES_MAX as u64);
+const _: () = assert!(RPC_PAYLOAD_BYTES_TARGET + (ENTRY_BODY_BYTES_MAX_DEFAULT as usize) * 2 <= RPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES < RPC_MESSAGE_BYTES_MAX);
+
+/// When an entry counts as stored on a replica (RocketMQ's `flushDiskType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushDiskType {
+    /// Counted once in the replica's page cache; a background flusher syncs every
+    /// `flushIntervalCommitLog` ms. Power loss of a majority inside that window loses data.
+    AsyncFlush,
+    /// Counted only after fdatasync; one flusher syncs every queued write as a group.
+    SyncFlush,
+}
+
+impl FlushDiskType {
+    /// The RocketMQ spelling of the value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+            FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        }
+    }
+}
+
+/// One member of the group, from `dLegerPeers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The DLedger id as written (`n0`).
+    pub id: String,
+    /// The numeric node id raft-log uses (the digits at the end of `id`).
+    pub node_id: u64,
+    /// `host:port` of the peer's replication endpoint.
+    pub addr: String,
+}
+
+/// The settings of the on-disk store; part of [`Config`], usable on its own in tests.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The directory holding `data/`, `index/`, `meta` and `snapshot/`.
+    pub dir: PathBuf,
+    /// Size of each preallocated data segment (`mappedFileSizeForEntryData`).
+    pub data_segment_bytes: u64,
+    /// Size of each preallocated index segment (`mappedFileSizeForEntryIndex`).
+    pub index_segment_bytes: u64,
+    /// The durability policy (`flushDiskType`).
+    pub flush_disk_type: FlushDiskType,
+    /// Period of the background flusher under ASYNC_FLUSH (`flushIntervalCommitLog`).
+    pub flush_interval: Duration,
+    /// Period of the durable checkpoint of the flushed position (`checkPointInterval`).
+    pub checkpoint_interval: Duration,
+    /// The largest entry body accepted.
+    pub entry_body_bytes_max: u64,
+}
+
+impl StoreConfig {
+    /// A store config with RaftMQ's defaults in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            data_segment_bytes: 1 << 30,
+            index_segment_bytes: INDEX_RECORD_BYTES * 5 * 1024 * 1024,
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            flush_interval: Duration::from_millis(10),
+            checkpoint_interval: Duration::from_millis(1000),
+            entry_body_bytes_max: ENTRY_BODY_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    /// Checks the relations between the sizes.
+    ///
+    /// # Errors
+    /// Names the key whose value does not fit.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let entry_max = self.entry_body_bytes_max + ENTRY_HEADER_BYTES;
+        if self.data_segment_bytes < 2 * entry_max.min(1 << 20) || self.data_segment_bytes < entry_max {
+            return Err(invalid(
+                "mappedFileSizeForEntryData",
+                self.data_segment_bytes,
+                format!("must hold the largest entry ({entry_max} bytes) and be at least 64 KiB"),
+            ));
+        }
+        if self.data_segment_bytes < 64 << 10 {
+            return Err(invalid("mappedFileSizeForEntryData", self.data_segment_bytes, "must be at least 64 KiB"));
+        }
+        if self.index_segment_bytes < 4096 || self.index_segment_bytes % INDEX_RECORD_BYTES != 0 {
+            return Err(invalid(
+                "mappedFileSizeForEntryIndex",
+                self.index_segment_bytes,
+                format!("must be a multiple of {INDEX_RECORD_BYTES} and at least 4096"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The configuration of one raft-log node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Raft group name (`dLegerGroup`).
+    pub group: String,
+    /// Every member of the group (`dLegerPeers`).
+    pub peers: Vec<Peer>,
+    /// This node's DLedger id (`dLegerSelfId`).
+    pub self_id: String,
+    /// The store settings. `dir` is `<storePathRootDir>/dledger-<selfId>`.
+    pub store: StoreConfig,
+    /// Leader heartbeat period (`heartBeatTimeIntervalMs`).
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout (`electionTimeoutMinMs`).
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout (`electionTimeoutMaxMs`).
+    pub election_timeout_max_ms: u64,
+    /// Whether a node asks before it campaigns (`enablePreVote`).
+    pub enable_pre_vote: bool,
+    /// Preferred leaders (`preferredLeaderIds`): the leader hands over to one that is caught up.
+    pub preferred_leader_ids: Vec<String>,
+    /// Appends that may wait for their quorum at once (`maxPendingRequestsNum`).
+    pub max_pending_requests: usize,
+    /// How long an append waits for its quorum before its outcome is reported unknown
+    /// (`maxWaitAckTimeMs`).
+    pub max_wait_ack_ms: u64,
+    /// Entries per replication RPC (`maxBatchAppendEntries`).
+    pub max_batch_entries: u64,
+    /// Hours a segment is kept (`fileReservedTime`).
+    pub file_reserved_time_hours: u64,
+    /// Hours of the day when expired segments are deleted (`deleteWhen`, e.g. `04` or `04;16`).
+    pub delete_when_hours: BTreeSet<u32>,
+    /// Disk usage, in percent, above which the oldest segments are deleted at once
+    /// (`diskMaxUsedSpaceRatio`).
+    pub disk_max_used_space_ratio: u32,
+    /// How often retention checks the segments (`cleanResourceInterval`, ms).
+    pub clean_resource_interval_ms: u64,
+}
+
+/// A `key=value` pair with the line it came from.
+#[derive(Clone, Debug)]
+pub struct Property {
+    /// The key as written.
+    pub key: String,
+    /// The value, trimmed.
+    pub value: String,
+    /// 1-based line in the source file, when there is one.
+    pub line: Option<usize>,
+}
+
+impl Property {
+    /// A property that did not come from a file.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Property { key: key.into(), value: value.into(), line: None }
+    }
+}
+
+/// The keys raft-log reads from a broker.conf.
+pub const KEYS: &[&str] = &[
+    "dLegerGroup",
+    "dLegerPeers",
+    "dLegerSelfId",
+    "storePathRootDir",
+    "storePathCommitLog",
+    "mappedFileSizeForEntryData",
+    "mappedFileSizeForEntryIndex",
+    "flushDiskType",
+    "flushIntervalCommitLog",
+    "checkPointInterval",
+    "heartBeatTimeIntervalMs",
+    "electionTimeoutMinMs",
+    "electionTimeoutMaxMs",
+    "enablePreVote",
+    "enableCheckQuorum",
+    "preferredLeaderIds",
+    "maxPendingRequestsNum",
+    "maxWaitAckTimeMs",
+    "maxBatchAppendEntries",
+    "fileReservedTime",
+    "deleteWhen",
+    "diskMaxUsedSpaceRatio",
+    "cleanResourceInterval",
+];
+
+impl Config {
+    /// A configuration for `self_id` in `group` with every other setting at its default.
+    ///
+    /// # Errors
+    /// When `peers` is not a valid `dLegerPeers` value or does not list `self_id`.
+    pub fn new(
+        group: impl Into<String>,
+        peers: &str,
+        self_id: impl Into<String>,
+        store_root: impl Into<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::defaults(group.into(), parse_peers(peers, None)?, self_id.into(), store_root.into());
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn defaults(group: String, peers: Vec<Peer>, self_id: String, store_root: PathBuf) -> Config {
+        let dir = store_root.join(format!("dledger-{self_id}"));
+        Config {
+            group,
+            peers,
+            self_id,
+            store: StoreConfig::new(dir),
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            enable_pre_vote: true,
+            preferred_leader_ids: Vec::new(),
+            max_pending_requests: 10_000,
+            max_wait_ack_ms: 2_500,
+            max_batch_entries: 4096,
+            file_reserved_time_hours: 72,
+            delete_when_hours: BTreeSet::from([4]),
+            disk_max_used_space_ratio: 75,
+            clean_resource_interval_ms: 10_000,
+        }
+    }
+
+    /// Reads the raft-log keys of a properties file. Returns the config and the properties
+    /// raft-log did not use, so the caller can warn about or use them.
+    ///
+    /// # Errors
+    /// A missing required key (`dLegerPeers`, `dLegerSelfId`) or an invalid value, naming the
+    /// key and line.
+    pub fn from_properties(props: &[Property]) -> Result<(Self, Vec<Property>), ConfigError> {
+        let find = |key: &str| props.iter().rev().find(|p| p.key == key);
+        let peers = find("dLegerPeers").ok_or(ConfigError::Missing { key: "dLegerPeers" })?;
+        let self_id = find("dLegerSelfId").ok_or(ConfigError::Missing { key: "dLegerSelfId" })?;
+        let group = find("dLegerGroup").map(|p| p.value.clone()).unwrap_or_else(|| "default".into());
+        let root = find("storePathRootDir")
+            .map(|p| PathBuf::from(&p.value))
+            .unwrap_or_else(|| default_store_root());
+        let parsed_peers = parse_peers(&peers.value, peers.line)?;
+        let mut config = Config::defaults(group, parsed_peers, self_id.value.clone(), root);
+        let mut unused = Vec::new();
+        for p in props {
+            apply(&mut config, p, &mut unused)?;
+        }
+        config.validate().map_err(|e| attach_line(e, props))?;
+        Ok((config, unused))
+    }
+
+    /// The numeric id of this node.
+    ///
+    /// # Panics
+    /// Never after [`Config::validate`] succeeded, which checks that `self_id` is a peer.
+    pub fn node_id(&self) -> u64 {
+        self.peer(&self.self_id).map(|p| p.node_id).expect("validated: dLegerSelfId is a peer")
+    }
+
+    /// The peer with DLedger id `id`.
+    pub fn peer(&self, id: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.id == id)
+    }
+
+    /// The peer with numeric id `node_id`.
+    pub fn peer_by_node_id(&self, node_id: u64) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.node_id == node_id)
+    }
+
+    /// This node's replication address.
+    pub fn self_addr(&self) -> &str {
+        self.peer(&self.self_id).map(|p| p.addr.as_str()).unwrap_or_default()
+    }
+
+    /// Checks the relations between settings.
+    ///
+    /// # Errors
+    /// Names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group.is_empty() || !self.group.chars().all(|c| c.is_ascii_alphanumeric() || "-_%.".contains(c)) {
+            return Err(invalid("dLegerGroup", &self.group, "must be non-empty letters, digits, - _ . %"));
+        }
+        if self.peer(&self.self_id).is_none() {
+            return Err(invalid("dLegerSelfId", &self.self_id, "is not one of the ids in dLegerPeers"));
+        }
+        for id in &self.preferred_leader_ids {
+            if self.peer(id).is_none() {
+                return Err(invalid("preferredLeaderIds", id, "is not one of the ids in dLegerPeers"));
+            }
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(invalid("heartBeatTimeIntervalMs", 0, "must be positive"));
+        }
+        if self.election_timeout_min_ms <= self.heartbeat_interval_ms {
+            return Err(invalid(
+                "electionTimeoutMinMs",
+                self.election_timeout_min_ms,
+                format!("must exceed heartBeatTimeIntervalMs ({})", self.heartbeat_interval_ms),
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(invalid(
+                "electionTimeoutMaxMs",
+                self.election_timeout_max_ms,
+                format!("must exceed electionTimeoutMinMs ({})", self.election_timeout_min_ms),
+            ));
+        }
+        if self.max_pending_requests == 0 {
+            return Err(invalid("maxPendingRequestsNum", 0, "must be positive"));
+        }
+        if self.max_batch_entries == 0 {
+            return Err(invalid("maxBatchAppendEntries", 0, "must be positive"));
+        }
+        if self.disk_max_used_space_ratio == 0 || self.disk_max_used_space_ratio > 95 {
+            return Err(invalid("diskMaxUsedSpaceRatio", self.disk_max_used_space_ratio, "must be 1..=95"));
+        }
+        self.store.validate()
+    }
+}
+
+fn default_store_root() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join("store")
+}
+
+fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), line: None, reason: reason.into() }
+}
+
+fn attach_line(e: ConfigError, props: &[Property]) -> ConfigError {
+    match e {
+        ConfigError::Invalid { key, value, line: None, reason } => {
+            let line = props.iter().rev().find(|p| p.key == key).and_then(|p| p.line);
+            ConfigError::Invalid { key, value, line, reason }
+        }
+        other => other,
+    }
+}
+
+/// Parses `n0-127.0.0.1:40911;n1-127.0.0.1:40912`: the id is the text before the first `-`.
+fn parse_peers(value: &str, line: Option<usize>) -> Result<Vec<Peer>, ConfigError> {
+    let bad = |reason: String| ConfigError::Invalid {
+        key: "dLegerPeers".into(),
+        value: value.into(),
+        line,
+        reason,
+    };
+    let mut peers: Vec<Peer> = Vec::new();
+    for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('-').ok_or_else(|| bad(format!("{part:?} is not id-host:port")))?;
+        let digits = id.trim_start_matches(|c: char| !c.is_ascii_digit());
+        let node_id: u64 = digits
+            .parse()
+            .map_err(|_| bad(format!("id {id:?} must end in a number, like n0")))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad(format!("{addr:?} is not host:port")))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(format!("{addr:?} is not host:port")));
+        }
+        if peers.iter().any(|p| p.id == id || p.node_id == node_id) {
+            return Err(bad(format!("id {id:?} appears twice")));
+        }
+        peers.push(Peer { id: id.to_string(), node_id, addr: addr.to_string() });
+    }
+    if peers.is_empty() {
+        return Err(bad("lists no peer".into()));
+    }
+    Ok(peers)
+}
+
+fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Result<(), ConfigError> {
+    let err = |reason: &str| ConfigError::Invalid {
+        key: p.key.clone(),
+        value: p.value.clone(),
+        line: p.line,
+        reason: reason.to_string(),
+    };
+    let num = || p.value.parse::<u64>().map_err(|_| err("must be a non-negative integer"));
+    let boolean = || match p.value.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(err("must be true or false")),
+    };
+    match p.key.as_str() {
+        "dLegerGroup" | "dLegerPeers" | "dLegerSelfId" | "storePathRootDir" => {}
+        "storePathCommitLog" => {}
+        "mappedFileSizeForEntryData" => config.store.data_segment_bytes = num()?,
+        "mappedFileSizeForEntryIndex" => config.store.index_segment_bytes = num()?,
+        "flushDiskType" => {
+            config.store.flush_disk_type = match p.value.as_str() {
+                "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                _ => return Err(err("must be ASYNC_FLUSH or SYNC_FLUSH")),
+            }
+        }
+        "flushIntervalCommitLog" => config.store.flush_interval = Duration::from_millis(positive(num()?, &err)?),
+        "checkPointInterval" => config.store.checkpoint_interval = Duration::from_millis(positive(num()?, &err)?),
+        "heartBeatTimeIntervalMs" => config.heartbeat_interval_ms = num()?,
+        "electionTimeoutMinMs" => config.election_timeout_min_ms = num()?,
+        "electionTimeoutMaxMs" => config.election_timeout_max_ms = num()?,
+        "enablePreVote" => config.enable_pre_vote = boolean()?,
+        "enableCheckQuorum" => {
+            if !boolean()? {
+                return Err(err("check-quorum cannot be turned off: the leader lease is always enforced"));
+            }
+        }
+        "preferredLeaderIds" | "preferredLeaderId" => {
+            config.preferred_leader_ids =
+                p.value.split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        }
+        "maxPendingRequestsNum" => {
+            config.max_pending_requests = usize::try_from(num()?).map_err(|_| err("too large"))?
+        }
+        "maxWaitAckTimeMs" => config.max_wait_ack_ms = positive(num()?, &err)?,
+        "maxBatchAppendEntries" => config.max_batch_entries = num()?,
+        "fileReservedTime" => config.file_reserved_time_hours = num()?,
+        "deleteWhen" => {
+            let mut hours = BTreeSet::new();
+            for h in p.value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                let h: u32 = h.parse().map_err(|_| err("must be hours of the day like 04 or 04;16"))?;
+                if h > 23 {
+                    return Err(err("hours must be 00..23"));
+                }
+                hours.insert(h);
+            }
+            config.delete_when_hours = hours;
+        }
+        "diskMaxUsedSpaceRatio" => {
+            config.disk_max_used_space_ratio = u32::try_from(num()?).map_err(|_| err("must be 1..=95"))?
+        }
+        "cleanResourceInterval" => config.clean_resource_interval_ms = positive(num()?, &err)?,
+        _ => unused.push(p.clone()),
+    }
+    Ok(())
+}
+
+fn positive(v: u64, err: &dyn Fn(&str) -> ConfigError) -> Result<u64, ConfigError> {
+    if v == 0 { Err(err("must be positive")) } else { Ok(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(lines: &[(&str, &str)]) -> Vec<Property> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Property { key: k.to_string(), value: v.to_string(), line: Some(i + 1) })
+            .collect()
+    }
+
+    #[test]
+    fn fast_try_peers_parse_with_ids_before_the_first_dash() {
+        let (c, unused) = Config::from_properties(&props(&[
+            ("dLegerGroup", "RaftNode00"),
+            ("dLegerPeers", "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913"),
+            ("dLegerSelfId", "n1"),
+            ("listenPort", "30921"),
+        ]))
+        .unwrap();
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.node_id(), 1);
+        assert_eq!(c.self_addr(), "127.0.0.1:40912");
+        assert_eq!(unused.len(), 1);
+        assert_eq!(unused[0].key, "listenPort");
+        assert!(c.store.dir.ends_with("dledger-n1"));
+        assert_eq!((c.election_timeout_min_ms, c.election_timeout_max_ms, c.heartbeat_interval_ms), (150, 300, 50));
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let e = Config::from_properties(&props(&[
+            ("dLegerPeers", "n0-127.0.0.1:40911"),
+            ("dLegerSelfId", "n0"),
+            ("flushDiskType", "SOMETIMES"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("flushDiskType") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn relation_errors_name_the_key_and_line() {
+        let e = Config::from_properties(&props(&[
+            ("dLegerPeers", "n0-127.0.0.1:40911"),
+            ("dLegerSelfId", "n0"),
+            ("electionTimeoutMaxMs", "100"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("electionTimeoutMaxMs") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn self_id_must_be_a_peer() {
+        let e = Config::new("g", "n0-127.0.0.1:1;n1-127.0.0.1:2", "n7", "/tmp/x").unwrap_err().to_string();
+        assert!(e.contains("dLegerSelfId"), "{e}");
+    }
+
+    #[test]
+    fn malformed_peers_are_rejected() {
+        for bad in ["", "n0:127.0.0.1:1", "nx-127.0.0.1:1", "n0-127.0.0.1", "n0-h:1;n0-h:2"] {
+            let e = Config::new("g", bad, "n0", "/tmp/x").unwrap_err().to_string();
+            assert!(e.contains("dLegerPeers"), "{bad}: {e}");
+        }
+    }
+}

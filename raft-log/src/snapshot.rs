@@ -1,0 +1,37 @@
+//! The application snapshot hook.
+//!
+//! raft-log's log is the application's data; what the application derives from it (the broker's
+//! consume queues, topic table, consumer offsets) is its own. Retention deletes old segments only
+//! after a snapshot covers them, and a follower that fell behind the purge point restores that
+//! snapshot and then reads the log from the entry after it. The hook is how raft-log asks the
+//! application for that state and hands it back.
+
+use std::io;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// The application's side of snapshots.
+pub trait SnapshotHook: Send + Sync + 'static {
+    /// Returns the application state that reflects exactly the entries up to and including
+    /// `last_index` (waiting, if needed, until the application has consumed them).
+    fn build(&self, last_index: u64) -> BoxFuture<'static, io::Result<Bytes>>;
+
+    /// Replaces the application state with `data`, built at `last_index` on another node. The
+    /// application then continues from `last_index + 1`.
+    fn install(&self, last_index: u64, data: Bytes) -> BoxFuture<'static, io::Result<()>>;
+}
+
+/// A hook for applications without derived state: snapshots are empty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmptySnapshot;
+
+impl SnapshotHook for EmptySnapshot {
+    fn build(&self, _last_index: u64) -> BoxFuture<'static, io::Result<Bytes>> {
+        Box::pin(async { Ok(Bytes::new()) })
+    }
+
+    fn install(&self, _last_index: u64, _data: Bytes) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}

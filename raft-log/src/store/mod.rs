@@ -1,0 +1,858 @@
+//! The on-disk log: DLedger-shaped mmap segments with CRC32C-framed entries.
+//!
+//! Layout of a store directory (`<storePathRootDir>/dledger-<selfId>/`):
+//!
+//! ```text
+//! lock                      flock'ed while open: one process per store
+//! meta                      vote, committed, purged, durable checkpoint (see meta.rs)
+//! data/00000000000000000000 preallocated data segments, named by their start position
+//! index/00000000000000000000 preallocated index segments of 32-byte records, named by start byte
+//! ```
+//!
+//! Invariants (checked with asserts, kept in release builds):
+//! - data segments are contiguous: each starts where the previous one ends;
+//! - entries in the data log have consecutive indexes, and each header records its own position;
+//! - an index record for index `i` lives at byte `i * 32` of the index files and points at `i`;
+//! - bytes of committed entries are frozen (never written again), see mmap.rs.
+//!
+//! raft-log's store knows nothing about openraft: the engine adapter converts.
+
+mod codec;
+mod flusher;
+mod meta;
+mod mmap;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+pub use codec::EntryKind;
+pub use meta::{TermIndex, VoteRecord};
+
+use crate::config::{FlushDiskType, StoreConfig, ENTRY_HEADER_BYTES, INDEX_RECORD_BYTES};
+use crate::error::StoreError;
+use codec::{Frame, IndexRecord};
+use flusher::{Completion, FlushHandle};
+use meta::{Durable, MetaFile};
+use mmap::MmapFile;
+
+/// An entry to append.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    /// Raft index.
+    pub index: u64,
+    /// Raft term.
+    pub term: u64,
+    /// What it holds.
+    pub kind: EntryKind,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// An entry read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Raft index.
+    pub index: u64,
+    /// Raft term.
+    pub term: u64,
+    /// What it holds.
+    pub kind: EntryKind,
+    /// This replica's byte position of the entry header in the data log.
+    pub position: u64,
+    /// The body; shares the mapped file without a copy once the entry is committed.
+    pub body: Bytes,
+}
+
+/// The extent of the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogState {
+    /// The first and last present entries; `None` when the log holds no entry.
+    pub entries: Option<(u64, TermIndex)>,
+    /// The last purged entry.
+    pub purged: Option<TermIndex>,
+}
+
+impl LogState {
+    /// The last entry present, or the last purged one when the log is empty.
+    pub fn last(&self) -> Option<TermIndex> {
+        self.entries.map(|(_, last)| last).or(self.purged)
+    }
+}
+
+/// What retention needs to know about one data segment.
+#[derive(Clone, Debug)]
+pub struct SegmentInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Its start position.
+    pub start: u64,
+    /// The index of the first entry that starts in it.
+    pub first_index: Option<u64>,
+    /// Last modification time.
+    pub modified: SystemTime,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+struct DataSegment {
+    start: u64,
+    file: Arc<MmapFile>,
+    // The index of the first entry that starts in this segment, once one does.
+    first_index: Option<u64>,
+}
+
+impl DataSegment {
+    fn end(&self) -> u64 {
+        self.start + self.file.len()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    // Invariant: sorted by start, contiguous (`data[i].end() == data[i + 1].start`), never empty
+    // once the first entry was written.
+    data: Vec<DataSegment>,
+    index: BTreeMap<u64, Arc<MmapFile>>,
+    // The first present index and the last present entry.
+    entries: Option<(u64, TermIndex)>,
+    purged: Option<TermIndex>,
+    committed: Option<TermIndex>,
+    // Where the next entry is written.
+    write_pos: u64,
+    // Data below this position is on disk.
+    synced_pos: u64,
+    // The last entry written: what the next durable checkpoint will name.
+    last_written: Option<Durable>,
+    // Bumped by every truncation, so the flusher can tell its snapshot went stale.
+    truncate_generation: u64,
+    // Set after a failed fsync: data durability is unknown, so nothing more is acknowledged.
+    failed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: StoreConfig,
+    data_dir: PathBuf,
+    index_dir: PathBuf,
+    state: RwLock<State>,
+    meta: Mutex<MetaFile>,
+    // Held for the flock; released when the last handle drops.
+    _lock: File,
+}
+
+/// The on-disk log. Cheap to clone; all clones share one store.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    flusher: Arc<FlushHandle>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store in `config.dir`, recovering its tail.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when data the durable checkpoint covers does not verify,
+    /// [`StoreError::Locked`] when another process has the store open, and I/O errors.
+    #[tracing::instrument(level = "info", skip_all, fields(dir = %config.dir.display()))]
+    pub fn open(config: StoreConfig) -> Result<LogStore, StoreError> {
+        config.validate().map_err(|e| StoreError::Corrupt {
+            path: config.dir.clone(),
+            offset: 0,
+            reason: format!("invalid store config: {e}"),
+        })?;
+        let data_dir = config.dir.join("data");
+        let index_dir = config.dir.join("index");
+        for d in [&config.dir, &data_dir, &index_dir] {
+            fs::create_dir_all(d).map_err(|e| StoreError::io("create directory", d, e))?;
+        }
+        let lock = lock_dir(&config.dir)?;
+        let meta = MetaFile::load(&config.dir)?;
+        let state = recover(&config, &data_dir, &index_dir, meta.get())?;
+        tracing::info!(
+            entries = ?state.entries,
+            purged = ?state.purged,
+            write_pos = state.write_pos,
+            "store opened"
+        );
+        let shared = Arc::new(Shared {
+            config,
+            data_dir,
+            index_dir,
+            state: RwLock::new(state),
+            meta: Mutex::new(meta),
+            _lock: lock,
+        });
+        let flusher = Arc::new(FlushHandle::start(Arc::clone(&shared))?);
+        Ok(LogStore { shared, flusher })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// The extent of the log.
+    pub fn log_state(&self) -> LogState {
+        let st = self.shared.read_state();
+        LogState { entries: st.entries, purged: st.purged }
+    }
+
+    /// Appends `entries`, which must continue the log. They are readable when this returns;
+    /// `on_durable` runs once they count as stored under the flush policy: at once under
+    /// ASYNC_FLUSH, after fdatasync under SYNC_FLUSH.
+    ///
+    /// # Errors
+    /// [`StoreError::NonContiguous`] or [`StoreError::EntryTooLarge`] (nothing is written), I/O
+    /// errors creating segments, or an earlier fsync failure.
+    #[tracing::instrument(level = "trace", skip_all, fields(n = entries.len()))]
+    pub fn append(&self, entries: &[NewEntry<'_>], on_durable: Option<Completion>) -> Result<(), StoreError> {
+        let upto = {
+            let mut st = self.shared.write_state();
+            if let Some(reason) = &st.failed {
+                return Err(failed_error(&self.shared.config.dir, reason));
+            }
+            self.shared.check_append(&st, entries)?;
+            for e in entries {
+                self.shared.append_one(&mut st, e)?;
+            }
+            st.write_pos
+        };
+        if let Some(done) = on_durable {
+            match self.shared.config.flush_disk_type {
+                FlushDiskType::AsyncFlush => done(Ok(())),
+                FlushDiskType::SyncFlush => self.flusher.wait_for(upto, done),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the entry at `index`; `None` when it is not in the log.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the entry does not verify.
+    pub fn read(&self, index: u64) -> Result<Option<StoredEntry>, StoreError> {
+        let st = self.shared.read_state();
+        match st.entries {
+            Some((first, last)) if first <= index && index <= last.index => self.shared.read_at(&st, index).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads entries in `[start, end)`, stopping early after `bytes_max` bytes of bodies (always
+    /// returning at least one entry when `start` is present).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when an entry does not verify.
+    pub fn read_range(&self, start: u64, end: u64, bytes_max: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let st = self.shared.read_state();
+        let Some((first, last)) = st.entries else { return Ok(Vec::new()) };
+        let start = start.max(first);
+        let end = end.min(last.index.saturating_add(1));
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0).min(4096));
+        let mut bytes = 0usize;
+        for i in start..end {
+            let e = self.shared.read_at(&st, i)?;
+            bytes += e.body.len();
+            out.push(e);
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the next entry will be written: the end of this replica's data log.
+    pub fn write_position(&self) -> u64 {
+        self.shared.read_state().write_pos
+    }
+
+    /// The position of entry `index` in this replica's data log.
+    pub fn position_of(&self, index: u64) -> Option<u64> {
+        let st = self.shared.read_state();
+        match st.entries {
+            Some((first, last)) if first <= index && index <= last.index => {
+                self.shared.index_record(&st, index).map(|r| r.position)
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes every entry after `last_kept` (all of them when `None`). Durable on return.
+    ///
+    /// # Errors
+    /// I/O errors; the log is unchanged if the first write fails.
+    ///
+    /// # Panics
+    /// When asked to remove a committed entry: Raft never does, so it is a bug.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn truncate_after(&self, last_kept: Option<u64>) -> Result<(), StoreError> {
+        let mut st = self.shared.write_state();
+        let Some((first, last)) = st.entries else { return Ok(()) };
+        let first_removed = last_kept.map_or(first, |k| k + 1).max(first);
+        if first_removed > last.index {
+            return Ok(());
+        }
+        if let Some(c) = st.committed {
+            assert!(first_removed > c.index, "truncate from {first_removed} would remove committed entry {}", c.index);
+        }
+        let rec = self.shared.index_record(&st, first_removed).ok_or_else(|| self.shared.missing_index(first_removed))?;
+        let seg_pos = self.shared.segment_of(&st, rec.position);
+        let seg = &st.data[seg_pos];
+        let offset = rec.position - seg.start;
+        // Zero the first removed header and sync it before anything else: a crash after this
+        // point can never resurrect the removed entries.
+        let zero_len = (ENTRY_HEADER_BYTES).min(seg.file.len() - offset);
+        seg.file.write(offset, &vec![0u8; usize::try_from(zero_len).unwrap_or(48)]);
+        seg.file.sync_range(offset, zero_len).map_err(|e| StoreError::io("msync", seg.file.path(), e))?;
+        if seg.first_index == Some(first_removed) {
+            st.data[seg_pos].first_index = None;
+        }
+        let removed: Vec<DataSegment> = st.data.drain(seg_pos + 1..).collect();
+        st.write_pos = rec.position;
+        st.synced_pos = st.synced_pos.min(rec.position);
+        st.truncate_generation += 1;
+        st.entries = if first_removed > first {
+            let kept = self.shared.index_record(&st, first_removed - 1).ok_or_else(|| self.shared.missing_index(first_removed - 1))?;
+            st.last_written = Some(durable_of(&kept));
+            Some((first, TermIndex { term: kept.term, index: kept.index }))
+        } else {
+            st.last_written = None;
+            None
+        };
+        // The durable checkpoint must not name a removed entry.
+        let keep = st.last_written;
+        self.shared.lock_meta().update(|m| {
+            if m.durable.is_some_and(|d| d.index >= first_removed) {
+                m.durable = keep;
+            }
+        })?;
+        drop(st);
+        self.shared.delete_files(removed.iter().map(|s| s.file.path().to_path_buf()), &self.shared.data_dir)
+    }
+
+    /// Deletes every entry up to and including `upto`, which is recorded durably first. Whole
+    /// segments are deleted once none of their entries remain.
+    ///
+    /// # Errors
+    /// I/O errors writing the meta file or deleting segments.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn purge(&self, upto: TermIndex) -> Result<(), StoreError> {
+        self.shared.lock_meta().update(|m| {
+            if m.purged.is_none_or(|p| p.index < upto.index) {
+                m.purged = Some(upto);
+            }
+        })?;
+        let (data_files, index_files) = {
+            let mut st = self.shared.write_state();
+            if st.purged.is_some_and(|p| p.index >= upto.index) {
+                return Ok(());
+            }
+            st.purged = Some(upto);
+            st.entries = match st.entries {
+                Some((first, last)) if upto.index < last.index => Some((first.max(upto.index + 1), last)),
+                _ => None,
+            };
+            let first_kept = upto.index + 1;
+            let mut data_files = Vec::new();
+            while st.data.len() > 1 && st.data[1].first_index.is_some_and(|f| f <= first_kept) {
+                data_files.push(st.data.remove(0).file.path().to_path_buf());
+            }
+            let index_seg = self.shared.config.index_segment_bytes;
+            let keep_from = first_kept.saturating_mul(INDEX_RECORD_BYTES);
+            let doomed: Vec<u64> = st.index.range(..keep_from).filter(|(s, _)| *s + index_seg <= keep_from).map(|(s, _)| *s).collect();
+            let index_files: Vec<PathBuf> = doomed.iter().filter_map(|s| st.index.remove(s)).map(|f| f.path().to_path_buf()).collect();
+            (data_files, index_files)
+        };
+        // A checkpoint in a deleted segment could not be found at recovery: drop it.
+        let first_start = self.shared.read_state().data.first().map(|s| s.start);
+        self.shared.lock_meta().update(|m| {
+            if m.durable.is_some_and(|d| first_start.is_none_or(|s| d.position < s)) {
+                m.durable = None;
+            }
+        })?;
+        self.shared.delete_files(data_files, &self.shared.data_dir)?;
+        self.shared.delete_files(index_files, &self.shared.index_dir)
+    }
+
+    /// Saves the vote durably.
+    ///
+    /// # Errors
+    /// I/O errors writing the meta file.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn save_vote(&self, vote: VoteRecord) -> Result<(), StoreError> {
+        self.shared.lock_meta().update(|m| m.vote = Some(vote))
+    }
+
+    /// The last saved vote.
+    pub fn read_vote(&self) -> Option<VoteRecord> {
+        self.shared.lock_meta().get().vote
+    }
+
+    /// Records the committed entry. Its bytes (and everything before) become immutable, so reads
+    /// of them share the mapping without a copy. Persisted with the next checkpoint.
+    pub fn save_committed(&self, committed: Option<TermIndex>) {
+        let mut st = self.shared.write_state();
+        let Some(c) = committed else { return };
+        if st.committed.is_some_and(|old| old.index >= c.index) {
+            return;
+        }
+        st.committed = Some(c);
+        let present = st.entries.is_some_and(|(first, last)| first <= c.index && c.index <= last.index);
+        if let Some(rec) = present.then(|| self.shared.index_record(&st, c.index)).flatten() {
+            let end = rec.position + u64::from(rec.size);
+            for seg in st.data.iter().take_while(|s| s.start < end) {
+                seg.file.freeze_to((end - seg.start).min(seg.file.len()));
+            }
+        }
+    }
+
+    /// The committed entry, as last saved (possibly older than the cluster's).
+    pub fn read_committed(&self) -> Option<TermIndex> {
+        self.shared.read_state().committed
+    }
+
+    /// Syncs everything written so far and writes a durable checkpoint. Blocks.
+    ///
+    /// # Errors
+    /// I/O errors of the sync or checkpoint.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.flusher.sync_now(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        match rx.recv() {
+            Ok(r) => r.map_err(|e| StoreError::io("sync", &self.shared.config.dir, e)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Stops the store as a crash would: no final sync, no checkpoint. For crash tests, which
+    /// then damage the files the way lost page-cache writes would.
+    #[doc(hidden)]
+    pub fn simulate_crash(self) {
+        self.flusher.mark_crashed();
+    }
+
+    /// Data segments, oldest first, for retention.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = self.shared.read_state();
+        st.data
+            .iter()
+            .map(|s| SegmentInfo {
+                path: s.file.path().to_path_buf(),
+                start: s.start,
+                first_index: s.first_index,
+                modified: fs::metadata(s.file.path()).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH),
+                size_bytes: s.file.len(),
+            })
+            .collect()
+    }
+
+    /// Checks every present entry (CRC, header, index record). Slow: reads the whole log.
+    ///
+    /// # Errors
+    /// The first entry that does not verify, as [`StoreError::Corrupt`].
+    pub fn verify(&self) -> Result<u64, StoreError> {
+        let st = self.shared.read_state();
+        let Some((first, last)) = st.entries else { return Ok(0) };
+        for i in first..=last.index {
+            self.shared.read_at(&st, i)?;
+        }
+        Ok(last.index - first + 1)
+    }
+}
+
+impl Shared {
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_meta(&self) -> std::sync::MutexGuard<'_, MetaFile> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_append(&self, st: &State, entries: &[NewEntry<'_>]) -> Result<(), StoreError> {
+        let mut expected = match (st.entries, st.purged) {
+            (Some((_, last)), _) => Some(last.index + 1),
+            (None, Some(p)) => Some(p.index + 1),
+            (None, None) => None,
+        };
+        for e in entries {
+            if let Some(x) = expected
+                && e.index != x
+            {
+                return Err(StoreError::NonContiguous { expected: x, got: e.index });
+            }
+            if e.body.len() as u64 > self.config.entry_body_bytes_max {
+                return Err(StoreError::EntryTooLarge {
+                    size_bytes: e.body.len() as u64 + ENTRY_HEADER_BYTES,
+                    segment_bytes: self.config.data_segment_bytes,
+                });
+            }
+            expected = Some(e.index + 1);
+        }
+        Ok(())
+    }
+
+    fn append_one(&self, st: &mut State, e: &NewEntry<'_>) -> Result<(), StoreError> {
+        let size = ENTRY_HEADER_BYTES + e.body.len() as u64;
+        self.ensure_room(st, size)?;
+        let position = st.write_pos;
+        let seg_pos = st.data.len() - 1;
+        let seg = &mut st.data[seg_pos];
+        let offset = position - seg.start;
+        let header = codec::encode_header(e.index, e.term, position, e.kind, e.body);
+        seg.file.write(offset, &header);
+        seg.file.write(offset + ENTRY_HEADER_BYTES, e.body);
+        seg.first_index.get_or_insert(e.index);
+        let size32 = u32::try_from(size).expect("checked against entry_body_bytes_max");
+        let rec = IndexRecord { position, index: e.index, term: e.term, size: size32, kind: e.kind };
+        self.write_index(st, &rec)?;
+        st.write_pos = position + size;
+        st.entries = Some((st.entries.map_or(e.index, |(first, _)| first), TermIndex { term: e.term, index: e.index }));
+        st.last_written = Some(durable_of(&rec));
+        Ok(())
+    }
+
+    /// Makes sure `size` bytes fit at the write position, rolling to a new segment if needed.
+    fn ensure_room(&self, st: &mut State, size: u64) -> Result<(), StoreError> {
+        let segment_bytes = self.config.data_segment_bytes;
+        if size > segment_bytes {
+            return Err(StoreError::EntryTooLarge { size_bytes: size, segment_bytes });
+        }
+        if let Some(seg) = st.data.last() {
+            if st.write_pos + size <= seg.end() {
+                return Ok(());
+            }
+            let remaining = seg.end() - st.write_pos;
+            if remaining >= 8 {
+                let blank = codec::encode_blank(u32::try_from(remaining).unwrap_or(u32::MAX));
+                seg.file.write(st.write_pos - seg.start, &blank);
+            }
+            st.write_pos = seg.end();
+        }
+        let start = st.write_pos;
+        let path = self.data_dir.join(format!("{start:020}"));
+        let file = MmapFile::create(&path, segment_bytes).map_err(|e| StoreError::io("create segment", &path, e))?;
+        meta::sync_dir(&self.data_dir)?;
+        tracing::debug!(path = %path.display(), "rolled to a new data segment");
+        st.data.push(DataSegment { start, file: Arc::new(file), first_index: None });
+        Ok(())
+    }
+
+    fn write_index(&self, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
+        let byte = rec.index.checked_mul(INDEX_RECORD_BYTES).expect("index overflow");
+        let seg_bytes = self.config.index_segment_bytes;
+        let start = byte - byte % seg_bytes;
+        if !st.index.contains_key(&start) {
+            let path = self.index_dir.join(format!("{start:020}"));
+            let file = MmapFile::create(&path, seg_bytes).map_err(|e| StoreError::io("create index segment", &path, e))?;
+            meta::sync_dir(&self.index_dir)?;
+            st.index.insert(start, Arc::new(file));
+        }
+        let file = &st.index[&start];
+        file.write(byte - start, &codec::encode_index(rec));
+        Ok(())
+    }
+
+    fn index_record(&self, st: &State, index: u64) -> Option<IndexRecord> {
+        let byte = index.checked_mul(INDEX_RECORD_BYTES)?;
+        let (start, file) = st.index.range(..=byte).next_back()?;
+        if byte + INDEX_RECORD_BYTES > start + file.len() {
+            return None;
+        }
+        file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index).filter(|r| r.index == index)
+    }
+
+    fn missing_index(&self, index: u64) -> StoreError {
+        StoreError::Corrupt {
+            path: self.index_dir.clone(),
+            offset: index * INDEX_RECORD_BYTES,
+            reason: format!("no index record for present entry {index}"),
+        }
+    }
+
+    fn segment_of(&self, st: &State, position: u64) -> usize {
+        let i = st.data.partition_point(|s| s.start <= position);
+        assert!(i > 0 && position < st.data[i - 1].end(), "position {position} is in no data segment");
+        i - 1
+    }
+
+    fn read_at(&self, st: &State, index: u64) -> Result<StoredEntry, StoreError> {
+        let rec = self.index_record(st, index).ok_or_else(|| self.missing_index(index))?;
+        let seg = &st.data[self.segment_of(st, rec.position)];
+        let offset = rec.position - seg.start;
+        let corrupt = |reason: String| StoreError::Corrupt { path: seg.file.path().to_path_buf(), offset, reason };
+        if offset + u64::from(rec.size) > seg.file.len() {
+            return Err(corrupt(format!("entry {index} of {} bytes runs past the segment end", rec.size)));
+        }
+        let frame = seg.file.bytes(offset, u64::from(rec.size));
+        let h = match codec::decode_header(&frame) {
+            Frame::Entry(h) => h,
+            Frame::Blank { .. } => return Err(corrupt(format!("entry {index}: blank record where an entry belongs"))),
+            Frame::Invalid(why) => return Err(corrupt(format!("entry {index}: {why}"))),
+        };
+        if (h.index, h.term, h.position, h.size) != (rec.index, rec.term, rec.position, rec.size) {
+            return Err(corrupt(format!("entry {index}: header {h:?} does not match index record {rec:?}")));
+        }
+        if !codec::verify_crc(&frame, h.crc) {
+            return Err(corrupt(format!("entry {index}: crc mismatch")));
+        }
+        Ok(StoredEntry { index, term: h.term, kind: h.kind, position: rec.position, body: frame.slice(ENTRY_HEADER_BYTES as usize..) })
+    }
+
+    fn delete_files(&self, files: impl IntoIterator<Item = PathBuf>, dir: &Path) -> Result<(), StoreError> {
+        let mut any = false;
+        for f in files {
+            tracing::info!(path = %f.display(), "deleting segment");
+            fs::remove_file(&f).map_err(|e| StoreError::io("delete segment", &f, e))?;
+            any = true;
+        }
+        if any {
+            meta::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn durable_of(r: &IndexRecord) -> Durable {
+    Durable { index: r.index, term: r.term, position: r.position, size: r.size }
+}
+
+fn failed_error(dir: &Path, reason: &str) -> StoreError {
+    StoreError::io("append after failed fsync", dir, std::io::Error::other(reason.to_string()))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked { path }),
+        Err(e) => Err(StoreError::io("flock", &path, e.into())),
+    }
+}
+
+/// Lists `dir`'s segment files, named by a 20-digit start.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match name.parse::<u64>() {
+            Ok(start) if name.len() == 20 => out.push((start, entry.path())),
+            _ => tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment"),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Rebuilds the in-memory state from the files: trusts the log up to the durable checkpoint,
+/// scans and re-indexes what follows, and cuts a torn tail.
+fn recover(config: &StoreConfig, data_dir: &Path, index_dir: &Path, meta: meta::Meta) -> Result<State, StoreError> {
+    let mut data = Vec::new();
+    for (start, path) in list_segments(data_dir)? {
+        let file = Arc::new(MmapFile::open(&path).map_err(|e| StoreError::io("map segment", &path, e))?);
+        if let Some(prev) = data.last()
+            && DataSegment::end(prev) != start
+        {
+            return Err(StoreError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!("data segments are not contiguous: previous ends at {}", DataSegment::end(prev)),
+            });
+        }
+        let first_index = match file.with_bytes(0, ENTRY_HEADER_BYTES.min(file.len()), codec::decode_header) {
+            Frame::Entry(h) if h.position == start => Some(h.index),
+            _ => None,
+        };
+        data.push(DataSegment { start, file, first_index });
+    }
+    let mut index = BTreeMap::new();
+    for (start, path) in list_segments(index_dir)? {
+        let file = MmapFile::open(&path).map_err(|e| StoreError::io("map index segment", &path, e))?;
+        index.insert(start, Arc::new(file));
+    }
+    let mut st = State {
+        write_pos: data.first().map_or(0, |s| s.start),
+        data,
+        index,
+        entries: None,
+        purged: meta.purged,
+        committed: None,
+        synced_pos: 0,
+        last_written: None,
+        truncate_generation: 0,
+        failed: None,
+    };
+    let shared_cfg = ScanCtx { config, index_dir };
+    scan_tail(&shared_cfg, &mut st, meta.durable)?;
+    st.synced_pos = st.write_pos;
+    // Entries at or below the purge point are gone, even if their bytes remain.
+    if let (Some((first, last)), Some(p)) = (st.entries, st.purged) {
+        st.entries = (last.index > p.index).then_some((first.max(p.index + 1), last));
+    }
+    let last_index = st.entries.map(|(_, l)| l.index);
+    st.committed = meta.committed.filter(|c| last_index.is_some_and(|l| c.index <= l));
+    Ok(st)
+}
+
+struct ScanCtx<'a> {
+    config: &'a StoreConfig,
+    index_dir: &'a Path,
+}
+
+fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Result<(), StoreError> {
+    if st.data.is_empty() {
+        return Ok(());
+    }
+    // Where to start: right after the checkpointed entry, which must verify.
+    let mut expected: Option<u64> = None;
+    let mut last_term = 0u64;
+    let mut first: Option<u64> = None;
+    if let Some(d) = durable {
+        let seg_pos = st.data.partition_point(|s| s.start <= d.position);
+        let seg = seg_pos.checked_sub(1).map(|i| &st.data[i]).filter(|s| d.position + u64::from(d.size) <= s.end());
+        let Some(seg) = seg else {
+            return Err(StoreError::Corrupt {
+                path: ctx.config.dir.join("meta"),
+                offset: 0,
+                reason: format!("durable checkpoint names position {} which no segment holds", d.position),
+            });
+        };
+        let offset = d.position - seg.start;
+        let frame = seg.file.bytes(offset, u64::from(d.size));
+        let ok = matches!(codec::decode_header(&frame), Frame::Entry(h)
+            if h.index == d.index && h.term == d.term && h.position == d.position && codec::verify_crc(&frame, h.crc));
+        if !ok {
+            return Err(StoreError::Corrupt {
+                path: seg.file.path().to_path_buf(),
+                offset,
+                reason: format!("entry {} named by the durable checkpoint does not verify", d.index),
+            });
+        }
+        st.write_pos = d.position + u64::from(d.size);
+        expected = Some(d.index + 1);
+        last_term = d.term;
+        first = first_entry_index(st);
+        st.entries = Some((first.unwrap_or(d.index).min(d.index), TermIndex { term: d.term, index: d.index }));
+        st.last_written = Some(d);
+    }
+    let mut scanned = 0u64;
+    loop {
+        let seg_pos = st.data.partition_point(|s| s.start <= st.write_pos);
+        if seg_pos == 0 || st.write_pos >= st.data[seg_pos - 1].end() {
+            break;
+        }
+        let seg = &st.data[seg_pos - 1];
+        let offset = st.write_pos - seg.start;
+        let room = seg.file.len() - offset;
+        if room < 8 {
+            st.write_pos = seg.end();
+            continue;
+        }
+        let head = seg.file.with_bytes(offset, ENTRY_HEADER_BYTES.min(room), codec::decode_header);
+        let h = match head {
+            Frame::Blank { size } if u64::from(size) == room => {
+                st.write_pos = seg.end();
+                continue;
+            }
+            Frame::Entry(h) => h,
+            Frame::Blank { .. } | Frame::Invalid(_) => break,
+        };
+        let size = u64::from(h.size);
+        // Purges past the end of the log leave gaps in the purged region: a jump forward is fine
+        // while it lands at or before the first kept index.
+        let after_purge = st
+            .purged
+            .is_some_and(|p| expected.is_some_and(|x| x < h.index && h.index <= p.index + 1));
+        let plausible = size <= room
+            && h.position == st.write_pos
+            && (expected.is_none_or(|x| h.index == x) || after_purge)
+            && h.term >= last_term;
+        if !plausible || !codec::verify_crc(&seg.file.bytes(offset, size), h.crc) {
+            break;
+        }
+        let rec = IndexRecord { position: h.position, index: h.index, term: h.term, size: h.size, kind: h.kind };
+        rewrite_index(ctx, st, &rec)?;
+        first.get_or_insert(h.index);
+        st.entries = Some((first.unwrap_or(h.index), TermIndex { term: h.term, index: h.index }));
+        st.last_written = Some(durable_of(&rec));
+        expected = Some(h.index + 1);
+        last_term = h.term;
+        st.write_pos += size;
+        scanned += 1;
+    }
+    cut_tail(st);
+    tracing::info!(scanned, write_pos = st.write_pos, "recovered the log tail");
+    Ok(())
+}
+
+/// The index of the first entry in the oldest segment that has one.
+fn first_entry_index(st: &State) -> Option<u64> {
+    st.data.iter().find_map(|s| s.first_index)
+}
+
+/// Drops everything after the recovered write position: later segments are deleted and the
+/// first bytes at the write position zeroed, so a later scan cannot read a stale header there.
+fn cut_tail(st: &mut State) {
+    let seg_pos = st.data.partition_point(|s| s.start <= st.write_pos);
+    if seg_pos == 0 {
+        return;
+    }
+    let keep = seg_pos.min(st.data.len());
+    for s in st.data.drain(keep..) {
+        tracing::warn!(path = %s.file.path().display(), "deleting a data segment past the recovered tail");
+        if let Err(e) = fs::remove_file(s.file.path()) {
+            tracing::warn!(error = %e, "could not delete a segment past the tail");
+        }
+    }
+    let seg = &mut st.data[seg_pos - 1];
+    if st.write_pos < seg.end() {
+        let offset = st.write_pos - seg.start;
+        let n = ENTRY_HEADER_BYTES.min(seg.file.len() - offset);
+        let dirty = seg.file.with_bytes(offset, n, |b| b.iter().any(|&x| x != 0));
+        if dirty {
+            tracing::warn!(path = %seg.file.path().display(), offset, "cutting a torn tail");
+            seg.file.write(offset, &vec![0u8; usize::try_from(n).unwrap_or(48)]);
+        }
+        if seg.first_index.is_some() && offset == 0 {
+            seg.first_index = None;
+        }
+    }
+}
+
+fn rewrite_index(ctx: &ScanCtx<'_>, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
+    let byte = rec.index * INDEX_RECORD_BYTES;
+    let seg_bytes = ctx.config.index_segment_bytes;
+    let start = byte - byte % seg_bytes;
+    if !st.index.contains_key(&start) {
+        let path = ctx.index_dir.join(format!("{start:020}"));
+        let file = MmapFile::create(&path, seg_bytes).map_err(|e| StoreError::io("create index segment", &path, e))?;
+        st.index.insert(start, Arc::new(file));
+    }
+    let file = &st.index[&start];
+    let current = file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index);
+    if current.as_ref() != Some(rec) {
+        file.write(byte - start, &codec::encode_index(rec));
+    }
+    Ok(())
+}
