@@ -41,6 +41,13 @@ pub enum Error {
         /// How long the caller waited.
         waited_ms: u64,
     },
+    /// The append may or may not have committed (its entry was discarded on this node when
+    /// leadership changed, but another leader may have it). Deduplicate before retrying.
+    #[error("append outcome unknown: {reason}")]
+    OutcomeUnknown {
+        /// Why.
+        reason: String,
+    },
     /// The requested index was deleted by retention; the application must restore from a
     /// snapshot and read from `first_index`.
     #[error("index {requested} was purged; the log starts at {first_index}")]

@@ -3,13 +3,16 @@
 //! openraft 0.10 is an alpha pinned with `=`; alphas are not semver-compatible with each other,
 //! so every openraft type, trait implementation and conversion lives under `engine/`. An alpha
 //! bump touches this folder and nothing else. Outside it, raft-log speaks in its own terms:
-//! [`crate::LogIndex`], terms as `u64`, node ids as `u64`, entry bodies as [`bytes::Bytes`].
+//! log indexes and terms as `u64`, node ids as `u64`, entry bodies as [`bytes::Bytes`].
 
 pub(crate) mod convert;
+pub(crate) mod driver;
 pub(crate) mod log_store;
 pub(crate) mod network;
 pub(crate) mod server;
 pub(crate) mod state_machine;
+
+pub(crate) use driver::Engine;
 #[cfg(test)]
 mod storage_suite;
 

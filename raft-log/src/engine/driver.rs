@@ -1,0 +1,365 @@
+//! [`Engine`]: the openraft instance of a node and the background tasks around it.
+//!
+//! The public [`crate::RaftLogNode`] calls these methods and never sees an openraft type.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResult;
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::log_store::RaftLogStore;
+use super::network::NetworkFactory;
+use super::server;
+use super::state_machine::{AppliedWatch, StateMachine};
+use super::{EntryData, Raft, TypeConfig};
+use crate::config::Config;
+use crate::error::{Error, Result, StoreError};
+use crate::node::{Metrics, PeerProgress, Role, RoleState, peer_label};
+use crate::snapshot::SnapshotHook;
+use crate::store::LogStore;
+
+/// Peers whose traffic this node drops, both ways (test partitions).
+pub(crate) type Blocked = Arc<RwLock<BTreeSet<u64>>>;
+
+/// How far behind (in entries) a preferred leader may be and still receive leadership.
+const PREFERRED_LEADER_LAG_MAX: u64 = 1000;
+
+#[derive(Clone)]
+pub(crate) struct Engine {
+    raft: Raft,
+    config: Arc<Config>,
+    applied: AppliedWatch,
+    blocked: Blocked,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("id", &self.config.self_id).finish()
+    }
+}
+
+fn raft_error(e: impl std::fmt::Display) -> Error {
+    Error::Raft { message: e.to_string() }
+}
+
+impl Engine {
+    pub(crate) async fn start(config: Arc<Config>, store: LogStore, hook: Arc<dyn SnapshotHook>) -> Result<Engine> {
+        let sm_dir = config.store.dir.join("snapshot");
+        let (sm, applied) =
+            StateMachine::open(&sm_dir, hook).map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
+        let raft_config = openraft::Config {
+            cluster_name: config.group.clone(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            max_payload_entries: config.max_batch_entries,
+            enable_pre_vote: Some(config.enable_pre_vote),
+            // Retention decides when to snapshot and what to purge (segment boundaries).
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_error)?;
+        let blocked = Blocked::default();
+        let network = NetworkFactory::new(&config, Arc::clone(&blocked));
+        let raft = Raft::new(config.node_id(), Arc::new(raft_config), network, RaftLogStore { store }, sm)
+            .await
+            .map_err(raft_error)?;
+        Ok(Engine { raft, config, applied, blocked })
+    }
+
+    pub(crate) fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let svc = server::grpc_service(self.raft.clone(), self.config.group.clone(), Arc::clone(&self.blocked));
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, svc, shutdown).await {
+                tracing::error!(error = %e, "replication server stopped");
+            }
+        })
+    }
+
+    /// A pristine node joins with the static membership of `dLegerPeers`. Every node does the
+    /// same with the same members, which writes the same first entry everywhere.
+    pub(crate) async fn initialize_if_pristine(&self) -> Result<()> {
+        if self.raft.is_initialized().await.map_err(raft_error)? {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, BasicNode> =
+            self.config.peers.iter().map(|p| (p.node_id, BasicNode::new(&p.addr))).collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another node's membership arrived first: the group is initialized.
+            Err(e) if e.to_string().contains("not allowed") => Ok(()),
+            Err(e) => Err(raft_error(e)),
+        }
+    }
+
+    pub(crate) fn applied(&self) -> AppliedWatch {
+        self.applied.clone()
+    }
+
+    pub(crate) fn role_state(&self) -> RoleState {
+        let m = self.raft.metrics().borrow_watched().clone();
+        RoleState {
+            role: role_of(m.state),
+            term: m.current_term,
+            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+        }
+    }
+
+    pub(crate) fn spawn_role_watch(&self, tx: watch::Sender<RoleState>) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut rx = engine.raft.metrics();
+            loop {
+                let state = engine.role_state();
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != state;
+                    *cur = state;
+                    changed
+                });
+                if rx.changed().await.is_err() {
+                    tx.send_modify(|s| s.role = Role::Shutdown);
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Writes every body and waits until each is committed (not applied: the ack is the
+    /// majority's, and readers see the entry once applied).
+    pub(crate) async fn write_all(&self, bodies: Vec<Bytes>, wait: Duration) -> Result<Vec<u64>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pending = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let (responder, commit_rx, complete_rx) = ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
+            self.raft.write(EntryData(body)).responder(responder).await.map_err(|_| Error::Shutdown)?;
+            pending.push((commit_rx, complete_rx));
+        }
+        let mut indexes = Vec::with_capacity(pending.len());
+        for (commit_rx, complete_rx) in pending {
+            match tokio::time::timeout_at(deadline, commit_rx).await {
+                Ok(Ok(log_id)) => indexes.push(log_id.index),
+                Ok(Err(_)) => return Err(self.write_error(complete_rx).await),
+                Err(_) => return Err(Error::Timeout { waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) }),
+            }
+        }
+        Ok(indexes)
+    }
+
+    async fn write_error(&self, complete_rx: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>) -> Error {
+        match complete_rx.await {
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Error::NotLeader {
+                group: self.config.group.clone(),
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            },
+            Ok(Err(ClientWriteError::LogEntryDiscarded(f))) => Error::OutcomeUnknown {
+                reason: format!("entry discarded on leader change (leader now {:?})", f.leader_id),
+            },
+            Ok(Err(e)) => raft_error(e),
+            Ok(Ok(_)) => raft_error("entry applied without a commit notification"),
+            Err(_) => Error::Shutdown,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let peers = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != self.config.node_id())
+                    .map(|(id, matched)| {
+                        let match_index = matched.as_ref().map(|l| l.index);
+                        PeerProgress {
+                            id: peer_label(&self.config, *id),
+                            match_index,
+                            lag: last.saturating_sub(match_index.unwrap_or(0)),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Metrics {
+            id: self.config.self_id.clone(),
+            role: role_of(m.state),
+            term: m.current_term,
+            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+            last_index: m.last_log_index,
+            commit_index: m.local_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            peers,
+        }
+    }
+
+    pub(crate) async fn transfer_leader(&self, to: u64) -> Result<()> {
+        let me = self.config.node_id();
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.state != ServerState::Leader {
+            return Err(Error::NotLeader {
+                group: self.config.group.clone(),
+                leader_id: m.current_leader,
+                leader_addr: m.current_leader.and_then(|l| self.config.peer_by_node_id(l)).map(|p| p.addr.clone()),
+            });
+        }
+        if to == me {
+            return Ok(());
+        }
+        self.raft.trigger().transfer_leader(to).await.map_err(|_| Error::Shutdown)?;
+        let wait = Duration::from_millis(2 * self.config.election_timeout_max_ms + 1000);
+        let done = self.raft.wait(Some(wait)).current_leader(to, "leadership transfer").await;
+        done.map(|_| ()).map_err(|_| Error::Timeout { waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) })
+    }
+
+    pub(crate) async fn snapshot_and_purge(&self, upto: u64) -> Result<Option<u64>> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let target = match m.last_applied {
+            Some(a) => upto.min(a.index),
+            None => return Ok(m.purged.map(|p| p.index)),
+        };
+        let wait = Some(Duration::from_secs(30));
+        if m.snapshot.is_none_or(|s| s.index < target) {
+            self.raft.trigger().snapshot().await.map_err(|_| Error::Shutdown)?;
+            self.raft
+                .wait(wait)
+                .metrics(|m| m.snapshot.is_some_and(|s| s.index >= target), "snapshot")
+                .await
+                .map_err(raft_error)?;
+        }
+        self.raft.trigger().purge_log(target).await.map_err(|_| Error::Shutdown)?;
+        let m = self
+            .raft
+            .wait(wait)
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= target), "purge")
+            .await
+            .unwrap_or_else(|_| self.raft.metrics().borrow_watched().clone());
+        Ok(m.purged.map(|p| p.index))
+    }
+
+    /// Every second on the leader: hand over to a caught-up preferred leader.
+    pub(crate) fn spawn_preferred_leader(&self) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if engine.config.preferred_leader_ids.contains(&engine.config.self_id) {
+                    continue;
+                }
+                let m = engine.metrics();
+                if m.role != Role::Leader {
+                    continue;
+                }
+                let candidate = m.peers.iter().find(|p| {
+                    engine.config.preferred_leader_ids.contains(&p.id) && p.match_index.is_some() && p.lag < PREFERRED_LEADER_LAG_MAX
+                });
+                if let Some(p) = candidate
+                    && let Some(peer) = engine.config.peer(&p.id)
+                {
+                    tracing::info!(to = %p.id, lag = p.lag, "handing leadership to the preferred leader");
+                    if let Err(e) = engine.transfer_leader(peer.node_id).await {
+                        tracing::warn!(to = %p.id, error = %e, "preferred-leader transfer failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Deletes whole old segments: expired ones (`fileReservedTime`) during the `deleteWhen`
+    /// hours, and the oldest one at any hour while the disk is fuller than
+    /// `diskMaxUsedSpaceRatio`. A snapshot is taken first, so lagging followers can catch up.
+    pub(crate) fn spawn_retention(&self, store: LogStore) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(engine.config.clean_resource_interval_ms));
+            loop {
+                tick.tick().await;
+                let Some(upto) = retention_point(&engine.config, &store) else { continue };
+                match engine.snapshot_and_purge(upto).await {
+                    Ok(p) => tracing::info!(purged = ?p, "retention purged the log"),
+                    Err(e) => tracing::warn!(error = %e, "retention could not purge"),
+                }
+            }
+        })
+    }
+
+    pub(crate) fn set_blocked(&self, ids: BTreeSet<u64>) {
+        *self.blocked.write().unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
+/// The last index retention may delete now, if any.
+fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
+    let segments = store.segments();
+    if segments.len() < 2 {
+        return None;
+    }
+    let over_disk = disk_used_percent(&config.store.dir).is_some_and(|p| p > config.disk_max_used_space_ratio);
+    let in_hours = config.delete_when_hours.contains(&local_hour());
+    let reserved = Duration::from_secs(config.file_reserved_time_hours * 3600);
+    let now = SystemTime::now();
+    let mut doomed = 0usize;
+    for (i, s) in segments[..segments.len() - 1].iter().enumerate() {
+        let expired = now.duration_since(s.modified).is_ok_and(|age| age > reserved);
+        if (expired && in_hours) || (over_disk && i == 0) {
+            doomed = i + 1;
+        } else {
+            break;
+        }
+    }
+    if doomed == 0 {
+        return None;
+    }
+    if over_disk {
+        tracing::warn!(ratio = config.disk_max_used_space_ratio, "disk over diskMaxUsedSpaceRatio: deleting the oldest segment");
+    }
+    segments[doomed].first_index.map(|f| f.saturating_sub(1))
+}
+
+fn disk_used_percent(dir: &std::path::Path) -> Option<u32> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    if s.f_blocks == 0 {
+        return None;
+    }
+    let used = s.f_blocks.saturating_sub(s.f_bavail);
+    u32::try_from(used * 100 / s.f_blocks).ok()
+}
+
+fn local_hour() -> u32 {
+    use chrono::Timelike;
+    chrono::Local::now().hour()
+}

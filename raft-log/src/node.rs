@@ -1,0 +1,338 @@
+//! [`RaftLogNode`]: one member of a raft-log group, with DLedger's API.
+//!
+//! A node owns the store, the Raft engine and the replication server on its `dLegerPeers`
+//! address. Appends are acknowledged once a majority has the entry (fsynced there under
+//! SYNC_FLUSH); readers tail committed entries with [`RaftLogNode::committed_entries`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::snapshot::{EmptySnapshot, SnapshotHook};
+use crate::store::{EntryKind, LogStore, StoredEntry};
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The Raft index of the entry: the same on every replica.
+    pub index: u64,
+    /// The byte position of the entry in the leader's data log.
+    pub position: u64,
+}
+
+/// A node's role in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Accepts appends (while it hears from a quorum).
+    Leader,
+    /// Replicates the leader's log.
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Replicates but does not vote.
+    Learner,
+    /// Stopped.
+    Shutdown,
+}
+
+/// What the role watch publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleState {
+    /// This node's role.
+    pub role: Role,
+    /// The current term.
+    pub term: u64,
+    /// The leader this node knows, by DLedger id (`n0`).
+    pub leader: Option<String>,
+}
+
+/// Replication progress of one peer, as seen by the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The peer's DLedger id.
+    pub id: String,
+    /// The last index known to be on the peer.
+    pub match_index: Option<u64>,
+    /// Entries the peer is behind the leader's last index.
+    pub lag: u64,
+}
+
+/// A snapshot of a node's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// This node's DLedger id.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// The current term.
+    pub term: u64,
+    /// The leader, if known.
+    pub leader: Option<String>,
+    /// The last index in the local log.
+    pub last_index: Option<u64>,
+    /// The highest index known committed.
+    pub commit_index: Option<u64>,
+    /// The highest index applied (visible to readers).
+    pub applied_index: Option<u64>,
+    /// The last index deleted by retention.
+    pub purged_index: Option<u64>,
+    /// Per-peer progress; present on the leader only.
+    pub peers: Vec<PeerProgress>,
+}
+
+/// One member of a raft-log group.
+#[derive(Clone, Debug)]
+pub struct RaftLogNode {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    engine: Engine,
+    store: LogStore,
+    pending: Arc<Semaphore>,
+    role_rx: watch::Receiver<RoleState>,
+    server_stop: Mutex<Option<oneshot::Sender<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    local_addr: SocketAddr,
+}
+
+impl RaftLogNode {
+    /// Starts a node for an application without derived state (empty snapshots).
+    ///
+    /// # Errors
+    /// See [`RaftLogNode::start_with_hook`].
+    pub async fn start(config: Config) -> Result<RaftLogNode> {
+        Self::start_with_hook(config, Arc::new(EmptySnapshot)).await
+    }
+
+    /// Opens the store, binds the replication address, starts Raft and joins the group (the
+    /// first start of a pristine group initializes it with the members of `dLegerPeers`).
+    ///
+    /// # Errors
+    /// An invalid config, a store that cannot be opened or recovered, or an address in use.
+    #[tracing::instrument(level = "info", skip_all, fields(group = %config.group, id = %config.self_id))]
+    pub async fn start_with_hook(config: Config, hook: Arc<dyn SnapshotHook>) -> Result<RaftLogNode> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let listener = tokio::net::TcpListener::bind(config.self_addr()).await.map_err(|e| Error::Network {
+            message: format!("bind {} (dLegerPeers entry of {}): {e}", config.self_addr(), config.self_id),
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Network { message: e.to_string() })?;
+        let store = LogStore::open(config.store.clone())?;
+        let engine = Engine::start(Arc::clone(&config), store.clone(), hook).await?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let server = engine.serve(listener, async move {
+            let _ = stop_rx.await;
+        });
+        engine.initialize_if_pristine().await?;
+        let (role_tx, role_rx) = watch::channel(engine.role_state());
+        let mut tasks = vec![server, engine.spawn_role_watch(role_tx)];
+        if !config.preferred_leader_ids.is_empty() {
+            tasks.push(engine.spawn_preferred_leader());
+        }
+        tasks.push(engine.spawn_retention(store.clone()));
+        let pending = Arc::new(Semaphore::new(config.max_pending_requests));
+        let inner = Inner {
+            config,
+            engine,
+            store,
+            pending,
+            role_rx,
+            server_stop: Mutex::new(Some(stop_tx)),
+            tasks: Mutex::new(tasks),
+            local_addr,
+        };
+        Ok(RaftLogNode { inner: Arc::new(inner) })
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The address the replication server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Appends one entry; returns once a majority has it.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] on a follower (or a leader that lost its quorum), [`Error::Busy`]
+    /// when `maxPendingRequestsNum` appends already wait, [`Error::Timeout`] (outcome unknown)
+    /// after `maxWaitAckTimeMs`, [`Error::EntryTooLarge`].
+    pub async fn append(&self, body: Bytes) -> Result<Appended> {
+        let mut v = self.append_batch(vec![body]).await?;
+        v.pop().ok_or_else(|| Error::Raft { message: "append returned no result".into() })
+    }
+
+    /// Appends entries in order; returns once a majority has all of them.
+    ///
+    /// # Errors
+    /// As [`RaftLogNode::append`]. On an error some entries may have committed.
+    pub async fn append_batch(&self, bodies: Vec<Bytes>) -> Result<Vec<Appended>> {
+        let max = self.inner.config.store.entry_body_bytes_max;
+        if let Some(b) = bodies.iter().find(|b| b.len() as u64 > max) {
+            return Err(Error::EntryTooLarge { size_bytes: b.len(), size_bytes_max: usize::try_from(max).unwrap_or(usize::MAX) });
+        }
+        let n = u32::try_from(bodies.len()).map_err(|_| Error::Busy { pending: bodies.len() })?;
+        let _permit = Arc::clone(&self.inner.pending)
+            .try_acquire_many_owned(n)
+            .map_err(|_| Error::Busy { pending: self.inner.config.max_pending_requests - self.inner.pending.available_permits() })?;
+        let wait = Duration::from_millis(self.inner.config.max_wait_ack_ms);
+        let indexes = self.inner.engine.write_all(bodies, wait).await?;
+        indexes
+            .into_iter()
+            .map(|index| {
+                let position = self.inner.store.position_of(index).ok_or_else(|| Error::Raft {
+                    message: format!("committed entry {index} is not in the local log"),
+                })?;
+                Ok(Appended { index, position })
+            })
+            .collect()
+    }
+
+    /// Reads a committed entry by index (`None` if it is not committed yet or not present).
+    ///
+    /// # Errors
+    /// [`Error::Purged`] for an index retention deleted; a store error if the entry does not
+    /// verify.
+    pub fn read(&self, index: u64) -> Result<Option<StoredEntry>> {
+        let applied = *self.inner.engine.applied().borrow();
+        if applied.is_none_or(|a| index > a) {
+            return Ok(None);
+        }
+        self.check_purged(index)?;
+        Ok(self.inner.store.read(index)?)
+    }
+
+    fn check_purged(&self, index: u64) -> Result<()> {
+        let state = self.inner.store.log_state();
+        if let Some(p) = state.purged
+            && index <= p.index
+        {
+            return Err(Error::Purged { requested: index, first_index: p.index + 1 });
+        }
+        Ok(())
+    }
+
+    /// Tails committed application entries from index `from` on (blank and membership entries
+    /// are skipped). Reads share the mapped segment files without a copy.
+    pub fn committed_entries(&self, from: u64) -> CommittedEntries {
+        CommittedEntries { node: self.clone(), applied: self.inner.engine.applied(), next: from, buffer: Vec::new().into_iter() }
+    }
+
+    /// Watches this node's role, term and leader.
+    pub fn role(&self) -> watch::Receiver<RoleState> {
+        self.inner.role_rx.clone()
+    }
+
+    /// Term, role, commit and applied index, and per-peer progress.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.engine.metrics()
+    }
+
+    /// Hands leadership to the peer with DLedger id `to`, and waits (up to two election
+    /// timeouts) until it leads.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`], [`Error::NotLeader`] when this node does not lead, or
+    /// [`Error::Timeout`] when `to` did not take over in time.
+    pub async fn transfer_leadership(&self, to: &str) -> Result<()> {
+        let peer = self.inner.config.peer(to).ok_or_else(|| Error::UnknownNode { node: to.to_string() })?;
+        self.inner.engine.transfer_leader(peer.node_id).await
+    }
+
+    /// Takes a snapshot and deletes the log up to `upto` (bounded by the snapshot). Returns the
+    /// new purge point. Retention calls this on its own; tests and operators may too.
+    ///
+    /// # Errors
+    /// When the snapshot or purge fails.
+    pub async fn purge_upto(&self, upto: u64) -> Result<Option<u64>> {
+        self.inner.engine.snapshot_and_purge(upto).await
+    }
+
+    /// Stops the server and the engine, and flushes the store.
+    ///
+    /// # Errors
+    /// When the final sync fails.
+    pub async fn shutdown(&self) -> Result<()> {
+        if let Some(stop) = self.inner.server_stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        self.inner.engine.shutdown().await;
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+        self.inner.store.sync()?;
+        Ok(())
+    }
+
+    /// Cuts (or restores) this node's links to `peers` in both directions, as a network
+    /// partition would. For tests.
+    #[doc(hidden)]
+    pub fn set_partitioned_from(&self, peers: &[&str]) {
+        let ids = peers.iter().filter_map(|p| self.inner.config.peer(p)).map(|p| p.node_id).collect();
+        self.inner.engine.set_blocked(ids);
+    }
+}
+
+/// Committed application entries in index order; see [`RaftLogNode::committed_entries`].
+#[derive(Debug)]
+pub struct CommittedEntries {
+    node: RaftLogNode,
+    applied: watch::Receiver<Option<u64>>,
+    next: u64,
+    buffer: std::vec::IntoIter<StoredEntry>,
+}
+
+/// Bytes of entries fetched per read of the committed tail.
+const TAIL_READ_BYTES_MAX: usize = 4 << 20;
+
+impl CommittedEntries {
+    /// The next committed application entry; waits for one.
+    ///
+    /// # Errors
+    /// [`Error::Purged`] when the next index was deleted by retention (restore from a snapshot
+    /// and resume after it), [`Error::Shutdown`], or a store error.
+    pub async fn next(&mut self) -> Result<StoredEntry> {
+        loop {
+            if let Some(e) = self.buffer.next() {
+                return Ok(e);
+            }
+            let applied = *self.applied.borrow_and_update();
+            match applied {
+                Some(a) if self.next <= a => {
+                    self.node.check_purged(self.next)?;
+                    let batch = self.node.inner.store.read_range(self.next, a + 1, TAIL_READ_BYTES_MAX)?;
+                    let Some(last) = batch.last() else {
+                        return Err(Error::Purged { requested: self.next, first_index: self.next + 1 });
+                    };
+                    self.next = last.index + 1;
+                    let entries: Vec<_> = batch.into_iter().filter(|e| e.kind == EntryKind::Normal).collect();
+                    self.buffer = entries.into_iter();
+                }
+                _ => self.applied.changed().await.map_err(|_| Error::Shutdown)?,
+            }
+        }
+    }
+
+    /// The index this reader will return next (or skip, if it is not an application entry).
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+}
+
+pub(crate) fn peer_label(config: &Config, node_id: u64) -> String {
+    config.peer_by_node_id(node_id).map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
+}

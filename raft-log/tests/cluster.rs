@@ -1,0 +1,263 @@
+//! Three raft-log nodes in one process over real loopback gRPC, seeded.
+//!
+//! Each test is a sequence of phases (logged with `info!`): elect, write, fault, check. Every
+//! acknowledged append is remembered by its tag and looked for on the survivors afterwards;
+//! appends that timed out are "unknown" and neither required nor forbidden.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{body, seeded, tag_of, Cluster, IDS};
+use futures::future::BoxFuture;
+use raft_log::config::FlushDiskType;
+use raft_log::snapshot::SnapshotHook;
+use raft_log::{Error, RaftLogNode, Role};
+use rand::Rng;
+use tracing::info;
+
+const ELECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// Appends `count` entries from `clients` concurrent writers in batches; returns index → tag of
+/// every acknowledged one.
+async fn write(node: &RaftLogNode, first_tag: u64, count: u64, clients: u64, seed: u64) -> BTreeMap<u64, u64> {
+    let per = count / clients;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed ^ c);
+            let mut acked = BTreeMap::new();
+            let mut tag = first_tag + c * per;
+            let end = tag + per;
+            while tag < end {
+                let n = rng.random_range(1..=64).min(end - tag);
+                let bodies: Vec<Bytes> = (tag..tag + n).map(|t| body(&mut rng, t)).collect();
+                let done = node.append_batch(bodies).await.expect("append on the leader");
+                for (i, a) in done.iter().enumerate() {
+                    acked.insert(a.index, tag + i as u64);
+                }
+                tag += n;
+            }
+            acked
+        }));
+    }
+    let mut all = BTreeMap::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Checks that `node` holds every acknowledged entry at its index.
+fn assert_has(node: &RaftLogNode, acked: &BTreeMap<u64, u64>) {
+    for (&index, &tag) in acked {
+        let e = node.read(index).unwrap().unwrap_or_else(|| panic!("{}: acked index {index} missing", node.config().self_id));
+        assert_eq!(tag_of(&e.body), tag, "{}: wrong entry at {index}", node.config().self_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_is_elected_and_10k_appends_commit_on_every_replica() {
+    let (mut rng, _guard) = seeded();
+    let c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;
+    info!("elect a leader");
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    info!("write 10,000 entries through 8 concurrent clients");
+    let acked = write(c.node(l), 0, 10_000, 8, rng.random()).await;
+    assert_eq!(acked.len(), 10_000);
+    let last = *acked.keys().last().unwrap();
+    info!("every replica applies them and streams them in index order");
+    for i in 0..3 {
+        c.wait_applied(i, last, Duration::from_secs(20)).await;
+        let mut tail = c.node(i).committed_entries(1);
+        for (&index, &tag) in &acked {
+            let e = tail.next().await.unwrap();
+            assert_eq!((e.index, tag_of(&e.body)), (index, tag), "{}", IDS[i]);
+        }
+        assert_has(c.node(i), &acked);
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_another_and_keeps_every_acked_entry() {
+    let (mut rng, _guard) = seeded();
+    let mut c = Cluster::start(256 << 10, FlushDiskType::SyncFlush).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    info!("write 2,000 entries under SYNC_FLUSH");
+    let mut acked = write(c.node(l), 0, 2_000, 4, rng.random()).await;
+    info!("stop the leader {}", IDS[l]);
+    c.stop(l).await;
+    let l2 = c.wait_leader(ELECTION_WAIT).await;
+    assert_ne!(l2, l);
+    info!("every acknowledged entry is on both survivors");
+    let last = *acked.keys().last().unwrap();
+    for i in (0..3).filter(|&i| i != l) {
+        c.wait_applied(i, last, Duration::from_secs(10)).await;
+        assert_has(c.node(i), &acked);
+    }
+    info!("the new leader {} accepts writes", IDS[l2]);
+    acked.extend(write(c.node(l2), 10_000, 500, 2, rng.random()).await);
+    info!("the old leader restarts and catches up");
+    c.restart(l).await;
+    let last = *acked.keys().last().unwrap();
+    c.wait_applied(l, last, Duration::from_secs(20)).await;
+    assert_has(c.node(l), &acked);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_old_leader_cannot_commit_and_rejoins_with_its_tail_truncated() {
+    let (mut rng, _guard) = seeded();
+    let c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    let acked = write(c.node(l), 0, 200, 2, rng.random()).await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    info!("partition the leader {} from both followers", IDS[l]);
+    c.node(l).set_partitioned_from(&[IDS[others[0]], IDS[others[1]]]);
+    for &o in &others {
+        c.node(o).set_partitioned_from(&[IDS[l]]);
+    }
+    info!("a write on the isolated leader does not commit");
+    let before = c.node(l).metrics().last_index.unwrap();
+    let r = c.node(l).append(Bytes::from_static(b"isolated-write-xxxxxxxx")).await;
+    assert!(
+        matches!(r, Err(Error::Timeout { .. } | Error::NotLeader { .. } | Error::OutcomeUnknown { .. })),
+        "isolated leader acknowledged a write: {r:?}"
+    );
+    info!("the majority elects a new leader and commits");
+    let deadline = Instant::now() + ELECTION_WAIT;
+    let l2 = loop {
+        if let Some(&o) = others.iter().find(|&&o| c.node(o).role().borrow().role == Role::Leader) {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "majority elected no leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let after = write(c.node(l2), 1_000, 100, 1, rng.random()).await;
+    let old_tail = c.node(l).metrics().last_index.unwrap();
+    assert!(old_tail > before || old_tail == before, "isolated leader log shrank before healing");
+    info!("heal; the old leader becomes a follower and takes the new leader's log");
+    for i in 0..3 {
+        c.node(i).set_partitioned_from(&[]);
+    }
+    let last = *after.keys().last().unwrap();
+    c.wait_applied(l, last, Duration::from_secs(10)).await;
+    assert_ne!(c.node(l).role().borrow().role, Role::Leader);
+    assert_has(c.node(l), &acked);
+    assert_has(c.node(l), &after);
+    for index in (before + 1)..=old_tail.min(last) {
+        let e = c.node(l).read(index).unwrap().unwrap();
+        assert_ne!(&e.body[..], b"isolated-write-xxxxxxxx", "uncommitted entry {index} survived the heal");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_transfer_moves_leadership_to_the_named_node() {
+    let (mut rng, _guard) = seeded();
+    let c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    write(c.node(l), 0, 100, 1, rng.random()).await;
+    let target = (l + 1 + rng.random_range(0..2)) % 3;
+    info!("transfer from {} to {}", IDS[l], IDS[target]);
+    c.node(l).transfer_leadership(IDS[target]).await.unwrap();
+    assert_eq!(c.wait_leader(ELECTION_WAIT).await, target);
+    info!("a follower refuses to transfer");
+    let follower = (target + 1) % 3;
+    assert!(matches!(c.node(follower).transfer_leadership(IDS[l]).await, Err(Error::NotLeader { .. })));
+    c.shutdown().await;
+}
+
+/// Counts snapshot installs, so the test can tell the follower restored one.
+#[derive(Default)]
+struct CountingHook {
+    installs: AtomicUsize,
+}
+
+impl SnapshotHook for CountingHook {
+    fn build(&self, last_index: u64) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        Box::pin(async move { Ok(Bytes::from(format!("state@{last_index}"))) })
+    }
+    fn install(&self, last_index: u64, data: Bytes) -> BoxFuture<'static, std::io::Result<()>> {
+        self.installs.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(data, Bytes::from(format!("state@{last_index}")));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_the_purge_point_recovers_through_a_snapshot() {
+    let (mut rng, _guard) = seeded();
+    let hooks: Vec<Arc<CountingHook>> = (0..3).map(|_| Arc::new(CountingHook::default())).collect();
+    let dyn_hooks = hooks.iter().map(|h| Some(Arc::clone(h) as Arc<dyn SnapshotHook>)).collect();
+    let mut c = Cluster::start_with_hooks(128 << 10, FlushDiskType::AsyncFlush, dyn_hooks).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    let f = (l + 1) % 3;
+    info!("stop follower {}", IDS[f]);
+    c.stop(f).await;
+    info!("write across several segments, then purge them on the leader");
+    let acked = write(c.node(l), 0, 3_000, 4, rng.random()).await;
+    let last = *acked.keys().last().unwrap();
+    c.wait_applied(l, last, Duration::from_secs(10)).await;
+    let purged = c.node(l).purge_upto(last - 10).await.unwrap().expect("purged");
+    assert!(purged > 100, "purge point {purged} too low");
+    assert!(matches!(c.node(l).read(1), Err(Error::Purged { .. })));
+    info!("restart the follower; it installs the snapshot and reads the rest of the log");
+    c.restart(f).await;
+    c.wait_applied(f, last, Duration::from_secs(20)).await;
+    assert!(hooks[f].installs.load(Ordering::SeqCst) >= 1, "follower did not install a snapshot");
+    // The snapshot covers what the leader had applied when it was built (at least the purge
+    // point); the follower's log starts right after it.
+    let follower_purged = c.node(f).metrics().purged_index.expect("follower purged through the snapshot");
+    assert!(follower_purged >= purged, "follower purge point {follower_purged} < leader's {purged}");
+    let kept: BTreeMap<u64, u64> = acked.range(follower_purged + 1..).map(|(k, v)| (*k, *v)).collect();
+    assert!(!kept.is_empty() || follower_purged >= last);
+    assert_has(c.node(f), &kept);
+    c.shutdown().await;
+}
+
+/// Election speed: time from stopping the leader to a new leader accepting an append.
+/// Measured and printed, not asserted (beyond the run completing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_time_after_leader_kill_is_measured() {
+    let (_rng, _guard) = seeded();
+    let mut c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;
+    let kills: usize = std::env::var("RAFT_LOG_ELECTION_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let mut samples = Vec::new();
+    for round in 0..kills {
+        let l = c.wait_leader(ELECTION_WAIT).await;
+        c.node(l).append(Bytes::from_static(b"warm")).await.unwrap();
+        let t0 = Instant::now();
+        c.stop(l).await;
+        let ms = loop {
+            let leader = (0..3).filter(|&i| i != l).find(|&i| c.nodes[i].as_ref().is_some_and(|n| n.role().borrow().role == Role::Leader));
+            if let Some(n) = leader
+                && c.node(n).append(Bytes::from_static(b"after-kill")).await.is_ok()
+            {
+                break t0.elapsed().as_secs_f64() * 1000.0;
+            }
+            assert!(t0.elapsed() < ELECTION_WAIT, "round {round}: no leader accepted an append");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        samples.push(ms);
+        c.restart(l).await;
+    }
+    samples.sort_by(f64::total_cmp);
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "election after leader kill over {} kills: min {:.0} ms, p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        samples.len(),
+        samples[0],
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        samples[samples.len() - 1]
+    );
+    c.shutdown().await;
+}
