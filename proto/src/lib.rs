@@ -1,7 +1,12 @@
 //! RaftMQ's wire contracts, generated from the files in `proto/proto/` by tonic/prost.
 //!
 //! Architecture invariant: this crate contains generated code only.
-#![allow(missing_docs, clippy::all, unreachable_pub, missing_debug_implementations)]
+#![allow(
+    missing_docs,
+    clippy::all,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 
 /// raft-log's replication RPCs (`proto/raft_log.proto`).
 pub mod raftlog {

@@ -7,12 +7,21 @@
 //!
 //! Run: `cargo bench -p raft-log --bench append` (filter with e.g. `-- async/1024`).
 
+// Test and tool code: unwrapping is how a failure reports itself here, and the numeric
+// casts are on small, known-range values.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use raft_log::{Config, FlushDiskType, RaftLogNode, Role};
 
 /// Concurrent writers on the leader.
@@ -27,9 +36,20 @@ impl Group {
     async fn start(flush: FlushDiskType) -> Group {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .expect("bind")
+                    .local_addr()
+                    .expect("addr")
+                    .port()
+            })
             .collect();
-        let peers = ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect::<Vec<_>>().join(";");
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
         let mut nodes = Vec::new();
         for i in 0..3 {
             let mut c = Config::new("bench", &peers, format!("n{i}"), dir.path()).expect("config");
@@ -46,7 +66,11 @@ impl Group {
     async fn leader(&self) -> RaftLogNode {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(n) = self.nodes.iter().find(|n| n.role().borrow().role == Role::Leader) {
+            if let Some(n) = self
+                .nodes
+                .iter()
+                .find(|n| n.role().borrow().role == Role::Leader)
+            {
                 return n.clone();
             }
             assert!(Instant::now() < deadline, "no leader");
@@ -66,7 +90,10 @@ async fn run(leader: &RaftLogNode, batches: u64, batch: usize, size: usize) -> D
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..mine {
-                leader.append_batch(vec![body.clone(); batch]).await.expect("append");
+                leader
+                    .append_batch(vec![body.clone(); batch])
+                    .await
+                    .expect("append");
             }
         }));
     }
@@ -77,18 +104,33 @@ async fn run(leader: &RaftLogNode, batches: u64, batch: usize, size: usize) -> D
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime"));
-    for (name, flush) in [("async", FlushDiskType::AsyncFlush), ("sync", FlushDiskType::SyncFlush)] {
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    );
+    for (name, flush) in [
+        ("async", FlushDiskType::AsyncFlush),
+        ("sync", FlushDiskType::SyncFlush),
+    ] {
         let group = rt.block_on(Group::start(flush));
         let leader = rt.block_on(group.leader());
         let mut g = c.benchmark_group(format!("replicated_append/{name}"));
-        g.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(5))
+            .warm_up_time(Duration::from_secs(1));
         for size in [128usize, 1024] {
             for batch in [1usize, 16, 256] {
                 g.throughput(Throughput::Elements(batch as u64));
-                g.bench_with_input(BenchmarkId::new(format!("{size}B"), batch), &batch, |b, &batch| {
-                    b.iter_custom(|iters| rt.block_on(run(&leader, iters, batch, size)));
-                });
+                g.bench_with_input(
+                    BenchmarkId::new(format!("{size}B"), batch),
+                    &batch,
+                    |b, &batch| {
+                        b.iter_custom(|iters| rt.block_on(run(&leader, iters, batch, size)));
+                    },
+                );
             }
         }
         g.finish();

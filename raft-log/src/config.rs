@@ -16,6 +16,16 @@ use crate::error::ConfigError;
 pub const ENTRY_HEADER_BYTES: u64 = 48;
 /// The size of an index record on disk, in bytes.
 pub const INDEX_RECORD_BYTES: u64 = 32;
+/// [`ENTRY_HEADER_BYTES`] as a length.
+pub const ENTRY_HEADER_LEN: usize = 48;
+/// [`INDEX_RECORD_BYTES`] as a length.
+pub const INDEX_RECORD_LEN: usize = 32;
+/// [`ENTRY_BODY_BYTES_MAX_DEFAULT`] as a length.
+const ENTRY_BODY_LEN_MAX_DEFAULT: usize = 8 << 20;
+
+const _: () = assert!(ENTRY_HEADER_LEN as u64 == ENTRY_HEADER_BYTES);
+const _: () = assert!(INDEX_RECORD_LEN as u64 == INDEX_RECORD_BYTES);
+const _: () = assert!(ENTRY_BODY_LEN_MAX_DEFAULT as u64 == ENTRY_BODY_BYTES_MAX_DEFAULT);
 /// The largest entry body raft-log accepts by default (the broker groups messages up to this).
 pub const ENTRY_BODY_BYTES_MAX_DEFAULT: u64 = 8 << 20;
 /// The largest gRPC message between peers. tonic's default of 4 MiB is too small for batches.
@@ -25,8 +35,10 @@ pub const RPC_PAYLOAD_BYTES_TARGET: usize = 16 << 20;
 /// Size of one chunk of a snapshot on the wire.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-const _: () = assert!(ENTRY_BODY_BYTES_MAX_DEFAULT + ENTRY_HEADER_BYTES < RPC_MESSAGE_BYTES_MAX as u64);
-const _: () = assert!(RPC_PAYLOAD_BYTES_TARGET + (ENTRY_BODY_BYTES_MAX_DEFAULT as usize) * 2 <= RPC_MESSAGE_BYTES_MAX);
+const _: () =
+    assert!(ENTRY_BODY_BYTES_MAX_DEFAULT + ENTRY_HEADER_BYTES < RPC_MESSAGE_BYTES_MAX as u64);
+const _: () =
+    assert!(RPC_PAYLOAD_BYTES_TARGET + ENTRY_BODY_LEN_MAX_DEFAULT * 2 <= RPC_MESSAGE_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES < RPC_MESSAGE_BYTES_MAX);
 
 /// When an entry counts as stored on a replica (RocketMQ's `flushDiskType`).
@@ -99,7 +111,9 @@ impl StoreConfig {
     /// Names the key whose value does not fit.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let entry_max = self.entry_body_bytes_max + ENTRY_HEADER_BYTES;
-        if self.data_segment_bytes < 2 * entry_max.min(1 << 20) || self.data_segment_bytes < entry_max {
+        if self.data_segment_bytes < 2 * entry_max.min(1 << 20)
+            || self.data_segment_bytes < entry_max
+        {
             return Err(invalid(
                 "mappedFileSizeForEntryData",
                 self.data_segment_bytes,
@@ -107,9 +121,15 @@ impl StoreConfig {
             ));
         }
         if self.data_segment_bytes < 64 << 10 {
-            return Err(invalid("mappedFileSizeForEntryData", self.data_segment_bytes, "must be at least 64 KiB"));
+            return Err(invalid(
+                "mappedFileSizeForEntryData",
+                self.data_segment_bytes,
+                "must be at least 64 KiB",
+            ));
         }
-        if self.index_segment_bytes < 4096 || self.index_segment_bytes % INDEX_RECORD_BYTES != 0 {
+        if self.index_segment_bytes < 4096
+            || !self.index_segment_bytes.is_multiple_of(INDEX_RECORD_BYTES)
+        {
             return Err(invalid(
                 "mappedFileSizeForEntryIndex",
                 self.index_segment_bytes,
@@ -173,8 +193,42 @@ pub struct Property {
 impl Property {
     /// A property that did not come from a file.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Property { key: key.into(), value: value.into(), line: None }
+        Property {
+            key: key.into(),
+            value: value.into(),
+            line: None,
+        }
     }
+}
+
+/// Parses a Java-style properties text (RocketMQ's broker.conf): `key=value`, `key = value` or
+/// `key: value` per line; lines starting with `#` or `!` are comments. Keeps the line numbers.
+///
+/// # Errors
+/// A non-blank, non-comment line without a separator, naming the line.
+pub fn parse_properties(text: &str) -> Result<Vec<Property>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some(at) = line.find(['=', ':']) else {
+            return Err(ConfigError::Invalid {
+                key: line.to_string(),
+                value: String::new(),
+                line: Some(i + 1),
+                reason: "expected key=value".into(),
+            });
+        };
+        let (key, value) = (line[..at].trim(), line[at + 1..].trim());
+        out.push(Property {
+            key: key.to_string(),
+            value: value.to_string(),
+            line: Some(i + 1),
+        });
+    }
+    Ok(out)
 }
 
 /// The keys raft-log reads from a broker.conf.
@@ -215,7 +269,12 @@ impl Config {
         self_id: impl Into<String>,
         store_root: impl Into<PathBuf>,
     ) -> Result<Self, ConfigError> {
-        let config = Config::defaults(group.into(), parse_peers(peers, None)?, self_id.into(), store_root.into());
+        let config = Config::defaults(
+            group.into(),
+            parse_peers(peers, None)?,
+            self_id.into(),
+            store_root.into(),
+        );
         config.validate()?;
         Ok(config)
     }
@@ -251,11 +310,15 @@ impl Config {
     pub fn from_properties(props: &[Property]) -> Result<(Self, Vec<Property>), ConfigError> {
         let find = |key: &str| props.iter().rev().find(|p| p.key == key);
         let peers = find("dLegerPeers").ok_or(ConfigError::Missing { key: "dLegerPeers" })?;
-        let self_id = find("dLegerSelfId").ok_or(ConfigError::Missing { key: "dLegerSelfId" })?;
-        let group = find("dLegerGroup").map(|p| p.value.clone()).unwrap_or_else(|| "default".into());
+        let self_id = find("dLegerSelfId").ok_or(ConfigError::Missing {
+            key: "dLegerSelfId",
+        })?;
+        let group = find("dLegerGroup")
+            .map(|p| p.value.clone())
+            .unwrap_or_else(|| "default".into());
         let root = find("storePathRootDir")
             .map(|p| PathBuf::from(&p.value))
-            .unwrap_or_else(|| default_store_root());
+            .unwrap_or_else(default_store_root);
         let parsed_peers = parse_peers(&peers.value, peers.line)?;
         let mut config = Config::defaults(group, parsed_peers, self_id.value.clone(), root);
         let mut unused = Vec::new();
@@ -271,7 +334,9 @@ impl Config {
     /// # Panics
     /// Never after [`Config::validate`] succeeded, which checks that `self_id` is a peer.
     pub fn node_id(&self) -> u64 {
-        self.peer(&self.self_id).map(|p| p.node_id).expect("validated: dLegerSelfId is a peer")
+        self.peer(&self.self_id)
+            .map(|p| p.node_id)
+            .expect("validated: dLegerSelfId is a peer")
     }
 
     /// The peer with DLedger id `id`.
@@ -286,7 +351,9 @@ impl Config {
 
     /// This node's replication address.
     pub fn self_addr(&self) -> &str {
-        self.peer(&self.self_id).map(|p| p.addr.as_str()).unwrap_or_default()
+        self.peer(&self.self_id)
+            .map(|p| p.addr.as_str())
+            .unwrap_or_default()
     }
 
     /// Checks the relations between settings.
@@ -294,15 +361,32 @@ impl Config {
     /// # Errors
     /// Names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.group.is_empty() || !self.group.chars().all(|c| c.is_ascii_alphanumeric() || "-_%.".contains(c)) {
-            return Err(invalid("dLegerGroup", &self.group, "must be non-empty letters, digits, - _ . %"));
+        if self.group.is_empty()
+            || !self
+                .group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_%.".contains(c))
+        {
+            return Err(invalid(
+                "dLegerGroup",
+                &self.group,
+                "must be non-empty letters, digits, - _ . %",
+            ));
         }
         if self.peer(&self.self_id).is_none() {
-            return Err(invalid("dLegerSelfId", &self.self_id, "is not one of the ids in dLegerPeers"));
+            return Err(invalid(
+                "dLegerSelfId",
+                &self.self_id,
+                "is not one of the ids in dLegerPeers",
+            ));
         }
         for id in &self.preferred_leader_ids {
             if self.peer(id).is_none() {
-                return Err(invalid("preferredLeaderIds", id, "is not one of the ids in dLegerPeers"));
+                return Err(invalid(
+                    "preferredLeaderIds",
+                    id,
+                    "is not one of the ids in dLegerPeers",
+                ));
             }
         }
         if self.heartbeat_interval_ms == 0 {
@@ -312,14 +396,20 @@ impl Config {
             return Err(invalid(
                 "electionTimeoutMinMs",
                 self.election_timeout_min_ms,
-                format!("must exceed heartBeatTimeIntervalMs ({})", self.heartbeat_interval_ms),
+                format!(
+                    "must exceed heartBeatTimeIntervalMs ({})",
+                    self.heartbeat_interval_ms
+                ),
             ));
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             return Err(invalid(
                 "electionTimeoutMaxMs",
                 self.election_timeout_max_ms,
-                format!("must exceed electionTimeoutMinMs ({})", self.election_timeout_min_ms),
+                format!(
+                    "must exceed electionTimeoutMinMs ({})",
+                    self.election_timeout_min_ms
+                ),
             ));
         }
         if self.max_pending_requests == 0 {
@@ -329,25 +419,51 @@ impl Config {
             return Err(invalid("maxBatchAppendEntries", 0, "must be positive"));
         }
         if self.disk_max_used_space_ratio == 0 || self.disk_max_used_space_ratio > 95 {
-            return Err(invalid("diskMaxUsedSpaceRatio", self.disk_max_used_space_ratio, "must be 1..=95"));
+            return Err(invalid(
+                "diskMaxUsedSpaceRatio",
+                self.disk_max_used_space_ratio,
+                "must be 1..=95",
+            ));
         }
         self.store.validate()
     }
 }
 
 fn default_store_root() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join("store")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("store")
 }
 
 fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), line: None, reason: reason.into() }
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        line: None,
+        reason: reason.into(),
+    }
 }
 
 fn attach_line(e: ConfigError, props: &[Property]) -> ConfigError {
     match e {
-        ConfigError::Invalid { key, value, line: None, reason } => {
-            let line = props.iter().rev().find(|p| p.key == key).and_then(|p| p.line);
-            ConfigError::Invalid { key, value, line, reason }
+        ConfigError::Invalid {
+            key,
+            value,
+            line: None,
+            reason,
+        } => {
+            let line = props
+                .iter()
+                .rev()
+                .find(|p| p.key == key)
+                .and_then(|p| p.line);
+            ConfigError::Invalid {
+                key,
+                value,
+                line,
+                reason,
+            }
         }
         other => other,
     }
@@ -363,19 +479,27 @@ fn parse_peers(value: &str, line: Option<usize>) -> Result<Vec<Peer>, ConfigErro
     };
     let mut peers: Vec<Peer> = Vec::new();
     for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('-').ok_or_else(|| bad(format!("{part:?} is not id-host:port")))?;
+        let (id, addr) = part
+            .split_once('-')
+            .ok_or_else(|| bad(format!("{part:?} is not id-host:port")))?;
         let digits = id.trim_start_matches(|c: char| !c.is_ascii_digit());
         let node_id: u64 = digits
             .parse()
             .map_err(|_| bad(format!("id {id:?} must end in a number, like n0")))?;
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad(format!("{addr:?} is not host:port")))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad(format!("{addr:?} is not host:port")))?;
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(bad(format!("{addr:?} is not host:port")));
         }
         if peers.iter().any(|p| p.id == id || p.node_id == node_id) {
             return Err(bad(format!("id {id:?} appears twice")));
         }
-        peers.push(Peer { id: id.to_string(), node_id, addr: addr.to_string() });
+        peers.push(Peer {
+            id: id.to_string(),
+            node_id,
+            addr: addr.to_string(),
+        });
     }
     if peers.is_empty() {
         return Err(bad("lists no peer".into()));
@@ -390,7 +514,11 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
         line: p.line,
         reason: reason.to_string(),
     };
-    let num = || p.value.parse::<u64>().map_err(|_| err("must be a non-negative integer"));
+    let num = || {
+        p.value
+            .parse::<u64>()
+            .map_err(|_| err("must be a non-negative integer"))
+    };
     let boolean = || match p.value.as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -408,20 +536,31 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
                 _ => return Err(err("must be ASYNC_FLUSH or SYNC_FLUSH")),
             }
         }
-        "flushIntervalCommitLog" => config.store.flush_interval = Duration::from_millis(positive(num()?, &err)?),
-        "checkPointInterval" => config.store.checkpoint_interval = Duration::from_millis(positive(num()?, &err)?),
+        "flushIntervalCommitLog" => {
+            config.store.flush_interval = Duration::from_millis(positive(num()?, &err)?)
+        }
+        "checkPointInterval" => {
+            config.store.checkpoint_interval = Duration::from_millis(positive(num()?, &err)?)
+        }
         "heartBeatTimeIntervalMs" => config.heartbeat_interval_ms = num()?,
         "electionTimeoutMinMs" => config.election_timeout_min_ms = num()?,
         "electionTimeoutMaxMs" => config.election_timeout_max_ms = num()?,
         "enablePreVote" => config.enable_pre_vote = boolean()?,
         "enableCheckQuorum" => {
             if !boolean()? {
-                return Err(err("check-quorum cannot be turned off: the leader lease is always enforced"));
+                return Err(err(
+                    "check-quorum cannot be turned off: the leader lease is always enforced",
+                ));
             }
         }
         "preferredLeaderIds" | "preferredLeaderId" => {
-            config.preferred_leader_ids =
-                p.value.split(';').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            config.preferred_leader_ids = p
+                .value
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
         }
         "maxPendingRequestsNum" => {
             config.max_pending_requests = usize::try_from(num()?).map_err(|_| err("too large"))?
@@ -432,7 +571,9 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
         "deleteWhen" => {
             let mut hours = BTreeSet::new();
             for h in p.value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let h: u32 = h.parse().map_err(|_| err("must be hours of the day like 04 or 04;16"))?;
+                let h: u32 = h
+                    .parse()
+                    .map_err(|_| err("must be hours of the day like 04 or 04;16"))?;
                 if h > 23 {
                     return Err(err("hours must be 00..23"));
                 }
@@ -441,7 +582,8 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
             config.delete_when_hours = hours;
         }
         "diskMaxUsedSpaceRatio" => {
-            config.disk_max_used_space_ratio = u32::try_from(num()?).map_err(|_| err("must be 1..=95"))?
+            config.disk_max_used_space_ratio =
+                u32::try_from(num()?).map_err(|_| err("must be 1..=95"))?
         }
         "cleanResourceInterval" => config.clean_resource_interval_ms = positive(num()?, &err)?,
         _ => unused.push(p.clone()),
@@ -450,7 +592,11 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
 }
 
 fn positive(v: u64, err: &dyn Fn(&str) -> ConfigError) -> Result<u64, ConfigError> {
-    if v == 0 { Err(err("must be positive")) } else { Ok(v) }
+    if v == 0 {
+        Err(err("must be positive"))
+    } else {
+        Ok(v)
+    }
 }
 
 #[cfg(test)]
@@ -461,7 +607,11 @@ mod tests {
         lines
             .iter()
             .enumerate()
-            .map(|(i, (k, v))| Property { key: k.to_string(), value: v.to_string(), line: Some(i + 1) })
+            .map(|(i, (k, v))| Property {
+                key: k.to_string(),
+                value: v.to_string(),
+                line: Some(i + 1),
+            })
             .collect()
     }
 
@@ -469,7 +619,10 @@ mod tests {
     fn fast_try_peers_parse_with_ids_before_the_first_dash() {
         let (c, unused) = Config::from_properties(&props(&[
             ("dLegerGroup", "RaftNode00"),
-            ("dLegerPeers", "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913"),
+            (
+                "dLegerPeers",
+                "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913",
+            ),
             ("dLegerSelfId", "n1"),
             ("listenPort", "30921"),
         ]))
@@ -480,7 +633,14 @@ mod tests {
         assert_eq!(unused.len(), 1);
         assert_eq!(unused[0].key, "listenPort");
         assert!(c.store.dir.ends_with("dledger-n1"));
-        assert_eq!((c.election_timeout_min_ms, c.election_timeout_max_ms, c.heartbeat_interval_ms), (150, 300, 50));
+        assert_eq!(
+            (
+                c.election_timeout_min_ms,
+                c.election_timeout_max_ms,
+                c.heartbeat_interval_ms
+            ),
+            (150, 300, 50)
+        );
     }
 
     #[test]
@@ -504,19 +664,62 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("electionTimeoutMaxMs") && e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("electionTimeoutMaxMs") && e.contains("line 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fast_try_conf_files_parse() {
+        for i in 0..3 {
+            let path = format!(
+                "{}/../conf/dledger/broker-n{i}.conf",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let props = parse_properties(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let (c, unused) = Config::from_properties(&props).unwrap();
+            assert_eq!(c.self_id, format!("n{i}"));
+            assert_eq!(c.group, "RaftNode00");
+            assert!(unused.iter().any(|p| p.key == "listenPort"), "{path}");
+        }
+    }
+
+    #[test]
+    fn properties_keep_line_numbers_and_skip_comments() {
+        let props = parse_properties("# c\n\n a = 1\nb:2\n! x\nc=").unwrap();
+        let got: Vec<_> = props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            got,
+            [("a", "1", Some(3)), ("b", "2", Some(4)), ("c", "", Some(6))]
+        );
+        let e = parse_properties("a=1\nnonsense").unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]
     fn self_id_must_be_a_peer() {
-        let e = Config::new("g", "n0-127.0.0.1:1;n1-127.0.0.1:2", "n7", "/tmp/x").unwrap_err().to_string();
+        let e = Config::new("g", "n0-127.0.0.1:1;n1-127.0.0.1:2", "n7", "/tmp/x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dLegerSelfId"), "{e}");
     }
 
     #[test]
     fn malformed_peers_are_rejected() {
-        for bad in ["", "n0:127.0.0.1:1", "nx-127.0.0.1:1", "n0-127.0.0.1", "n0-h:1;n0-h:2"] {
-            let e = Config::new("g", bad, "n0", "/tmp/x").unwrap_err().to_string();
+        for bad in [
+            "",
+            "n0:127.0.0.1:1",
+            "nx-127.0.0.1:1",
+            "n0-127.0.0.1",
+            "n0-h:1;n0-h:2",
+        ] {
+            let e = Config::new("g", bad, "n0", "/tmp/x")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("dLegerPeers"), "{bad}: {e}");
         }
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -120,13 +120,24 @@ impl RaftLogNode {
     /// # Errors
     /// An invalid config, a store that cannot be opened or recovered, or an address in use.
     #[tracing::instrument(level = "info", skip_all, fields(group = %config.group, id = %config.self_id))]
-    pub async fn start_with_hook(config: Config, hook: Arc<dyn SnapshotHook>) -> Result<RaftLogNode> {
+    pub async fn start_with_hook(
+        config: Config,
+        hook: Arc<dyn SnapshotHook>,
+    ) -> Result<RaftLogNode> {
         config.validate()?;
         let config = Arc::new(config);
-        let listener = tokio::net::TcpListener::bind(config.self_addr()).await.map_err(|e| Error::Network {
-            message: format!("bind {} (dLegerPeers entry of {}): {e}", config.self_addr(), config.self_id),
+        let listener = tokio::net::TcpListener::bind(config.self_addr())
+            .await
+            .map_err(|e| Error::Network {
+                message: format!(
+                    "bind {} (dLegerPeers entry of {}): {e}",
+                    config.self_addr(),
+                    config.self_id
+                ),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Network {
+            message: e.to_string(),
         })?;
-        let local_addr = listener.local_addr().map_err(|e| Error::Network { message: e.to_string() })?;
         let store = LogStore::open(config.store.clone())?;
         let engine = Engine::start(Arc::clone(&config), store.clone(), hook).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -151,7 +162,9 @@ impl RaftLogNode {
             tasks: Mutex::new(tasks),
             local_addr,
         };
-        Ok(RaftLogNode { inner: Arc::new(inner) })
+        Ok(RaftLogNode {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The node's configuration.
@@ -172,7 +185,9 @@ impl RaftLogNode {
     /// after `maxWaitAckTimeMs`, [`Error::EntryTooLarge`].
     pub async fn append(&self, body: Bytes) -> Result<Appended> {
         let mut v = self.append_batch(vec![body]).await?;
-        v.pop().ok_or_else(|| Error::Raft { message: "append returned no result".into() })
+        v.pop().ok_or_else(|| Error::Raft {
+            message: "append returned no result".into(),
+        })
     }
 
     /// Appends entries in order; returns once a majority has all of them.
@@ -182,20 +197,32 @@ impl RaftLogNode {
     pub async fn append_batch(&self, bodies: Vec<Bytes>) -> Result<Vec<Appended>> {
         let max = self.inner.config.store.entry_body_bytes_max;
         if let Some(b) = bodies.iter().find(|b| b.len() as u64 > max) {
-            return Err(Error::EntryTooLarge { size_bytes: b.len(), size_bytes_max: usize::try_from(max).unwrap_or(usize::MAX) });
+            return Err(Error::EntryTooLarge {
+                size_bytes: b.len(),
+                size_bytes_max: usize::try_from(max).unwrap_or(usize::MAX),
+            });
         }
-        let n = u32::try_from(bodies.len()).map_err(|_| Error::Busy { pending: bodies.len() })?;
+        let n = u32::try_from(bodies.len()).map_err(|_| Error::Busy {
+            pending: bodies.len(),
+        })?;
         let _permit = Arc::clone(&self.inner.pending)
             .try_acquire_many_owned(n)
-            .map_err(|_| Error::Busy { pending: self.inner.config.max_pending_requests - self.inner.pending.available_permits() })?;
+            .map_err(|_| Error::Busy {
+                pending: self.inner.config.max_pending_requests
+                    - self.inner.pending.available_permits(),
+            })?;
         let wait = Duration::from_millis(self.inner.config.max_wait_ack_ms);
         let indexes = self.inner.engine.write_all(bodies, wait).await?;
         indexes
             .into_iter()
             .map(|index| {
-                let position = self.inner.store.position_of(index).ok_or_else(|| Error::Raft {
-                    message: format!("committed entry {index} is not in the local log"),
-                })?;
+                let position = self
+                    .inner
+                    .store
+                    .position_of(index)
+                    .ok_or_else(|| Error::Raft {
+                        message: format!("committed entry {index} is not in the local log"),
+                    })?;
                 Ok(Appended { index, position })
             })
             .collect()
@@ -220,7 +247,10 @@ impl RaftLogNode {
         if let Some(p) = state.purged
             && index <= p.index
         {
-            return Err(Error::Purged { requested: index, first_index: p.index + 1 });
+            return Err(Error::Purged {
+                requested: index,
+                first_index: p.index + 1,
+            });
         }
         Ok(())
     }
@@ -228,7 +258,12 @@ impl RaftLogNode {
     /// Tails committed application entries from index `from` on (blank and membership entries
     /// are skipped). Reads share the mapped segment files without a copy.
     pub fn committed_entries(&self, from: u64) -> CommittedEntries {
-        CommittedEntries { node: self.clone(), applied: self.inner.engine.applied(), next: from, buffer: Vec::new().into_iter() }
+        CommittedEntries {
+            node: self.clone(),
+            applied: self.inner.engine.applied(),
+            next: from,
+            buffer: Vec::new().into_iter(),
+        }
     }
 
     /// Watches this node's role, term and leader.
@@ -248,7 +283,13 @@ impl RaftLogNode {
     /// [`Error::UnknownNode`], [`Error::NotLeader`] when this node does not lead, or
     /// [`Error::Timeout`] when `to` did not take over in time.
     pub async fn transfer_leadership(&self, to: &str) -> Result<()> {
-        let peer = self.inner.config.peer(to).ok_or_else(|| Error::UnknownNode { node: to.to_string() })?;
+        let peer = self
+            .inner
+            .config
+            .peer(to)
+            .ok_or_else(|| Error::UnknownNode {
+                node: to.to_string(),
+            })?;
         self.inner.engine.transfer_leader(peer.node_id).await
     }
 
@@ -266,11 +307,18 @@ impl RaftLogNode {
     /// # Errors
     /// When the final sync fails.
     pub async fn shutdown(&self) -> Result<()> {
-        if let Some(stop) = self.inner.server_stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(stop) = self
+            .inner
+            .server_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = stop.send(());
         }
         self.inner.engine.shutdown().await;
-        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             t.abort();
         }
@@ -282,7 +330,11 @@ impl RaftLogNode {
     /// partition would. For tests.
     #[doc(hidden)]
     pub fn set_partitioned_from(&self, peers: &[&str]) {
-        let ids = peers.iter().filter_map(|p| self.inner.config.peer(p)).map(|p| p.node_id).collect();
+        let ids = peers
+            .iter()
+            .filter_map(|p| self.inner.config.peer(p))
+            .map(|p| p.node_id)
+            .collect();
         self.inner.engine.set_blocked(ids);
     }
 }
@@ -314,12 +366,22 @@ impl CommittedEntries {
             match applied {
                 Some(a) if self.next <= a => {
                     self.node.check_purged(self.next)?;
-                    let batch = self.node.inner.store.read_range(self.next, a + 1, TAIL_READ_BYTES_MAX)?;
+                    let batch =
+                        self.node
+                            .inner
+                            .store
+                            .read_range(self.next, a + 1, TAIL_READ_BYTES_MAX)?;
                     let Some(last) = batch.last() else {
-                        return Err(Error::Purged { requested: self.next, first_index: self.next + 1 });
+                        return Err(Error::Purged {
+                            requested: self.next,
+                            first_index: self.next + 1,
+                        });
                     };
                     self.next = last.index + 1;
-                    let entries: Vec<_> = batch.into_iter().filter(|e| e.kind == EntryKind::Normal).collect();
+                    let entries: Vec<_> = batch
+                        .into_iter()
+                        .filter(|e| e.kind == EntryKind::Normal)
+                        .collect();
                     self.buffer = entries.into_iter();
                 }
                 _ => self.applied.changed().await.map_err(|_| Error::Shutdown)?,
@@ -334,5 +396,7 @@ impl CommittedEntries {
 }
 
 pub(crate) fn peer_label(config: &Config, node_id: u64) -> String {
-    config.peer_by_node_id(node_id).map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
+    config
+        .peer_by_node_id(node_id)
+        .map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
 }

@@ -9,6 +9,15 @@
 //!
 //! Failures print proptest's minimal case and seed (PROPTEST_SEED reruns it).
 
+// Test and tool code: unwrapping is how a failure reports itself here, and the numeric
+// casts are on small, known-range values.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -21,12 +30,22 @@ use raft_log::store::{EntryKind, LogStore, NewEntry, TermIndex};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { count: usize, size: usize, bump_term: bool },
-    Truncate { keep_fraction: f64 },
-    Purge { fraction: f64 },
+    Append {
+        count: usize,
+        size: usize,
+        bump_term: bool,
+    },
+    Truncate {
+        keep_fraction: f64,
+    },
+    Purge {
+        fraction: f64,
+    },
     Sync,
     Reopen,
-    Crash { cut_fraction: f64 },
+    Crash {
+        cut_fraction: f64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -61,13 +80,31 @@ impl Model {
         assert_eq!(state.purged, self.purged, "purged");
         match (self.entries.first(), self.entries.last()) {
             (Some(f), Some(l)) => {
-                assert_eq!(state.entries, Some((f.index, TermIndex { term: l.term, index: l.index })), "extent");
+                assert_eq!(
+                    state.entries,
+                    Some((
+                        f.index,
+                        TermIndex {
+                            term: l.term,
+                            index: l.index
+                        }
+                    )),
+                    "extent"
+                );
             }
             _ => assert_eq!(state.entries, None, "empty log"),
         }
         for e in &self.entries {
-            let got = store.read(e.index).unwrap().unwrap_or_else(|| panic!("entry {} missing", e.index));
-            assert_eq!((got.term, &got.body[..]), (e.term, &e.body[..]), "entry {}", e.index);
+            let got = store
+                .read(e.index)
+                .unwrap()
+                .unwrap_or_else(|| panic!("entry {} missing", e.index));
+            assert_eq!(
+                (got.term, &got.body[..]),
+                (e.term, &e.body[..]),
+                "entry {}",
+                e.index
+            );
         }
     }
 }
@@ -85,7 +122,9 @@ fn config(dir: &Path, flush: FlushDiskType) -> StoreConfig {
 }
 
 fn body(index: u64, size: usize) -> Vec<u8> {
-    (0..size).map(|i| (index as usize).wrapping_mul(31).wrapping_add(i) as u8).collect()
+    (0..size)
+        .map(|i| (index as usize).wrapping_mul(31).wrapping_add(i) as u8)
+        .collect()
 }
 
 /// The durable position: what the last checkpoint covered (entries up to it survive any crash).
@@ -93,24 +132,43 @@ fn run(ops: Vec<Op>, flush: FlushDiskType) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), flush);
     let mut store = LogStore::open(cfg.clone()).unwrap();
-    let mut model = Model { entries: Vec::new(), purged: None, next_index: 1, term: 1 };
+    let mut model = Model {
+        entries: Vec::new(),
+        purged: None,
+        next_index: 1,
+        term: 1,
+    };
     // The data-log position up to which a checkpoint covers the log: a crash never loses it.
     let mut durable_end: u64 = 0;
     for op in ops {
         match op {
-            Op::Append { count, size, bump_term } => {
+            Op::Append {
+                count,
+                size,
+                bump_term,
+            } => {
                 if bump_term {
                     model.term += 1;
                 }
-                let bodies: Vec<(u64, Vec<u8>)> =
-                    (0..count as u64).map(|i| (model.next_index + i, body(model.next_index + i, size))).collect();
+                let bodies: Vec<(u64, Vec<u8>)> = (0..count as u64)
+                    .map(|i| (model.next_index + i, body(model.next_index + i, size)))
+                    .collect();
                 let new: Vec<NewEntry<'_>> = bodies
                     .iter()
-                    .map(|(index, b)| NewEntry { index: *index, term: model.term, kind: EntryKind::Normal, body: b })
+                    .map(|(index, b)| NewEntry {
+                        index: *index,
+                        term: model.term,
+                        kind: EntryKind::Normal,
+                        body: b,
+                    })
                     .collect();
                 store.append(&new, None).unwrap();
                 for (index, b) in bodies {
-                    model.entries.push(ModelEntry { index, term: model.term, body: b });
+                    model.entries.push(ModelEntry {
+                        index,
+                        term: model.term,
+                        body: b,
+                    });
                 }
                 model.next_index += count as u64;
             }
@@ -119,24 +177,34 @@ fn run(ops: Vec<Op>, flush: FlushDiskType) {
                     continue;
                 }
                 let keep = (model.entries.len() as f64 * keep_fraction) as usize;
-                let last_kept = if keep == 0 { None } else { Some(model.entries[keep - 1].index) };
+                let last_kept = if keep == 0 {
+                    None
+                } else {
+                    Some(model.entries[keep - 1].index)
+                };
+                // The next append continues where the first removed entry was: right after the
+                // last kept one, or (nothing kept) at the old first index, which is the purge
+                // point + 1 when there was a purge.
+                let first_removed = model.entries[keep].index;
                 store.truncate_after(last_kept).unwrap();
                 model.entries.truncate(keep);
-                model.next_index = model.entries.last().map_or(model.purged.map_or(model.next_index.min(1).max(1), |p| p.index + 1), |e| e.index + 1);
-                if model.entries.is_empty() && model.purged.is_none() {
-                    // An empty, never-purged log accepts any first index; keep counting.
-                    model.next_index = last_kept.map_or(1, |k| k + 1).max(1);
-                }
+                model.next_index = first_removed;
                 durable_end = durable_end.min(store.write_position());
             }
             Op::Purge { fraction } => {
-                let Some(last) = model.entries.last().cloned() else { continue };
+                let Some(last) = model.entries.last().cloned() else {
+                    continue;
+                };
                 let first = model.entries[0].index;
                 let upto = first + ((last.index - first + 1) as f64 * fraction) as u64;
                 if upto < first {
                     continue;
                 }
-                let term = model.entries.iter().find(|e| e.index == upto).map_or(last.term, |e| e.term);
+                let term = model
+                    .entries
+                    .iter()
+                    .find(|e| e.index == upto)
+                    .map_or(last.term, |e| e.term);
                 let p = TermIndex { term, index: upto };
                 store.purge(p).unwrap();
                 model.purged = Some(p);
@@ -157,7 +225,12 @@ fn run(ops: Vec<Op>, flush: FlushDiskType) {
                 let ends: Vec<(u64, u64)> = model
                     .entries
                     .iter()
-                    .map(|e| (e.index, store.position_of(e.index).unwrap() + 48 + e.body.len() as u64))
+                    .map(|e| {
+                        (
+                            e.index,
+                            store.position_of(e.index).unwrap() + 48 + e.body.len() as u64,
+                        )
+                    })
                     .collect();
                 let segments = store.segments();
                 store.simulate_crash();
@@ -170,8 +243,13 @@ fn run(ops: Vec<Op>, flush: FlushDiskType) {
                 let cut = lo + ((hi - lo) as f64 * cut_fraction) as u64;
                 zero_from(&last_seg.path, cut - last_seg.start);
                 store = LogStore::open(cfg.clone()).unwrap();
-                model.entries.retain(|e| ends.iter().any(|(i, end)| *i == e.index && *end <= cut));
-                model.next_index = model.entries.last().map_or(model.purged.map_or(model.next_index, |p| p.index + 1), |e| e.index + 1);
+                model
+                    .entries
+                    .retain(|e| ends.iter().any(|(i, end)| *i == e.index && *end <= cut));
+                model.next_index = model.entries.last().map_or(
+                    model.purged.map_or(model.next_index, |p| p.index + 1),
+                    |e| e.index + 1,
+                );
                 if model.entries.is_empty() && model.purged.is_none() {
                     // Nothing survived and nothing was purged: the store accepts any index.
                     model.next_index = model.next_index.max(1);
@@ -186,7 +264,8 @@ fn zero_from(path: &Path, offset: u64) {
     let f = OpenOptions::new().write(true).open(path).unwrap();
     let len = f.metadata().unwrap().len();
     if offset < len {
-        f.write_all_at(&vec![0u8; (len - offset) as usize], offset).unwrap();
+        f.write_all_at(&vec![0u8; (len - offset) as usize], offset)
+            .unwrap();
     }
 }
 

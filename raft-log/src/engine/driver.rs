@@ -43,19 +43,27 @@ pub(crate) struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("id", &self.config.self_id).finish()
+        f.debug_struct("Engine")
+            .field("id", &self.config.self_id)
+            .finish()
     }
 }
 
 fn raft_error(e: impl std::fmt::Display) -> Error {
-    Error::Raft { message: e.to_string() }
+    Error::Raft {
+        message: e.to_string(),
+    }
 }
 
 impl Engine {
-    pub(crate) async fn start(config: Arc<Config>, store: LogStore, hook: Arc<dyn SnapshotHook>) -> Result<Engine> {
+    pub(crate) async fn start(
+        config: Arc<Config>,
+        store: LogStore,
+        hook: Arc<dyn SnapshotHook>,
+    ) -> Result<Engine> {
         let sm_dir = config.store.dir.join("snapshot");
-        let (sm, applied) =
-            StateMachine::open(&sm_dir, hook).map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
+        let (sm, applied) = StateMachine::open(&sm_dir, hook)
+            .map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
         let raft_config = openraft::Config {
             cluster_name: config.group.clone(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -73,10 +81,21 @@ impl Engine {
         .map_err(raft_error)?;
         let blocked = Blocked::default();
         let network = NetworkFactory::new(&config, Arc::clone(&blocked));
-        let raft = Raft::new(config.node_id(), Arc::new(raft_config), network, RaftLogStore { store }, sm)
-            .await
-            .map_err(raft_error)?;
-        Ok(Engine { raft, config, applied, blocked })
+        let raft = Raft::new(
+            config.node_id(),
+            Arc::new(raft_config),
+            network,
+            RaftLogStore { store },
+            sm,
+        )
+        .await
+        .map_err(raft_error)?;
+        Ok(Engine {
+            raft,
+            config,
+            applied,
+            blocked,
+        })
     }
 
     pub(crate) fn serve(
@@ -84,7 +103,11 @@ impl Engine {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
-        let svc = server::grpc_service(self.raft.clone(), self.config.group.clone(), Arc::clone(&self.blocked));
+        let svc = server::grpc_service(
+            self.raft.clone(),
+            self.config.group.clone(),
+            Arc::clone(&self.blocked),
+        );
         tokio::spawn(async move {
             if let Err(e) = server::serve(listener, svc, shutdown).await {
                 tracing::error!(error = %e, "replication server stopped");
@@ -98,8 +121,12 @@ impl Engine {
         if self.raft.is_initialized().await.map_err(raft_error)? {
             return Ok(());
         }
-        let members: BTreeMap<u64, BasicNode> =
-            self.config.peers.iter().map(|p| (p.node_id, BasicNode::new(&p.addr))).collect();
+        let members: BTreeMap<u64, BasicNode> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.node_id, BasicNode::new(&p.addr)))
+            .collect();
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             // Another node's membership arrived first: the group is initialized.
@@ -146,8 +173,13 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pending = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let (responder, commit_rx, complete_rx) = ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
-            self.raft.write(EntryData(body)).responder(responder).await.map_err(|_| Error::Shutdown)?;
+            let (responder, commit_rx, complete_rx) =
+                ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
+            self.raft
+                .write(EntryData(body))
+                .responder(responder)
+                .await
+                .map_err(|_| Error::Shutdown)?;
             pending.push((commit_rx, complete_rx));
         }
         let mut indexes = Vec::with_capacity(pending.len());
@@ -155,13 +187,20 @@ impl Engine {
             match tokio::time::timeout_at(deadline, commit_rx).await {
                 Ok(Ok(log_id)) => indexes.push(log_id.index),
                 Ok(Err(_)) => return Err(self.write_error(complete_rx).await),
-                Err(_) => return Err(Error::Timeout { waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) }),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
             }
         }
         Ok(indexes)
     }
 
-    async fn write_error(&self, complete_rx: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>) -> Error {
+    async fn write_error(
+        &self,
+        complete_rx: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>,
+    ) -> Error {
         match complete_rx.await {
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Error::NotLeader {
                 group: self.config.group.clone(),
@@ -169,7 +208,10 @@ impl Engine {
                 leader_addr: f.leader_node.map(|n| n.addr),
             },
             Ok(Err(ClientWriteError::LogEntryDiscarded(f))) => Error::OutcomeUnknown {
-                reason: format!("entry discarded on leader change (leader now {:?})", f.leader_id),
+                reason: format!(
+                    "entry discarded on leader change (leader now {:?})",
+                    f.leader_id
+                ),
             },
             Ok(Err(e)) => raft_error(e),
             Ok(Ok(_)) => raft_error("entry applied without a commit notification"),
@@ -217,16 +259,29 @@ impl Engine {
             return Err(Error::NotLeader {
                 group: self.config.group.clone(),
                 leader_id: m.current_leader,
-                leader_addr: m.current_leader.and_then(|l| self.config.peer_by_node_id(l)).map(|p| p.addr.clone()),
+                leader_addr: m
+                    .current_leader
+                    .and_then(|l| self.config.peer_by_node_id(l))
+                    .map(|p| p.addr.clone()),
             });
         }
         if to == me {
             return Ok(());
         }
-        self.raft.trigger().transfer_leader(to).await.map_err(|_| Error::Shutdown)?;
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|_| Error::Shutdown)?;
         let wait = Duration::from_millis(2 * self.config.election_timeout_max_ms + 1000);
-        let done = self.raft.wait(Some(wait)).current_leader(to, "leadership transfer").await;
-        done.map(|_| ()).map_err(|_| Error::Timeout { waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) })
+        let done = self
+            .raft
+            .wait(Some(wait))
+            .current_leader(to, "leadership transfer")
+            .await;
+        done.map(|_| ()).map_err(|_| Error::Timeout {
+            waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     pub(crate) async fn snapshot_and_purge(&self, upto: u64) -> Result<Option<u64>> {
@@ -237,14 +292,25 @@ impl Engine {
         };
         let wait = Some(Duration::from_secs(30));
         if m.snapshot.is_none_or(|s| s.index < target) {
-            self.raft.trigger().snapshot().await.map_err(|_| Error::Shutdown)?;
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|_| Error::Shutdown)?;
             self.raft
                 .wait(wait)
-                .metrics(|m| m.snapshot.is_some_and(|s| s.index >= target), "snapshot")
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= target),
+                    "snapshot",
+                )
                 .await
                 .map_err(raft_error)?;
         }
-        self.raft.trigger().purge_log(target).await.map_err(|_| Error::Shutdown)?;
+        self.raft
+            .trigger()
+            .purge_log(target)
+            .await
+            .map_err(|_| Error::Shutdown)?;
         let m = self
             .raft
             .wait(wait)
@@ -261,7 +327,11 @@ impl Engine {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if engine.config.preferred_leader_ids.contains(&engine.config.self_id) {
+                if engine
+                    .config
+                    .preferred_leader_ids
+                    .contains(&engine.config.self_id)
+                {
                     continue;
                 }
                 let m = engine.metrics();
@@ -269,7 +339,9 @@ impl Engine {
                     continue;
                 }
                 let candidate = m.peers.iter().find(|p| {
-                    engine.config.preferred_leader_ids.contains(&p.id) && p.match_index.is_some() && p.lag < PREFERRED_LEADER_LAG_MAX
+                    engine.config.preferred_leader_ids.contains(&p.id)
+                        && p.match_index.is_some()
+                        && p.lag < PREFERRED_LEADER_LAG_MAX
                 });
                 if let Some(p) = candidate
                     && let Some(peer) = engine.config.peer(&p.id)
@@ -289,10 +361,14 @@ impl Engine {
     pub(crate) fn spawn_retention(&self, store: LogStore) -> JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(engine.config.clean_resource_interval_ms));
+            let mut tick = tokio::time::interval(Duration::from_millis(
+                engine.config.clean_resource_interval_ms,
+            ));
             loop {
                 tick.tick().await;
-                let Some(upto) = retention_point(&engine.config, &store) else { continue };
+                let Some(upto) = retention_point(&engine.config, &store) else {
+                    continue;
+                };
                 match engine.snapshot_and_purge(upto).await {
                     Ok(p) => tracing::info!(purged = ?p, "retention purged the log"),
                     Err(e) => tracing::warn!(error = %e, "retention could not purge"),
@@ -328,13 +404,16 @@ fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
     if segments.len() < 2 {
         return None;
     }
-    let over_disk = disk_used_percent(&config.store.dir).is_some_and(|p| p > config.disk_max_used_space_ratio);
+    let over_disk =
+        disk_used_percent(&config.store.dir).is_some_and(|p| p > config.disk_max_used_space_ratio);
     let in_hours = config.delete_when_hours.contains(&local_hour());
     let reserved = Duration::from_secs(config.file_reserved_time_hours * 3600);
     let now = SystemTime::now();
     let mut doomed = 0usize;
     for (i, s) in segments[..segments.len() - 1].iter().enumerate() {
-        let expired = now.duration_since(s.modified).is_ok_and(|age| age > reserved);
+        let expired = now
+            .duration_since(s.modified)
+            .is_ok_and(|age| age > reserved);
         if (expired && in_hours) || (over_disk && i == 0) {
             doomed = i + 1;
         } else {
@@ -345,7 +424,10 @@ fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
         return None;
     }
     if over_disk {
-        tracing::warn!(ratio = config.disk_max_used_space_ratio, "disk over diskMaxUsedSpaceRatio: deleting the oldest segment");
+        tracing::warn!(
+            ratio = config.disk_max_used_space_ratio,
+            "disk over diskMaxUsedSpaceRatio: deleting the oldest segment"
+        );
     }
     segments[doomed].first_index.map(|f| f.saturating_sub(1))
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 
-use super::{log_id, Entry, EntryData, LogId, Membership, TypeConfig, Vote};
+use super::{Entry, EntryData, LogId, Membership, TypeConfig, Vote, log_id};
 use crate::store::{EntryKind, LogStore, NewEntry, StoredEntry, TermIndex, VoteRecord};
 
 /// The store seen through openraft's traits. Clones share the store.
@@ -18,7 +18,10 @@ pub(crate) struct RaftLogStore {
 }
 
 pub(crate) fn to_term_index(id: &LogId) -> TermIndex {
-    TermIndex { term: id.leader_id.term, index: id.index }
+    TermIndex {
+        term: id.leader_id.term,
+        index: id.index,
+    }
 }
 
 fn from_term_index(t: TermIndex) -> LogId {
@@ -32,19 +35,28 @@ pub(crate) fn to_entry(e: StoredEntry) -> Result<Entry, io::Error> {
         EntryKind::Blank => EntryPayload::Blank,
         EntryKind::Membership => {
             let m: Membership = serde_json::from_slice(&e.body).map_err(|err| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("membership entry {}: {err}", e.index))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("membership entry {}: {err}", e.index),
+                )
             })?;
             EntryPayload::Membership(m)
         }
     };
-    Ok(Entry { log_id: log_id(e.term, e.index), payload })
+    Ok(Entry {
+        log_id: log_id(e.term, e.index),
+        payload,
+    })
 }
 
 fn body_of(entry: &Entry) -> Result<(EntryKind, Bytes), io::Error> {
     Ok(match &entry.payload {
         EntryPayload::Normal(d) => (EntryKind::Normal, d.0.clone()),
         EntryPayload::Blank => (EntryKind::Blank, Bytes::new()),
-        EntryPayload::Membership(m) => (EntryKind::Membership, Bytes::from(serde_json::to_vec(m).map_err(io::Error::other)?)),
+        EntryPayload::Membership(m) => (
+            EntryKind::Membership,
+            Bytes::from(serde_json::to_vec(m).map_err(io::Error::other)?),
+        ),
     })
 }
 
@@ -69,8 +81,14 @@ impl RaftLogReader<TypeConfig> for RaftLogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
         Ok(self.store.read_vote().map(|v| {
-            let leader_id = openraft::impls::leader_id_std::LeaderId { term: v.term, voted_for: v.node_id };
-            openraft::impls::Vote { leader_id, committed: v.committed }
+            let leader_id = openraft::impls::leader_id_std::LeaderId {
+                term: v.term,
+                voted_for: v.node_id,
+            };
+            openraft::impls::Vote {
+                leader_id,
+                committed: v.committed,
+            }
         }))
     }
 }
@@ -80,7 +98,10 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let s = self.store.log_state();
-        Ok(LogState { last_purged_log_id: s.purged.map(from_term_index), last_log_id: s.last().map(from_term_index) })
+        Ok(LogState {
+            last_purged_log_id: s.purged.map(from_term_index),
+            last_log_id: s.last().map(from_term_index),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -89,12 +110,17 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(term = vote.leader_id.term, node = vote.leader_id.voted_for))]
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let record = VoteRecord { term: vote.leader_id.term, node_id: vote.leader_id.voted_for, committed: vote.committed };
+        let record = VoteRecord {
+            term: vote.leader_id.term,
+            node_id: vote.leader_id.voted_for,
+            committed: vote.committed,
+        };
         Ok(self.store.save_vote(record)?)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.store.save_committed(committed.as_ref().map(to_term_index));
+        self.store
+            .save_committed(committed.as_ref().map(to_term_index));
         Ok(())
     }
 
@@ -103,7 +129,11 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     }
 
     #[tracing::instrument(level = "trace", skip_all)]
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -118,9 +148,15 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
         let new: Vec<NewEntry<'_>> = ids
             .iter()
             .zip(&bodies)
-            .map(|(&(index, term, kind), body)| NewEntry { index, term, kind, body })
+            .map(|(&(index, term, kind), body)| NewEntry {
+                index,
+                term,
+                kind,
+                body,
+            })
             .collect();
-        self.store.append(&new, Some(Box::new(move |r| callback.io_completed(r))))?;
+        self.store
+            .append(&new, Some(Box::new(move |r| callback.io_completed(r))))?;
         Ok(())
     }
 

@@ -63,5 +63,8 @@ pub(crate) type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>
 /// Builds a log id from raft-log's own terms.
 pub(crate) fn log_id(term: u64, index: u64) -> LogId {
     use openraft::vote::RaftLeaderIdExt as _;
-    openraft::LogId::new(<TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 0), index)
+    openraft::LogId::new(
+        <TypeConfig as openraft::RaftTypeConfig>::LeaderId::new_committed(term, 0),
+        index,
+    )
 }

@@ -34,11 +34,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::Instrument as _;
 
-use super::driver::Blocked;
 use super::convert::{
     self, AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use super::driver::Blocked;
 use super::{LogId, Snapshot, SnapshotData, TypeConfig, Vote, log_id};
 use crate::config::{
     Config, RPC_MESSAGE_BYTES_MAX, RPC_PAYLOAD_BYTES_TARGET, SNAPSHOT_CHUNK_BYTES,
@@ -175,7 +175,12 @@ pub(crate) struct PeerClient {
 
 impl PeerClient {
     fn client(&self) -> Result<RaftLogClient<Channel>, RpcError> {
-        if self.blocked.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&self.target) {
+        if self
+            .blocked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&self.target)
+        {
             return Err(RPCError::Unreachable(Unreachable::from_string(format!(
                 "partitioned from n{}",
                 self.target

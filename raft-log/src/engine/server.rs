@@ -64,9 +64,10 @@ impl RaftLogService {
 fn check_sender(blocked: &Blocked, sender: Option<&pb::Vote>) -> Result<(), Status> {
     let blocked = blocked.read().unwrap_or_else(PoisonError::into_inner);
     match sender {
-        Some(v) if blocked.contains(&v.node_id) => {
-            Err(Status::unavailable(format!("partitioned from n{}", v.node_id)))
-        }
+        Some(v) if blocked.contains(&v.node_id) => Err(Status::unavailable(format!(
+            "partitioned from n{}",
+            v.node_id
+        ))),
         _ => Ok(()),
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
@@ -29,7 +29,9 @@ pub(crate) struct StateMachine {
 
 impl std::fmt::Debug for StateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateMachine").field("dir", &self.inner.dir).finish()
+        f.debug_struct("StateMachine")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -43,7 +45,10 @@ struct Inner {
 
 impl StateMachine {
     /// Opens the state machine in `dir` (`<store>/snapshot`), loading the latest snapshot.
-    pub(crate) fn open(dir: &Path, hook: Arc<dyn SnapshotHook>) -> io::Result<(StateMachine, AppliedWatch)> {
+    pub(crate) fn open(
+        dir: &Path,
+        hook: Arc<dyn SnapshotHook>,
+    ) -> io::Result<(StateMachine, AppliedWatch)> {
         fs::create_dir_all(dir)?;
         let current = load_snapshot(&dir.join("current"))?;
         let applied = current
@@ -58,7 +63,12 @@ impl StateMachine {
             applied_tx,
             current: Mutex::new(current),
         };
-        Ok((StateMachine { inner: Arc::new(inner) }, applied_rx))
+        Ok((
+            StateMachine {
+                inner: Arc::new(inner),
+            },
+            applied_rx,
+        ))
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, (Option<LogId>, StoredMembership)> {
@@ -100,7 +110,12 @@ fn load_snapshot(path: &Path) -> io::Result<Option<(SnapshotMeta, Bytes)>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot {}: {why}", path.display()));
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot {}: {why}", path.display()),
+        )
+    };
     if b.len() < 8 {
         return Err(bad("too short"));
     }
@@ -109,7 +124,9 @@ fn load_snapshot(path: &Path) -> io::Result<Option<(SnapshotMeta, Bytes)>> {
         return Err(bad("crc mismatch"));
     }
     let meta_len = u32::from_le_bytes(body[..4].try_into().map_err(|_| bad("length"))?) as usize;
-    let meta_json = body.get(4..4 + meta_len).ok_or_else(|| bad("metadata cut short"))?;
+    let meta_json = body
+        .get(4..4 + meta_len)
+        .ok_or_else(|| bad("metadata cut short"))?;
     let meta: SnapshotMeta = serde_json::from_slice(meta_json).map_err(|e| bad(&e.to_string()))?;
     Ok(Some((meta, Bytes::copy_from_slice(&body[4 + meta_len..]))))
 }
@@ -124,10 +141,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             Some(id) => self.inner.hook.build(id.index).await?,
             None => Bytes::new(),
         };
-        let meta = SnapshotMeta { last_log_id, last_membership };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+        };
         self.save(&meta, &data)?;
         tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: data })
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -169,17 +192,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(last = ?meta.last_log_id))]
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         if let Some(id) = meta.last_log_id {
             self.inner.hook.install(id.index, snapshot.clone()).await?;
         }
         self.save(meta, &snapshot)?;
         *self.applied() = (meta.last_log_id, meta.last_membership.clone());
-        self.inner.applied_tx.send_replace(meta.last_log_id.map(|l| l.index));
+        self.inner
+            .applied_tx
+            .send_replace(meta.last_log_id.map(|l| l.index));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self.current().clone().map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+        Ok(self
+            .current()
+            .clone()
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
 }

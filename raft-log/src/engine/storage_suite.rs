@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
+use openraft::testing::log::{StoreBuilder, Suite};
 
+use super::TypeConfig;
 use super::log_store::RaftLogStore;
 use super::state_machine::StateMachine;
-use super::TypeConfig;
 use crate::config::StoreConfig;
 use crate::snapshot::EmptySnapshot;
 use crate::store::LogStore;
@@ -18,19 +18,24 @@ use crate::store::LogStore;
 struct Builder;
 
 impl StoreBuilder<TypeConfig, RaftLogStore, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, RaftLogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, RaftLogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = StoreConfig::new(dir.path().join("log"));
         config.data_segment_bytes = 1 << 20;
         config.index_segment_bytes = 4096;
         config.entry_body_bytes_max = 64 << 10;
         let store = LogStore::open(config).expect("open store");
-        let (sm, _) = StateMachine::open(&dir.path().join("snapshot"), Arc::new(EmptySnapshot)).expect("open sm");
+        let (sm, _) = StateMachine::open(&dir.path().join("snapshot"), Arc::new(EmptySnapshot))
+            .expect("open sm");
         Ok((dir, RaftLogStore { store }, sm))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes() {
-    Suite::test_all(Builder).await.expect("openraft storage suite");
+    Suite::test_all(Builder)
+        .await
+        .expect("openraft storage suite");
 }

@@ -18,7 +18,7 @@
 //! Index record (32 bytes, at byte `index * 32` of the index files):
 //! position u64, index u64, term u64, size u32, kind u8, marker u8 ([`INDEX_MARKER`]), 2 zero bytes.
 
-use crate::config::{ENTRY_HEADER_BYTES, INDEX_RECORD_BYTES};
+use crate::config::{ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, INDEX_RECORD_LEN};
 
 /// Magic of an entry header ("RLE1").
 pub(crate) const MAGIC_ENTRY: u32 = 0x3145_4C52;
@@ -27,8 +27,10 @@ pub(crate) const MAGIC_BLANK: u32 = 0x3142_4C52;
 /// Marks an index record as written (a zeroed record is absent).
 pub(crate) const INDEX_MARKER: u8 = 0xA5;
 
-const HEADER: usize = ENTRY_HEADER_BYTES as usize;
-const RECORD: usize = INDEX_RECORD_BYTES as usize;
+const HEADER: usize = ENTRY_HEADER_LEN;
+const HEADER_U32: u32 = 48;
+const RECORD: usize = INDEX_RECORD_LEN;
+const _: () = assert!(HEADER_U32 as u64 == ENTRY_HEADER_BYTES);
 
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,9 +67,18 @@ pub(crate) struct EntryHeader {
 }
 
 /// Encodes the header of an entry with `body` at `position`, computing the CRC.
-pub(crate) fn encode_header(index: u64, term: u64, position: u64, kind: EntryKind, body: &[u8]) -> [u8; HEADER] {
-    let body_len = u32::try_from(body.len()).expect("body length checked against entry_body_bytes_max");
-    let size = body_len.checked_add(HEADER as u32).expect("body length checked against entry_body_bytes_max");
+pub(crate) fn encode_header(
+    index: u64,
+    term: u64,
+    position: u64,
+    kind: EntryKind,
+    body: &[u8],
+) -> [u8; HEADER] {
+    let body_len =
+        u32::try_from(body.len()).expect("body length checked against entry_body_bytes_max");
+    let size = body_len
+        .checked_add(HEADER_U32)
+        .expect("body length checked against entry_body_bytes_max");
     let mut h = [0u8; HEADER];
     h[0..4].copy_from_slice(&MAGIC_ENTRY.to_le_bytes());
     h[4..8].copy_from_slice(&size.to_le_bytes());
@@ -136,7 +147,8 @@ pub(crate) fn decode_header(h: &[u8]) -> Frame {
 
 /// Checks the CRC of a whole framed entry (header + body).
 pub(crate) fn verify_crc(frame: &[u8], expected: u32) -> bool {
-    frame.len() >= HEADER && crc32c::crc32c_append(crc32c::crc32c(&frame[..44]), &frame[HEADER..]) == expected
+    frame.len() >= HEADER
+        && crc32c::crc32c_append(crc32c::crc32c(&frame[..44]), &frame[HEADER..]) == expected
 }
 
 /// An index record.
@@ -184,8 +196,13 @@ mod tests {
     fn header_round_trips_and_crc_covers_header_and_body() {
         let body = b"payload";
         let h = encode_header(7, 3, 4096, EntryKind::Normal, body);
-        let Frame::Entry(d) = decode_header(&h) else { panic!("not an entry") };
-        assert_eq!((d.index, d.term, d.position, d.kind, d.body_len), (7, 3, 4096, EntryKind::Normal, 7));
+        let Frame::Entry(d) = decode_header(&h) else {
+            panic!("not an entry")
+        };
+        assert_eq!(
+            (d.index, d.term, d.position, d.kind, d.body_len),
+            (7, 3, 4096, EntryKind::Normal, 7)
+        );
         let mut frame = h.to_vec();
         frame.extend_from_slice(body);
         assert!(verify_crc(&frame, d.crc));
@@ -203,12 +220,21 @@ mod tests {
     fn zeroed_and_garbage_headers_are_invalid() {
         assert!(matches!(decode_header(&[0u8; 48]), Frame::Invalid(_)));
         assert!(matches!(decode_header(&[0xffu8; 48]), Frame::Invalid(_)));
-        assert_eq!(decode_header(&encode_blank(100)), Frame::Blank { size: 100 });
+        assert_eq!(
+            decode_header(&encode_blank(100)),
+            Frame::Blank { size: 100 }
+        );
     }
 
     #[test]
     fn index_record_round_trips() {
-        let r = IndexRecord { position: 1 << 40, index: 99, term: 5, size: 1024, kind: EntryKind::Membership };
+        let r = IndexRecord {
+            position: 1 << 40,
+            index: 99,
+            term: 5,
+            size: 1024,
+            kind: EntryKind::Membership,
+        };
         assert_eq!(decode_index(&encode_index(&r)), Some(r));
         assert_eq!(decode_index(&[0u8; 32]), None);
     }

@@ -12,8 +12,8 @@
 //! appends instead of retrying.
 
 use std::io;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -57,7 +57,11 @@ impl FlushHandle {
             .name("raft-log-flusher".into())
             .spawn(move || flusher.run(rx))
             .map_err(|e| StoreError::io("spawn flusher", &dir, e))?;
-        Ok(FlushHandle { crashed, tx: Mutex::new(Some(tx)), join: Mutex::new(Some(join)) })
+        Ok(FlushHandle {
+            crashed,
+            tx: Mutex::new(Some(tx)),
+            join: Mutex::new(Some(join)),
+        })
     }
 
     pub(crate) fn mark_crashed(&self) {
@@ -115,7 +119,14 @@ impl Flusher {
     fn new(shared: Arc<Shared>, crashed: Arc<AtomicBool>) -> Flusher {
         let checkpointed = shared.lock_meta().get().durable;
         let index_synced_below = checkpointed.map_or(0, |d| (d.index + 1) * INDEX_RECORD_BYTES);
-        Flusher { shared, crashed, waiters: Vec::new(), last_checkpoint: Instant::now(), checkpointed, index_synced_below }
+        Flusher {
+            shared,
+            crashed,
+            waiters: Vec::new(),
+            last_checkpoint: Instant::now(),
+            checkpointed,
+            index_synced_below,
+        }
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -144,7 +155,10 @@ impl Flusher {
             };
             if let Err(e) = &result {
                 tracing::error!(error = %e, "flush failed; the store refuses further appends");
-                self.shared.write_state().failed.get_or_insert_with(|| e.to_string());
+                self.shared
+                    .write_state()
+                    .failed
+                    .get_or_insert_with(|| e.to_string());
             }
             self.complete(&result);
             if closed {
@@ -172,7 +186,11 @@ impl Flusher {
         let (from, to, generation, files) = {
             let st = self.shared.read_state();
             if let Some(reason) = &st.failed {
-                return Err(StoreError::io("flush", &self.shared.config.dir, io::Error::other(reason.clone())));
+                return Err(StoreError::io(
+                    "flush",
+                    &self.shared.config.dir,
+                    io::Error::other(reason.clone()),
+                ));
             }
             let (from, to) = (st.synced_pos, st.write_pos);
             let files: Vec<_> = st
@@ -189,7 +207,8 @@ impl Flusher {
         for (start, file) in files {
             let lo = from.max(start) - start;
             let hi = to.min(start + file.len()) - start;
-            file.sync_range(lo, hi - lo).map_err(|e| StoreError::io("msync", file.path(), e))?;
+            file.sync_range(lo, hi - lo)
+                .map_err(|e| StoreError::io("msync", file.path(), e))?;
         }
         let mut st = self.shared.write_state();
         if st.truncate_generation == generation {
@@ -201,7 +220,9 @@ impl Flusher {
     /// Syncs the index records up to the last synced entry and names that entry in `meta`.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         let st = self.shared.read_state();
-        let durable = st.last_written.filter(|d| d.position + u64::from(d.size) <= st.synced_pos);
+        let durable = st
+            .last_written
+            .filter(|d| d.position + u64::from(d.size) <= st.synced_pos);
         let committed = st.committed;
         let index_files: Vec<_> = st.index.iter().map(|(s, f)| (*s, Arc::clone(f))).collect();
         if let Some(d) = durable {
@@ -210,7 +231,8 @@ impl Flusher {
             for (start, file) in &index_files {
                 let (a, b) = (lo.max(*start), hi.min(start + file.len()));
                 if a < b {
-                    file.sync_range(a - start, b - a).map_err(|e| StoreError::io("msync", file.path(), e))?;
+                    file.sync_range(a - start, b - a)
+                        .map_err(|e| StoreError::io("msync", file.path(), e))?;
                 }
             }
             self.index_synced_below = hi;

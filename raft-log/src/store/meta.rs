@@ -110,21 +110,42 @@ impl Meta {
             return Err(format!("unsupported version {version}"));
         }
         let vote = if r.u8()? == 1 {
-            Some(VoteRecord { term: r.u64()?, node_id: r.u64()?, committed: r.u8()? == 1 })
+            Some(VoteRecord {
+                term: r.u64()?,
+                node_id: r.u64()?,
+                committed: r.u8()? == 1,
+            })
         } else {
             None
         };
         let mut ti = || -> Result<Option<TermIndex>, String> {
-            Ok(if r.u8()? == 1 { Some(TermIndex { term: r.u64()?, index: r.u64()? }) } else { None })
+            Ok(if r.u8()? == 1 {
+                Some(TermIndex {
+                    term: r.u64()?,
+                    index: r.u64()?,
+                })
+            } else {
+                None
+            })
         };
         let committed = ti()?;
         let purged = ti()?;
         let durable = if r.u8()? == 1 {
-            Some(Durable { index: r.u64()?, term: r.u64()?, position: r.u64()?, size: r.u32()? })
+            Some(Durable {
+                index: r.u64()?,
+                term: r.u64()?,
+                position: r.u64()?,
+                size: r.u32()?,
+            })
         } else {
             None
         };
-        Ok(Meta { vote, committed, purged, durable })
+        Ok(Meta {
+            vote,
+            committed,
+            purged,
+            durable,
+        })
     }
 }
 
@@ -143,10 +164,14 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "u32")?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "u32")?,
+        ))
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "u64")?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "u64")?,
+        ))
     }
 }
 
@@ -165,11 +190,20 @@ impl MetaFile {
         let path = dir.join("meta");
         let tmp = dir.join("meta.tmp");
         let current = match fs::read(&path) {
-            Ok(b) => Meta::decode(&b).map_err(|reason| StoreError::Corrupt { path: path.clone(), offset: 0, reason })?,
+            Ok(b) => Meta::decode(&b).map_err(|reason| StoreError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Meta::default(),
             Err(e) => return Err(StoreError::io("read", &path, e)),
         };
-        Ok(MetaFile { dir: dir.to_path_buf(), path, tmp, current })
+        Ok(MetaFile {
+            dir: dir.to_path_buf(),
+            path,
+            tmp,
+            current,
+        })
     }
 
     pub(crate) fn get(&self) -> Meta {
@@ -192,8 +226,10 @@ impl MetaFile {
             .truncate(true)
             .open(&self.tmp)
             .map_err(|e| StoreError::io("create", &self.tmp, e))?;
-        file.write_all(&bytes).map_err(|e| StoreError::io("write", &self.tmp, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", &self.tmp, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| StoreError::io("write", &self.tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &self.tmp, e))?;
         fs::rename(&self.tmp, &self.path).map_err(|e| StoreError::io("rename", &self.path, e))?;
         sync_dir(&self.dir)?;
         self.current = next;
@@ -203,7 +239,9 @@ impl MetaFile {
 
 /// fsyncs a directory so a create, rename or unlink in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("fsync directory", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]
@@ -216,9 +254,18 @@ mod tests {
         let mut m = MetaFile::load(dir.path()).unwrap();
         assert_eq!(m.get(), Meta::default());
         m.update(|m| {
-            m.vote = Some(VoteRecord { term: 3, node_id: 2, committed: true });
+            m.vote = Some(VoteRecord {
+                term: 3,
+                node_id: 2,
+                committed: true,
+            });
             m.purged = Some(TermIndex { term: 1, index: 10 });
-            m.durable = Some(Durable { index: 12, term: 2, position: 4096, size: 60 });
+            m.durable = Some(Durable {
+                index: 12,
+                term: 2,
+                position: 4096,
+                size: 60,
+            });
         })
         .unwrap();
         let again = MetaFile::load(dir.path()).unwrap();
@@ -230,7 +277,8 @@ mod tests {
     fn damaged_meta_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = MetaFile::load(dir.path()).unwrap();
-        m.update(|m| m.committed = Some(TermIndex { term: 1, index: 1 })).unwrap();
+        m.update(|m| m.committed = Some(TermIndex { term: 1, index: 1 }))
+            .unwrap();
         let p = dir.path().join("meta");
         let mut b = fs::read(&p).unwrap();
         b[9] ^= 1;

@@ -43,7 +43,11 @@ pub(crate) struct MmapFile {
 impl MmapFile {
     /// Creates `path` at `len` bytes with its blocks allocated (fallocate), and maps it.
     pub(crate) fn create(path: &Path, len: u64) -> io::Result<MmapFile> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         // Allocate the blocks now so a full disk fails here, at roll time, not as SIGBUS on a
         // later page fault inside a write.
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)?;
@@ -59,11 +63,26 @@ impl MmapFile {
 
     fn map(file: File, path: &Path, len: u64) -> io::Result<MmapFile> {
         if len == 0 || usize::try_from(len).is_err() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("segment length {len} cannot be mapped")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("segment length {len} cannot be mapped"),
+            ));
         }
         let map = MmapRaw::map_raw(&file)?;
-        assert_eq!(map.len() as u64, len, "mapped length differs from file length of {}", path.display());
-        Ok(MmapFile { map, _file: file, path: path.to_path_buf(), len, frozen: AtomicU64::new(0), tail: RwLock::new(()) })
+        assert_eq!(
+            map.len() as u64,
+            len,
+            "mapped length differs from file length of {}",
+            path.display()
+        );
+        Ok(MmapFile {
+            map,
+            _file: file,
+            path: path.to_path_buf(),
+            len,
+            frozen: AtomicU64::new(0),
+            tail: RwLock::new(()),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -81,7 +100,11 @@ impl MmapFile {
 
     /// Raises the watermark to `offset` (never lowers it).
     pub(crate) fn freeze_to(&self, offset: u64) {
-        assert!(offset <= self.len, "freeze_to({offset}) past the end of {}", self.path.display());
+        assert!(
+            offset <= self.len,
+            "freeze_to({offset}) past the end of {}",
+            self.path.display()
+        );
         // The write lock orders every earlier write before the watermark moves past it.
         let _guard = self.tail.write().unwrap_or_else(|e| e.into_inner());
         self.frozen.fetch_max(offset, Ordering::AcqRel);
@@ -94,18 +117,33 @@ impl MmapFile {
     /// bytes would be a Raft bug (truncating committed entries), and would race with lock-free
     /// readers.
     pub(crate) fn write(&self, offset: u64, src: &[u8]) {
-        let end = offset.checked_add(src.len() as u64).expect("offset overflow");
-        assert!(end <= self.len, "write [{offset}, {end}) past the end ({}) of {}", self.len, self.path.display());
+        let end = offset
+            .checked_add(src.len() as u64)
+            .expect("offset overflow");
+        assert!(
+            end <= self.len,
+            "write [{offset}, {end}) past the end ({}) of {}",
+            self.len,
+            self.path.display()
+        );
         let _guard = self.tail.write().unwrap_or_else(|e| e.into_inner());
         let frozen = self.frozen.load(Ordering::Acquire);
-        assert!(offset >= frozen, "write at {offset} below the frozen watermark {frozen} of {}", self.path.display());
+        assert!(
+            offset >= frozen,
+            "write at {offset} below the frozen watermark {frozen} of {}",
+            self.path.display()
+        );
         let start = usize::try_from(offset).expect("checked by map()");
         // SAFETY: `start + src.len() <= self.len == map.len()`, so the destination lies inside the
         // mapping, which lives as long as `self`. The region is at or above the frozen watermark,
         // so no lock-free reader can observe it, and the write lock excludes copying readers and
         // other writers. `src` is a separate Rust allocation, so the ranges do not overlap.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(start), src.len());
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.map.as_mut_ptr().add(start),
+                src.len(),
+            );
         }
     }
 
@@ -115,7 +153,12 @@ impl MmapFile {
     /// If the range is out of bounds.
     pub(crate) fn with_bytes<R>(&self, offset: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
         let end = offset.checked_add(len).expect("offset overflow");
-        assert!(end <= self.len, "read [{offset}, {end}) past the end ({}) of {}", self.len, self.path.display());
+        assert!(
+            end <= self.len,
+            "read [{offset}, {end}) past the end ({}) of {}",
+            self.len,
+            self.path.display()
+        );
         if end <= self.frozen() {
             return f(self.frozen_slice(offset, len));
         }
@@ -134,7 +177,11 @@ impl MmapFile {
     pub(crate) fn bytes(self: &Arc<Self>, offset: u64, len: u64) -> Bytes {
         let end = offset.checked_add(len).expect("offset overflow");
         if end <= self.frozen() {
-            Bytes::from_owner(FrozenSlice { file: Arc::clone(self), offset, len })
+            Bytes::from_owner(FrozenSlice {
+                file: Arc::clone(self),
+                offset,
+                len,
+            })
         } else {
             self.with_bytes(offset, len, Bytes::copy_from_slice)
         }
@@ -142,7 +189,11 @@ impl MmapFile {
 
     fn frozen_slice(&self, offset: u64, len: u64) -> &[u8] {
         let end = offset.checked_add(len).expect("offset overflow");
-        assert!(end <= self.frozen(), "frozen read [{offset}, {end}) above the watermark of {}", self.path.display());
+        assert!(
+            end <= self.frozen(),
+            "frozen read [{offset}, {end}) above the watermark of {}",
+            self.path.display()
+        );
         let start = usize::try_from(offset).expect("checked by map()");
         let len = usize::try_from(len).expect("checked by map()");
         // SAFETY: the range is inside the mapping (frozen <= len) and below the frozen watermark,

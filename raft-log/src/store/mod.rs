@@ -33,7 +33,9 @@ use bytes::Bytes;
 pub use codec::EntryKind;
 pub use meta::{TermIndex, VoteRecord};
 
-use crate::config::{FlushDiskType, StoreConfig, ENTRY_HEADER_BYTES, INDEX_RECORD_BYTES};
+use crate::config::{
+    ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, FlushDiskType, INDEX_RECORD_BYTES, StoreConfig,
+};
 use crate::error::StoreError;
 use codec::{Frame, IndexRecord};
 use flusher::{Completion, FlushHandle};
@@ -200,7 +202,10 @@ impl LogStore {
     /// The extent of the log.
     pub fn log_state(&self) -> LogState {
         let st = self.shared.read_state();
-        LogState { entries: st.entries, purged: st.purged }
+        LogState {
+            entries: st.entries,
+            purged: st.purged,
+        }
     }
 
     /// Appends `entries`, which must continue the log. They are readable when this returns;
@@ -211,7 +216,11 @@ impl LogStore {
     /// [`StoreError::NonContiguous`] or [`StoreError::EntryTooLarge`] (nothing is written), I/O
     /// errors creating segments, or an earlier fsync failure.
     #[tracing::instrument(level = "trace", skip_all, fields(n = entries.len()))]
-    pub fn append(&self, entries: &[NewEntry<'_>], on_durable: Option<Completion>) -> Result<(), StoreError> {
+    pub fn append(
+        &self,
+        entries: &[NewEntry<'_>],
+        on_durable: Option<Completion>,
+    ) -> Result<(), StoreError> {
         let upto = {
             let mut st = self.shared.write_state();
             if let Some(reason) = &st.failed {
@@ -239,7 +248,9 @@ impl LogStore {
     pub fn read(&self, index: u64) -> Result<Option<StoredEntry>, StoreError> {
         let st = self.shared.read_state();
         match st.entries {
-            Some((first, last)) if first <= index && index <= last.index => self.shared.read_at(&st, index).map(Some),
+            Some((first, last)) if first <= index && index <= last.index => {
+                self.shared.read_at(&st, index).map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -249,12 +260,23 @@ impl LogStore {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when an entry does not verify.
-    pub fn read_range(&self, start: u64, end: u64, bytes_max: usize) -> Result<Vec<StoredEntry>, StoreError> {
+    pub fn read_range(
+        &self,
+        start: u64,
+        end: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
         let st = self.shared.read_state();
-        let Some((first, last)) = st.entries else { return Ok(Vec::new()) };
+        let Some((first, last)) = st.entries else {
+            return Ok(Vec::new());
+        };
         let start = start.max(first);
         let end = end.min(last.index.saturating_add(1));
-        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0).min(4096));
+        let mut out = Vec::with_capacity(
+            usize::try_from(end.saturating_sub(start))
+                .unwrap_or(0)
+                .min(4096),
+        );
         let mut bytes = 0usize;
         for i in start..end {
             let e = self.shared.read_at(&st, i)?;
@@ -293,23 +315,35 @@ impl LogStore {
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn truncate_after(&self, last_kept: Option<u64>) -> Result<(), StoreError> {
         let mut st = self.shared.write_state();
-        let Some((first, last)) = st.entries else { return Ok(()) };
+        let Some((first, last)) = st.entries else {
+            return Ok(());
+        };
         let first_removed = last_kept.map_or(first, |k| k + 1).max(first);
         if first_removed > last.index {
             return Ok(());
         }
         if let Some(c) = st.committed {
-            assert!(first_removed > c.index, "truncate from {first_removed} would remove committed entry {}", c.index);
+            assert!(
+                first_removed > c.index,
+                "truncate from {first_removed} would remove committed entry {}",
+                c.index
+            );
         }
-        let rec = self.shared.index_record(&st, first_removed).ok_or_else(|| self.shared.missing_index(first_removed))?;
+        let rec = self
+            .shared
+            .index_record(&st, first_removed)
+            .ok_or_else(|| self.shared.missing_index(first_removed))?;
         let seg_pos = self.shared.segment_of(&st, rec.position);
         let seg = &st.data[seg_pos];
         let offset = rec.position - seg.start;
         // Zero the first removed header and sync it before anything else: a crash after this
         // point can never resurrect the removed entries.
         let zero_len = (ENTRY_HEADER_BYTES).min(seg.file.len() - offset);
-        seg.file.write(offset, &vec![0u8; usize::try_from(zero_len).unwrap_or(48)]);
-        seg.file.sync_range(offset, zero_len).map_err(|e| StoreError::io("msync", seg.file.path(), e))?;
+        seg.file
+            .write(offset, &vec![0u8; usize::try_from(zero_len).unwrap_or(48)]);
+        seg.file
+            .sync_range(offset, zero_len)
+            .map_err(|e| StoreError::io("msync", seg.file.path(), e))?;
         if seg.first_index == Some(first_removed) {
             st.data[seg_pos].first_index = None;
         }
@@ -318,9 +352,18 @@ impl LogStore {
         st.synced_pos = st.synced_pos.min(rec.position);
         st.truncate_generation += 1;
         st.entries = if first_removed > first {
-            let kept = self.shared.index_record(&st, first_removed - 1).ok_or_else(|| self.shared.missing_index(first_removed - 1))?;
+            let kept = self
+                .shared
+                .index_record(&st, first_removed - 1)
+                .ok_or_else(|| self.shared.missing_index(first_removed - 1))?;
             st.last_written = Some(durable_of(&kept));
-            Some((first, TermIndex { term: kept.term, index: kept.index }))
+            Some((
+                first,
+                TermIndex {
+                    term: kept.term,
+                    index: kept.index,
+                },
+            ))
         } else {
             st.last_written = None;
             None
@@ -333,7 +376,10 @@ impl LogStore {
             }
         })?;
         drop(st);
-        self.shared.delete_files(removed.iter().map(|s| s.file.path().to_path_buf()), &self.shared.data_dir)
+        self.shared.delete_files(
+            removed.iter().map(|s| s.file.path().to_path_buf()),
+            &self.shared.data_dir,
+        )
     }
 
     /// Deletes every entry up to and including `upto`, which is recorded durably first. Whole
@@ -355,7 +401,9 @@ impl LogStore {
             }
             st.purged = Some(upto);
             st.entries = match st.entries {
-                Some((first, last)) if upto.index < last.index => Some((first.max(upto.index + 1), last)),
+                Some((first, last)) if upto.index < last.index => {
+                    Some((first.max(upto.index + 1), last))
+                }
                 _ => None,
             };
             let first_kept = upto.index + 1;
@@ -365,19 +413,32 @@ impl LogStore {
             }
             let index_seg = self.shared.config.index_segment_bytes;
             let keep_from = first_kept.saturating_mul(INDEX_RECORD_BYTES);
-            let doomed: Vec<u64> = st.index.range(..keep_from).filter(|(s, _)| *s + index_seg <= keep_from).map(|(s, _)| *s).collect();
-            let index_files: Vec<PathBuf> = doomed.iter().filter_map(|s| st.index.remove(s)).map(|f| f.path().to_path_buf()).collect();
+            let doomed: Vec<u64> = st
+                .index
+                .range(..keep_from)
+                .filter(|(s, _)| *s + index_seg <= keep_from)
+                .map(|(s, _)| *s)
+                .collect();
+            let index_files: Vec<PathBuf> = doomed
+                .iter()
+                .filter_map(|s| st.index.remove(s))
+                .map(|f| f.path().to_path_buf())
+                .collect();
             (data_files, index_files)
         };
         // A checkpoint in a deleted segment could not be found at recovery: drop it.
         let first_start = self.shared.read_state().data.first().map(|s| s.start);
         self.shared.lock_meta().update(|m| {
-            if m.durable.is_some_and(|d| first_start.is_none_or(|s| d.position < s)) {
+            if m.durable
+                .is_some_and(|d| first_start.is_none_or(|s| d.position < s))
+            {
                 m.durable = None;
             }
         })?;
-        self.shared.delete_files(data_files, &self.shared.data_dir)?;
-        self.shared.delete_files(index_files, &self.shared.index_dir)
+        self.shared
+            .delete_files(data_files, &self.shared.data_dir)?;
+        self.shared
+            .delete_files(index_files, &self.shared.index_dir)
     }
 
     /// Saves the vote durably.
@@ -403,8 +464,13 @@ impl LogStore {
             return;
         }
         st.committed = Some(c);
-        let present = st.entries.is_some_and(|(first, last)| first <= c.index && c.index <= last.index);
-        if let Some(rec) = present.then(|| self.shared.index_record(&st, c.index)).flatten() {
+        let present = st
+            .entries
+            .is_some_and(|(first, last)| first <= c.index && c.index <= last.index);
+        if let Some(rec) = present
+            .then(|| self.shared.index_record(&st, c.index))
+            .flatten()
+        {
             let end = rec.position + u64::from(rec.size);
             for seg in st.data.iter().take_while(|s| s.start < end) {
                 seg.file.freeze_to((end - seg.start).min(seg.file.len()));
@@ -448,7 +514,9 @@ impl LogStore {
                 path: s.file.path().to_path_buf(),
                 start: s.start,
                 first_index: s.first_index,
-                modified: fs::metadata(s.file.path()).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH),
+                modified: fs::metadata(s.file.path())
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
                 size_bytes: s.file.len(),
             })
             .collect()
@@ -460,7 +528,9 @@ impl LogStore {
     /// The first entry that does not verify, as [`StoreError::Corrupt`].
     pub fn verify(&self) -> Result<u64, StoreError> {
         let st = self.shared.read_state();
-        let Some((first, last)) = st.entries else { return Ok(0) };
+        let Some((first, last)) = st.entries else {
+            return Ok(0);
+        };
         for i in first..=last.index {
             self.shared.read_at(&st, i)?;
         }
@@ -491,7 +561,10 @@ impl Shared {
             if let Some(x) = expected
                 && e.index != x
             {
-                return Err(StoreError::NonContiguous { expected: x, got: e.index });
+                return Err(StoreError::NonContiguous {
+                    expected: x,
+                    got: e.index,
+                });
             }
             if e.body.len() as u64 > self.config.entry_body_bytes_max {
                 return Err(StoreError::EntryTooLarge {
@@ -516,10 +589,22 @@ impl Shared {
         seg.file.write(offset + ENTRY_HEADER_BYTES, e.body);
         seg.first_index.get_or_insert(e.index);
         let size32 = u32::try_from(size).expect("checked against entry_body_bytes_max");
-        let rec = IndexRecord { position, index: e.index, term: e.term, size: size32, kind: e.kind };
+        let rec = IndexRecord {
+            position,
+            index: e.index,
+            term: e.term,
+            size: size32,
+            kind: e.kind,
+        };
         self.write_index(st, &rec)?;
         st.write_pos = position + size;
-        st.entries = Some((st.entries.map_or(e.index, |(first, _)| first), TermIndex { term: e.term, index: e.index }));
+        st.entries = Some((
+            st.entries.map_or(e.index, |(first, _)| first),
+            TermIndex {
+                term: e.term,
+                index: e.index,
+            },
+        ));
         st.last_written = Some(durable_of(&rec));
         Ok(())
     }
@@ -528,7 +613,10 @@ impl Shared {
     fn ensure_room(&self, st: &mut State, size: u64) -> Result<(), StoreError> {
         let segment_bytes = self.config.data_segment_bytes;
         if size > segment_bytes {
-            return Err(StoreError::EntryTooLarge { size_bytes: size, segment_bytes });
+            return Err(StoreError::EntryTooLarge {
+                size_bytes: size,
+                segment_bytes,
+            });
         }
         if let Some(seg) = st.data.last() {
             if st.write_pos + size <= seg.end() {
@@ -543,26 +631,25 @@ impl Shared {
         }
         let start = st.write_pos;
         let path = self.data_dir.join(format!("{start:020}"));
-        let file = MmapFile::create(&path, segment_bytes).map_err(|e| StoreError::io("create segment", &path, e))?;
+        let file = MmapFile::create(&path, segment_bytes)
+            .map_err(|e| StoreError::io("create segment", &path, e))?;
         meta::sync_dir(&self.data_dir)?;
         tracing::debug!(path = %path.display(), "rolled to a new data segment");
-        st.data.push(DataSegment { start, file: Arc::new(file), first_index: None });
+        st.data.push(DataSegment {
+            start,
+            file: Arc::new(file),
+            first_index: None,
+        });
         Ok(())
     }
 
     fn write_index(&self, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
-        let byte = rec.index.checked_mul(INDEX_RECORD_BYTES).expect("index overflow");
-        let seg_bytes = self.config.index_segment_bytes;
-        let start = byte - byte % seg_bytes;
-        if !st.index.contains_key(&start) {
-            let path = self.index_dir.join(format!("{start:020}"));
-            let file = MmapFile::create(&path, seg_bytes).map_err(|e| StoreError::io("create index segment", &path, e))?;
-            meta::sync_dir(&self.index_dir)?;
-            st.index.insert(start, Arc::new(file));
-        }
-        let file = &st.index[&start];
-        file.write(byte - start, &codec::encode_index(rec));
-        Ok(())
+        write_index_record(
+            &self.index_dir,
+            self.config.index_segment_bytes,
+            &mut st.index,
+            rec,
+        )
     }
 
     fn index_record(&self, st: &State, index: u64) -> Option<IndexRecord> {
@@ -571,7 +658,8 @@ impl Shared {
         if byte + INDEX_RECORD_BYTES > start + file.len() {
             return None;
         }
-        file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index).filter(|r| r.index == index)
+        file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index)
+            .filter(|r| r.index == index)
     }
 
     fn missing_index(&self, index: u64) -> StoreError {
@@ -584,34 +672,62 @@ impl Shared {
 
     fn segment_of(&self, st: &State, position: u64) -> usize {
         let i = st.data.partition_point(|s| s.start <= position);
-        assert!(i > 0 && position < st.data[i - 1].end(), "position {position} is in no data segment");
+        assert!(
+            i > 0 && position < st.data[i - 1].end(),
+            "position {position} is in no data segment"
+        );
         i - 1
     }
 
     fn read_at(&self, st: &State, index: u64) -> Result<StoredEntry, StoreError> {
-        let rec = self.index_record(st, index).ok_or_else(|| self.missing_index(index))?;
+        let rec = self
+            .index_record(st, index)
+            .ok_or_else(|| self.missing_index(index))?;
         let seg = &st.data[self.segment_of(st, rec.position)];
         let offset = rec.position - seg.start;
-        let corrupt = |reason: String| StoreError::Corrupt { path: seg.file.path().to_path_buf(), offset, reason };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: seg.file.path().to_path_buf(),
+            offset,
+            reason,
+        };
         if offset + u64::from(rec.size) > seg.file.len() {
-            return Err(corrupt(format!("entry {index} of {} bytes runs past the segment end", rec.size)));
+            return Err(corrupt(format!(
+                "entry {index} of {} bytes runs past the segment end",
+                rec.size
+            )));
         }
         let frame = seg.file.bytes(offset, u64::from(rec.size));
         let h = match codec::decode_header(&frame) {
             Frame::Entry(h) => h,
-            Frame::Blank { .. } => return Err(corrupt(format!("entry {index}: blank record where an entry belongs"))),
+            Frame::Blank { .. } => {
+                return Err(corrupt(format!(
+                    "entry {index}: blank record where an entry belongs"
+                )));
+            }
             Frame::Invalid(why) => return Err(corrupt(format!("entry {index}: {why}"))),
         };
         if (h.index, h.term, h.position, h.size) != (rec.index, rec.term, rec.position, rec.size) {
-            return Err(corrupt(format!("entry {index}: header {h:?} does not match index record {rec:?}")));
+            return Err(corrupt(format!(
+                "entry {index}: header {h:?} does not match index record {rec:?}"
+            )));
         }
         if !codec::verify_crc(&frame, h.crc) {
             return Err(corrupt(format!("entry {index}: crc mismatch")));
         }
-        Ok(StoredEntry { index, term: h.term, kind: h.kind, position: rec.position, body: frame.slice(ENTRY_HEADER_BYTES as usize..) })
+        Ok(StoredEntry {
+            index,
+            term: h.term,
+            kind: h.kind,
+            position: rec.position,
+            body: frame.slice(ENTRY_HEADER_LEN..),
+        })
     }
 
-    fn delete_files(&self, files: impl IntoIterator<Item = PathBuf>, dir: &Path) -> Result<(), StoreError> {
+    fn delete_files(
+        &self,
+        files: impl IntoIterator<Item = PathBuf>,
+        dir: &Path,
+    ) -> Result<(), StoreError> {
         let mut any = false;
         for f in files {
             tracing::info!(path = %f.display(), "deleting segment");
@@ -626,11 +742,20 @@ impl Shared {
 }
 
 fn durable_of(r: &IndexRecord) -> Durable {
-    Durable { index: r.index, term: r.term, position: r.position, size: r.size }
+    Durable {
+        index: r.index,
+        term: r.term,
+        position: r.position,
+        size: r.size,
+    }
 }
 
 fn failed_error(dir: &Path, reason: &str) -> StoreError {
-    StoreError::io("append after failed fsync", dir, std::io::Error::other(reason.to_string()))
+    StoreError::io(
+        "append after failed fsync",
+        dir,
+        std::io::Error::other(reason.to_string()),
+    )
 }
 
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
@@ -658,7 +783,9 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let name = name.to_string_lossy();
         match name.parse::<u64>() {
             Ok(start) if name.len() == 20 => out.push((start, entry.path())),
-            _ => tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment"),
+            _ => {
+                tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment")
+            }
         }
     }
     out.sort();
@@ -667,28 +794,43 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
 
 /// Rebuilds the in-memory state from the files: trusts the log up to the durable checkpoint,
 /// scans and re-indexes what follows, and cuts a torn tail.
-fn recover(config: &StoreConfig, data_dir: &Path, index_dir: &Path, meta: meta::Meta) -> Result<State, StoreError> {
+fn recover(
+    config: &StoreConfig,
+    data_dir: &Path,
+    index_dir: &Path,
+    meta: meta::Meta,
+) -> Result<State, StoreError> {
     let mut data = Vec::new();
     for (start, path) in list_segments(data_dir)? {
-        let file = Arc::new(MmapFile::open(&path).map_err(|e| StoreError::io("map segment", &path, e))?);
+        let file =
+            Arc::new(MmapFile::open(&path).map_err(|e| StoreError::io("map segment", &path, e))?);
         if let Some(prev) = data.last()
             && DataSegment::end(prev) != start
         {
             return Err(StoreError::Corrupt {
                 path,
                 offset: 0,
-                reason: format!("data segments are not contiguous: previous ends at {}", DataSegment::end(prev)),
+                reason: format!(
+                    "data segments are not contiguous: previous ends at {}",
+                    DataSegment::end(prev)
+                ),
             });
         }
-        let first_index = match file.with_bytes(0, ENTRY_HEADER_BYTES.min(file.len()), codec::decode_header) {
-            Frame::Entry(h) if h.position == start => Some(h.index),
-            _ => None,
-        };
-        data.push(DataSegment { start, file, first_index });
+        let first_index =
+            match file.with_bytes(0, ENTRY_HEADER_BYTES.min(file.len()), codec::decode_header) {
+                Frame::Entry(h) if h.position == start => Some(h.index),
+                _ => None,
+            };
+        data.push(DataSegment {
+            start,
+            file,
+            first_index,
+        });
     }
     let mut index = BTreeMap::new();
     for (start, path) in list_segments(index_dir)? {
-        let file = MmapFile::open(&path).map_err(|e| StoreError::io("map index segment", &path, e))?;
+        let file =
+            MmapFile::open(&path).map_err(|e| StoreError::io("map index segment", &path, e))?;
         index.insert(start, Arc::new(file));
     }
     let mut st = State {
@@ -711,7 +853,9 @@ fn recover(config: &StoreConfig, data_dir: &Path, index_dir: &Path, meta: meta::
         st.entries = (last.index > p.index).then_some((first.max(p.index + 1), last));
     }
     let last_index = st.entries.map(|(_, l)| l.index);
-    st.committed = meta.committed.filter(|c| last_index.is_some_and(|l| c.index <= l));
+    st.committed = meta
+        .committed
+        .filter(|c| last_index.is_some_and(|l| c.index <= l));
     Ok(st)
 }
 
@@ -720,7 +864,11 @@ struct ScanCtx<'a> {
     index_dir: &'a Path,
 }
 
-fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Result<(), StoreError> {
+fn scan_tail(
+    ctx: &ScanCtx<'_>,
+    st: &mut State,
+    durable: Option<Durable>,
+) -> Result<(), StoreError> {
     if st.data.is_empty() {
         return Ok(());
     }
@@ -730,12 +878,18 @@ fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Res
     let mut first: Option<u64> = None;
     if let Some(d) = durable {
         let seg_pos = st.data.partition_point(|s| s.start <= d.position);
-        let seg = seg_pos.checked_sub(1).map(|i| &st.data[i]).filter(|s| d.position + u64::from(d.size) <= s.end());
+        let seg = seg_pos
+            .checked_sub(1)
+            .map(|i| &st.data[i])
+            .filter(|s| d.position + u64::from(d.size) <= s.end());
         let Some(seg) = seg else {
             return Err(StoreError::Corrupt {
                 path: ctx.config.dir.join("meta"),
                 offset: 0,
-                reason: format!("durable checkpoint names position {} which no segment holds", d.position),
+                reason: format!(
+                    "durable checkpoint names position {} which no segment holds",
+                    d.position
+                ),
             });
         };
         let offset = d.position - seg.start;
@@ -746,14 +900,23 @@ fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Res
             return Err(StoreError::Corrupt {
                 path: seg.file.path().to_path_buf(),
                 offset,
-                reason: format!("entry {} named by the durable checkpoint does not verify", d.index),
+                reason: format!(
+                    "entry {} named by the durable checkpoint does not verify",
+                    d.index
+                ),
             });
         }
         st.write_pos = d.position + u64::from(d.size);
         expected = Some(d.index + 1);
         last_term = d.term;
         first = first_entry_index(st);
-        st.entries = Some((first.unwrap_or(d.index).min(d.index), TermIndex { term: d.term, index: d.index }));
+        st.entries = Some((
+            first.unwrap_or(d.index).min(d.index),
+            TermIndex {
+                term: d.term,
+                index: d.index,
+            },
+        ));
         st.last_written = Some(d);
     }
     let mut scanned = 0u64;
@@ -769,7 +932,9 @@ fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Res
             st.write_pos = seg.end();
             continue;
         }
-        let head = seg.file.with_bytes(offset, ENTRY_HEADER_BYTES.min(room), codec::decode_header);
+        let head = seg
+            .file
+            .with_bytes(offset, ENTRY_HEADER_BYTES.min(room), codec::decode_header);
         let h = match head {
             Frame::Blank { size } if u64::from(size) == room => {
                 st.write_pos = seg.end();
@@ -791,10 +956,22 @@ fn scan_tail(ctx: &ScanCtx<'_>, st: &mut State, durable: Option<Durable>) -> Res
         if !plausible || !codec::verify_crc(&seg.file.bytes(offset, size), h.crc) {
             break;
         }
-        let rec = IndexRecord { position: h.position, index: h.index, term: h.term, size: h.size, kind: h.kind };
+        let rec = IndexRecord {
+            position: h.position,
+            index: h.index,
+            term: h.term,
+            size: h.size,
+            kind: h.kind,
+        };
         rewrite_index(ctx, st, &rec)?;
         first.get_or_insert(h.index);
-        st.entries = Some((first.unwrap_or(h.index), TermIndex { term: h.term, index: h.index }));
+        st.entries = Some((
+            first.unwrap_or(h.index),
+            TermIndex {
+                term: h.term,
+                index: h.index,
+            },
+        ));
         st.last_written = Some(durable_of(&rec));
         expected = Some(h.index + 1);
         last_term = h.term;
@@ -829,10 +1006,13 @@ fn cut_tail(st: &mut State) {
     if st.write_pos < seg.end() {
         let offset = st.write_pos - seg.start;
         let n = ENTRY_HEADER_BYTES.min(seg.file.len() - offset);
-        let dirty = seg.file.with_bytes(offset, n, |b| b.iter().any(|&x| x != 0));
+        let dirty = seg
+            .file
+            .with_bytes(offset, n, |b| b.iter().any(|&x| x != 0));
         if dirty {
             tracing::warn!(path = %seg.file.path().display(), offset, "cutting a torn tail");
-            seg.file.write(offset, &vec![0u8; usize::try_from(n).unwrap_or(48)]);
+            seg.file
+                .write(offset, &vec![0u8; usize::try_from(n).unwrap_or(48)]);
         }
         if seg.first_index.is_some() && offset == 0 {
             seg.first_index = None;
@@ -841,15 +1021,37 @@ fn cut_tail(st: &mut State) {
 }
 
 fn rewrite_index(ctx: &ScanCtx<'_>, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
-    let byte = rec.index * INDEX_RECORD_BYTES;
-    let seg_bytes = ctx.config.index_segment_bytes;
-    let start = byte - byte % seg_bytes;
-    if !st.index.contains_key(&start) {
-        let path = ctx.index_dir.join(format!("{start:020}"));
-        let file = MmapFile::create(&path, seg_bytes).map_err(|e| StoreError::io("create index segment", &path, e))?;
-        st.index.insert(start, Arc::new(file));
-    }
-    let file = &st.index[&start];
+    write_index_record(
+        ctx.index_dir,
+        ctx.config.index_segment_bytes,
+        &mut st.index,
+        rec,
+    )
+}
+
+/// Writes `rec` at byte `index * 32` of the index files, creating the segment that holds it.
+/// Leaves an identical record untouched (recovery rewrites records it already has).
+fn write_index_record(
+    index_dir: &Path,
+    segment_bytes: u64,
+    segments: &mut BTreeMap<u64, Arc<MmapFile>>,
+    rec: &IndexRecord,
+) -> Result<(), StoreError> {
+    let byte = rec
+        .index
+        .checked_mul(INDEX_RECORD_BYTES)
+        .expect("index overflow");
+    let start = byte - byte % segment_bytes;
+    let file = match segments.entry(start) {
+        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let path = index_dir.join(format!("{start:020}"));
+            let file = MmapFile::create(&path, segment_bytes)
+                .map_err(|e| StoreError::io("create index segment", &path, e))?;
+            meta::sync_dir(index_dir)?;
+            v.insert(Arc::new(file))
+        }
+    };
     let current = file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index);
     if current.as_ref() != Some(rec) {
         file.write(byte - start, &codec::encode_index(rec));

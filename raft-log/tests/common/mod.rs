@@ -3,7 +3,7 @@
 //! Every random choice comes from one seed (`RAFT_LOG_SEED`, or the clock), printed when a test
 //! fails so the run can be repeated.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use raft_log::config::{Config, FlushDiskType};
 use raft_log::snapshot::SnapshotHook;
 use raft_log::{RaftLogNode, Role};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// Prints the seed if the test panics.
 pub struct SeedGuard(pub u64);
@@ -23,22 +23,33 @@ pub struct SeedGuard(pub u64);
 impl Drop for SeedGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("test failed with RAFT_LOG_SEED={} (rerun with that variable set)", self.0);
+            eprintln!(
+                "test failed with RAFT_LOG_SEED={} (rerun with that variable set)",
+                self.0
+            );
         }
     }
 }
 
 pub fn seeded() -> (StdRng, SeedGuard) {
-    let seed = std::env::var("RAFT_LOG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
-    });
+    let seed = std::env::var("RAFT_LOG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
     eprintln!("RAFT_LOG_SEED={seed}");
     (StdRng::seed_from_u64(seed), SeedGuard(seed))
 }
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -55,8 +66,13 @@ pub struct Cluster {
 pub const IDS: [&str; 3] = ["n0", "n1", "n2"];
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 impl Cluster {
@@ -71,8 +87,20 @@ impl Cluster {
     ) -> Cluster {
         init_tracing();
         let ports = free_ports(3);
-        let peers = IDS.iter().zip(&ports).map(|(id, p)| format!("{id}-127.0.0.1:{p}")).collect::<Vec<_>>().join(";");
-        let mut c = Cluster { dir: tempfile::tempdir().unwrap(), peers, nodes: vec![None, None, None], segment_bytes, flush, hooks };
+        let peers = IDS
+            .iter()
+            .zip(&ports)
+            .map(|(id, p)| format!("{id}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            peers,
+            nodes: vec![None, None, None],
+            segment_bytes,
+            flush,
+            hooks,
+        };
         for i in 0..3 {
             c.restart(i).await;
         }
@@ -96,7 +124,9 @@ impl Cluster {
     pub async fn restart(&mut self, i: usize) {
         let config = self.config(i);
         let node = match &self.hooks[i] {
-            Some(h) => RaftLogNode::start_with_hook(config, Arc::clone(h)).await.unwrap(),
+            Some(h) => RaftLogNode::start_with_hook(config, Arc::clone(h))
+                .await
+                .unwrap(),
             None => RaftLogNode::start(config).await.unwrap(),
         };
         self.nodes[i] = Some(node);
@@ -116,17 +146,29 @@ impl Cluster {
     pub async fn wait_leader(&self, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
         loop {
-            let running: Vec<(usize, &RaftLogNode)> =
-                self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n))).collect();
-            let leaders: Vec<usize> =
-                running.iter().filter(|(_, n)| n.role().borrow().role == Role::Leader).map(|(i, _)| *i).collect();
+            let running: Vec<(usize, &RaftLogNode)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+                .collect();
+            let leaders: Vec<usize> = running
+                .iter()
+                .filter(|(_, n)| n.role().borrow().role == Role::Leader)
+                .map(|(i, _)| *i)
+                .collect();
             if let [l] = leaders[..] {
-                let agreed = running.iter().all(|(_, n)| n.role().borrow().leader.as_deref() == Some(IDS[l]));
+                let agreed = running
+                    .iter()
+                    .all(|(_, n)| n.role().borrow().leader.as_deref() == Some(IDS[l]));
                 if agreed {
                     return l;
                 }
             }
-            assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -134,8 +176,18 @@ impl Cluster {
     /// Waits until node `i` has applied at least `index`.
     pub async fn wait_applied(&self, i: usize, index: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.node(i).metrics().applied_index.is_none_or(|a| a < index) {
-            assert!(Instant::now() < deadline, "node {} did not apply {index} within {timeout:?}: {:?}", IDS[i], self.node(i).metrics());
+        while self
+            .node(i)
+            .metrics()
+            .applied_index
+            .is_none_or(|a| a < index)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not apply {index} within {timeout:?}: {:?}",
+                IDS[i],
+                self.node(i).metrics()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
