@@ -104,6 +104,12 @@ async fn run(leader: &RaftLogNode, batches: u64, batch: usize, size: usize) -> D
 }
 
 fn bench(c: &mut Criterion) {
+    // RUST_LOG=openraft=info,raft_log=info shows elections and lease loss during a run.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()),
+        )
+        .try_init();
     let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -303,6 +303,57 @@ async fn follower_behind_the_purge_point_recovers_through_a_snapshot() {
     c.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_expired_segments_behind_a_snapshot_on_every_node() {
+    let (mut rng, _guard) = seeded();
+    // Every segment is expired at once and every hour is a deleteWhen hour.
+    let c = Cluster::start_tweaked(128 << 10, FlushDiskType::AsyncFlush, |c| {
+        c.file_reserved_time_hours = 0;
+        c.delete_when_hours = (0..24).collect();
+        c.clean_resource_interval_ms = 100;
+    })
+    .await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    info!("write enough to fill several segments");
+    let acked = write(c.node(l), 0, 3_000, 4, rng.random()).await;
+    let last = *acked.keys().last().unwrap();
+    info!("retention purges whole old segments on every node, keeping the active one");
+    for i in 0..3 {
+        c.wait_applied(i, last, Duration::from_secs(10)).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let purged = loop {
+            if let Some(p) = c.node(i).metrics().purged_index.filter(|&p| p > 100) {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: retention purged nothing",
+                IDS[i]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            purged < last,
+            "{}: retention purged the active segment ({purged} >= {last})",
+            IDS[i]
+        );
+        assert!(matches!(c.node(i).read(1), Err(Error::Purged { .. })));
+        assert_eq!(
+            tag_of(&c.node(i).read(last).unwrap().unwrap().body),
+            acked[&last]
+        );
+        let files = std::fs::read_dir(c.store_dir(i).join("data"))
+            .unwrap()
+            .count();
+        assert!(
+            files <= 3,
+            "{}: {files} data segments left after retention",
+            IDS[i]
+        );
+    }
+    c.shutdown().await;
+}
+
 /// Election speed: time from stopping the leader to a new leader accepting an append.
 /// Measured and printed, not asserted (beyond the run completing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::ClientWriteError;
-use openraft::impls::ProgressResponder;
 use openraft::raft::ClientWriteResult;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
@@ -20,7 +19,7 @@ use super::log_store::RaftLogStore;
 use super::network::NetworkFactory;
 use super::server;
 use super::state_machine::{AppliedWatch, StateMachine};
-use super::{EntryData, Raft, TypeConfig};
+use super::{CommitResponder, EntryData, Raft, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
 use crate::node::{Metrics, PeerProgress, Role, RoleState, peer_label};
@@ -173,20 +172,20 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pending = Vec::with_capacity(bodies.len());
         for body in bodies {
-            let (responder, commit_rx, complete_rx) =
-                ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
+            let (responder, rx) = CommitResponder::new();
             self.raft
                 .write(EntryData(body))
                 .responder(responder)
                 .await
                 .map_err(|_| Error::Shutdown)?;
-            pending.push((commit_rx, complete_rx));
+            pending.push(rx);
         }
         let mut indexes = Vec::with_capacity(pending.len());
-        for (commit_rx, complete_rx) in pending {
-            match tokio::time::timeout_at(deadline, commit_rx).await {
-                Ok(Ok(log_id)) => indexes.push(log_id.index),
-                Ok(Err(_)) => return Err(self.write_error(complete_rx).await),
+        for rx in pending {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Ok(log_id))) => indexes.push(log_id.index),
+                Ok(Ok(Err(outcome))) => return Err(self.write_error(outcome)),
+                Ok(Err(_)) => return Err(Error::Shutdown),
                 Err(_) => {
                     return Err(Error::Timeout {
                         waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -197,25 +196,21 @@ impl Engine {
         Ok(indexes)
     }
 
-    async fn write_error(
-        &self,
-        complete_rx: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>,
-    ) -> Error {
-        match complete_rx.await {
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Error::NotLeader {
+    fn write_error(&self, outcome: ClientWriteResult<TypeConfig>) -> Error {
+        match outcome {
+            Err(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
                 group: self.config.group.clone(),
                 leader_id: f.leader_id,
                 leader_addr: f.leader_node.map(|n| n.addr),
             },
-            Ok(Err(ClientWriteError::LogEntryDiscarded(f))) => Error::OutcomeUnknown {
+            Err(ClientWriteError::LogEntryDiscarded(f)) => Error::OutcomeUnknown {
                 reason: format!(
                     "entry discarded on leader change (leader now {:?})",
                     f.leader_id
                 ),
             },
-            Ok(Err(e)) => raft_error(e),
-            Ok(Ok(_)) => raft_error("entry applied without a commit notification"),
-            Err(_) => Error::Shutdown,
+            Err(e) => raft_error(e),
+            Ok(_) => raft_error("entry completed without a commit notification"),
         }
     }
 

@@ -1,8 +1,8 @@
 //! The flusher: one thread that syncs the data log as a group and writes durable checkpoints.
 //!
 //! Under SYNC_FLUSH every append queues a waiter with the position it needs on disk. The flusher
-//! takes every waiter queued so far, syncs the dirty range once (msync of the mapped range, an
-//! fdatasync on Linux), and completes all of them: many appends share one fsync, so throughput
+//! takes every waiter queued so far, syncs the dirty segments once (fdatasync), and completes all
+//! of them: many appends share one fsync, so throughput
 //! is not capped at the disk's sync rate. Under ASYNC_FLUSH appends do not wait, and the flusher
 //! syncs every `flush_interval`.
 //!
@@ -204,11 +204,10 @@ impl Flusher {
         if to <= from {
             return Ok(());
         }
-        for (start, file) in files {
-            let lo = from.max(start) - start;
-            let hi = to.min(start + file.len()) - start;
-            file.sync_range(lo, hi - lo)
-                .map_err(|e| StoreError::io("msync", file.path(), e))?;
+        // Every segment overlapping the unsynced range; appends dirty only that range.
+        for (_, file) in files {
+            file.sync()
+                .map_err(|e| StoreError::io("fdatasync", file.path(), e))?;
         }
         let mut st = self.shared.write_state();
         if st.truncate_generation == generation {
@@ -231,8 +230,8 @@ impl Flusher {
             for (start, file) in &index_files {
                 let (a, b) = (lo.max(*start), hi.min(start + file.len()));
                 if a < b {
-                    file.sync_range(a - start, b - a)
-                        .map_err(|e| StoreError::io("msync", file.path(), e))?;
+                    file.sync()
+                        .map_err(|e| StoreError::io("fdatasync", file.path(), e))?;
                 }
             }
             self.index_synced_below = hi;

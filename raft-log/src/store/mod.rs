@@ -34,7 +34,8 @@ pub use codec::EntryKind;
 pub use meta::{TermIndex, VoteRecord};
 
 use crate::config::{
-    ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, FlushDiskType, INDEX_RECORD_BYTES, StoreConfig,
+    ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, FlushDiskType, INDEX_RECORD_BYTES, INDEX_RECORD_LEN,
+    StoreConfig,
 };
 use crate::error::StoreError;
 use codec::{Frame, IndexRecord};
@@ -227,8 +228,11 @@ impl LogStore {
                 return Err(failed_error(&self.shared.config.dir, reason));
             }
             self.shared.check_append(&st, entries)?;
-            for e in entries {
-                self.shared.append_one(&mut st, e)?;
+            if let Err(e) = self.shared.append_all(&mut st, entries) {
+                // Bytes may be half written and the write position has moved: stop here and let
+                // recovery, which cuts a torn tail, sort it out on the next open.
+                st.failed.get_or_insert_with(|| e.to_string());
+                return Err(e);
             }
             st.write_pos
         };
@@ -339,11 +343,14 @@ impl LogStore {
         // Zero the first removed header and sync it before anything else: a crash after this
         // point can never resurrect the removed entries.
         let zero_len = (ENTRY_HEADER_BYTES).min(seg.file.len() - offset);
+        let zeros = [0u8; ENTRY_HEADER_LEN];
+        let zeros = &zeros[..usize::try_from(zero_len).unwrap_or(ENTRY_HEADER_LEN)];
         seg.file
-            .write(offset, &vec![0u8; usize::try_from(zero_len).unwrap_or(48)]);
+            .write(offset, zeros)
+            .map_err(|e| StoreError::io("write", seg.file.path(), e))?;
         seg.file
-            .sync_range(offset, zero_len)
-            .map_err(|e| StoreError::io("msync", seg.file.path(), e))?;
+            .sync()
+            .map_err(|e| StoreError::io("fdatasync", seg.file.path(), e))?;
         if seg.first_index == Some(first_removed) {
             st.data[seg_pos].first_index = None;
         }
@@ -577,35 +584,64 @@ impl Shared {
         Ok(())
     }
 
-    fn append_one(&self, st: &mut State, e: &NewEntry<'_>) -> Result<(), StoreError> {
-        let size = ENTRY_HEADER_BYTES + e.body.len() as u64;
-        self.ensure_room(st, size)?;
-        let position = st.write_pos;
-        let seg_pos = st.data.len() - 1;
-        let seg = &mut st.data[seg_pos];
-        let offset = position - seg.start;
-        let header = codec::encode_header(e.index, e.term, position, e.kind, e.body);
-        seg.file.write(offset, &header);
-        seg.file.write(offset + ENTRY_HEADER_BYTES, e.body);
-        seg.first_index.get_or_insert(e.index);
-        let size32 = u32::try_from(size).expect("checked against entry_body_bytes_max");
-        let rec = IndexRecord {
-            position,
-            index: e.index,
-            term: e.term,
-            size: size32,
-            kind: e.kind,
-        };
-        self.write_index(st, &rec)?;
-        st.write_pos = position + size;
-        st.entries = Some((
-            st.entries.map_or(e.index, |(first, _)| first),
-            TermIndex {
-                term: e.term,
+    /// Frames and writes `entries` (already checked to continue the log): one `pwritev` per run
+    /// of entries in the same segment, one write per run of index records.
+    fn append_all(&self, st: &mut State, entries: &[NewEntry<'_>]) -> Result<(), StoreError> {
+        let mut headers: Vec<[u8; ENTRY_HEADER_LEN]> = Vec::with_capacity(entries.len());
+        let mut records: Vec<IndexRecord> = Vec::with_capacity(entries.len());
+        // (segment slot, offset in it, first entry, end entry)
+        let mut runs: Vec<(usize, u64, usize, usize)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let size = ENTRY_HEADER_BYTES + e.body.len() as u64;
+            self.ensure_room(st, size)?;
+            let slot = st.data.len() - 1;
+            let position = st.write_pos;
+            let seg = &mut st.data[slot];
+            let offset = position - seg.start;
+            headers.push(codec::encode_header(
+                e.index, e.term, position, e.kind, e.body,
+            ));
+            match runs.last_mut() {
+                Some(run) if run.0 == slot => run.3 = i + 1,
+                _ => runs.push((slot, offset, i, i + 1)),
+            }
+            seg.first_index.get_or_insert(e.index);
+            let size = u32::try_from(size).expect("checked against entry_body_bytes_max");
+            records.push(IndexRecord {
+                position,
                 index: e.index,
-            },
-        ));
-        st.last_written = Some(durable_of(&rec));
+                term: e.term,
+                size,
+                kind: e.kind,
+            });
+            st.write_pos = position + u64::from(size);
+        }
+        for (slot, offset, first, end) in runs {
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * (end - first));
+            for (h, e) in headers[first..end].iter().zip(&entries[first..end]) {
+                parts.push(h);
+                parts.push(e.body);
+            }
+            let file = &st.data[slot].file;
+            file.write_vectored(offset, &parts)
+                .map_err(|e| StoreError::io("write", file.path(), e))?;
+        }
+        write_index_records(
+            &self.index_dir,
+            self.config.index_segment_bytes,
+            &mut st.index,
+            &records,
+        )?;
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            st.entries = Some((
+                st.entries.map_or(first.index, |(f, _)| f),
+                TermIndex {
+                    term: last.term,
+                    index: last.index,
+                },
+            ));
+            st.last_written = Some(durable_of(last));
+        }
         Ok(())
     }
 
@@ -625,7 +661,9 @@ impl Shared {
             let remaining = seg.end() - st.write_pos;
             if remaining >= 8 {
                 let blank = codec::encode_blank(u32::try_from(remaining).unwrap_or(u32::MAX));
-                seg.file.write(st.write_pos - seg.start, &blank);
+                seg.file
+                    .write(st.write_pos - seg.start, &blank)
+                    .map_err(|e| StoreError::io("write", seg.file.path(), e))?;
             }
             st.write_pos = seg.end();
         }
@@ -641,15 +679,6 @@ impl Shared {
             first_index: None,
         });
         Ok(())
-    }
-
-    fn write_index(&self, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
-        write_index_record(
-            &self.index_dir,
-            self.config.index_segment_bytes,
-            &mut st.index,
-            rec,
-        )
     }
 
     fn index_record(&self, st: &State, index: u64) -> Option<IndexRecord> {
@@ -978,7 +1007,7 @@ fn scan_tail(
         st.write_pos += size;
         scanned += 1;
     }
-    cut_tail(st);
+    cut_tail(st)?;
     tracing::info!(scanned, write_pos = st.write_pos, "recovered the log tail");
     Ok(())
 }
@@ -990,10 +1019,10 @@ fn first_entry_index(st: &State) -> Option<u64> {
 
 /// Drops everything after the recovered write position: later segments are deleted and the
 /// first bytes at the write position zeroed, so a later scan cannot read a stale header there.
-fn cut_tail(st: &mut State) {
+fn cut_tail(st: &mut State) -> Result<(), StoreError> {
     let seg_pos = st.data.partition_point(|s| s.start <= st.write_pos);
     if seg_pos == 0 {
-        return;
+        return Ok(());
     }
     let keep = seg_pos.min(st.data.len());
     for s in st.data.drain(keep..) {
@@ -1011,38 +1040,84 @@ fn cut_tail(st: &mut State) {
             .with_bytes(offset, n, |b| b.iter().any(|&x| x != 0));
         if dirty {
             tracing::warn!(path = %seg.file.path().display(), offset, "cutting a torn tail");
+            let zeros = [0u8; ENTRY_HEADER_LEN];
+            let zeros = &zeros[..usize::try_from(n).unwrap_or(ENTRY_HEADER_LEN)];
             seg.file
-                .write(offset, &vec![0u8; usize::try_from(n).unwrap_or(48)]);
+                .write(offset, zeros)
+                .map_err(|e| StoreError::io("write", seg.file.path(), e))?;
         }
         if seg.first_index.is_some() && offset == 0 {
             seg.first_index = None;
         }
     }
+    Ok(())
 }
 
+/// Recovery: makes the index record of `rec` match the data, writing only when it differs.
 fn rewrite_index(ctx: &ScanCtx<'_>, st: &mut State, rec: &IndexRecord) -> Result<(), StoreError> {
-    write_index_record(
+    let byte = rec.index * INDEX_RECORD_BYTES;
+    let start = byte - byte % ctx.config.index_segment_bytes;
+    let file = index_segment(
         ctx.index_dir,
         ctx.config.index_segment_bytes,
         &mut st.index,
-        rec,
-    )
+        start,
+    )?;
+    let current = file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index);
+    if current.as_ref() != Some(rec) {
+        write_index_records(
+            ctx.index_dir,
+            ctx.config.index_segment_bytes,
+            &mut st.index,
+            std::slice::from_ref(rec),
+        )?;
+    }
+    Ok(())
 }
 
-/// Writes `rec` at byte `index * 32` of the index files, creating the segment that holds it.
-/// Leaves an identical record untouched (recovery rewrites records it already has).
-fn write_index_record(
+/// Writes records of consecutive indexes at byte `index * 32` of the index files, creating the
+/// segments that hold them: one write per index segment.
+fn write_index_records(
     index_dir: &Path,
     segment_bytes: u64,
     segments: &mut BTreeMap<u64, Arc<MmapFile>>,
-    rec: &IndexRecord,
+    records: &[IndexRecord],
 ) -> Result<(), StoreError> {
-    let byte = rec
-        .index
-        .checked_mul(INDEX_RECORD_BYTES)
-        .expect("index overflow");
-    let start = byte - byte % segment_bytes;
-    let file = match segments.entry(start) {
+    let mut rest = records;
+    while let Some(first) = rest.first() {
+        let byte = first
+            .index
+            .checked_mul(INDEX_RECORD_BYTES)
+            .expect("index overflow");
+        let start = byte - byte % segment_bytes;
+        let room = usize::try_from((start + segment_bytes - byte) / INDEX_RECORD_BYTES)
+            .unwrap_or(usize::MAX);
+        let (run, after) = rest.split_at(rest.len().min(room));
+        let file = index_segment(index_dir, segment_bytes, segments, start)?;
+        let mut buf = Vec::with_capacity(run.len() * INDEX_RECORD_LEN);
+        for (i, r) in run.iter().enumerate() {
+            assert_eq!(
+                r.index,
+                first.index + i as u64,
+                "index records of one append are consecutive"
+            );
+            buf.extend_from_slice(&codec::encode_index(r));
+        }
+        file.write(byte - start, &buf)
+            .map_err(|e| StoreError::io("write", file.path(), e))?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// The index segment starting at byte `start`, created (and its directory synced) if missing.
+fn index_segment<'a>(
+    index_dir: &Path,
+    segment_bytes: u64,
+    segments: &'a mut BTreeMap<u64, Arc<MmapFile>>,
+    start: u64,
+) -> Result<&'a Arc<MmapFile>, StoreError> {
+    Ok(match segments.entry(start) {
         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
         std::collections::btree_map::Entry::Vacant(v) => {
             let path = index_dir.join(format!("{start:020}"));
@@ -1051,10 +1126,5 @@ fn write_index_record(
             meta::sync_dir(index_dir)?;
             v.insert(Arc::new(file))
         }
-    };
-    let current = file.with_bytes(byte - start, INDEX_RECORD_BYTES, codec::decode_index);
-    if current.as_ref() != Some(rec) {
-        file.write(byte - start, &codec::encode_index(rec));
-    }
-    Ok(())
+    })
 }

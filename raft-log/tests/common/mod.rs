@@ -61,6 +61,8 @@ pub struct Cluster {
     pub segment_bytes: u64,
     pub flush: FlushDiskType,
     pub hooks: Vec<Option<Arc<dyn SnapshotHook>>>,
+    /// Applied to every node's config before it starts.
+    pub tweak: fn(&mut Config),
 }
 
 pub const IDS: [&str; 3] = ["n0", "n1", "n2"];
@@ -100,6 +102,36 @@ impl Cluster {
             segment_bytes,
             flush,
             hooks,
+            tweak: |_| {},
+        };
+        for i in 0..3 {
+            c.restart(i).await;
+        }
+        c
+    }
+
+    /// Like [`Cluster::start`], with `tweak` applied to every node's config.
+    pub async fn start_tweaked(
+        segment_bytes: u64,
+        flush: FlushDiskType,
+        tweak: fn(&mut Config),
+    ) -> Cluster {
+        init_tracing();
+        let ports = free_ports(3);
+        let peers = IDS
+            .iter()
+            .zip(&ports)
+            .map(|(id, p)| format!("{id}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            peers,
+            nodes: vec![None, None, None],
+            segment_bytes,
+            flush,
+            hooks: vec![None, None, None],
+            tweak,
         };
         for i in 0..3 {
             c.restart(i).await;
@@ -114,6 +146,7 @@ impl Cluster {
         c.store.entry_body_bytes_max = 16 << 10;
         c.store.flush_disk_type = self.flush;
         c.max_wait_ack_ms = 3_000;
+        (self.tweak)(&mut c);
         c
     }
 
