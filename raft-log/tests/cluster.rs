@@ -318,7 +318,7 @@ async fn retention_deletes_expired_segments_behind_a_snapshot_on_every_node() {
     let acked = write(c.node(l), 0, 3_000, 4, rng.random()).await;
     let last = *acked.keys().last().unwrap();
     info!("retention purges whole old segments on every node, keeping the active one");
-    for i in 0..3 {
+    for (i, id) in IDS.iter().enumerate() {
         c.wait_applied(i, last, Duration::from_secs(10)).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         let purged = loop {
@@ -328,14 +328,14 @@ async fn retention_deletes_expired_segments_behind_a_snapshot_on_every_node() {
             assert!(
                 Instant::now() < deadline,
                 "{}: retention purged nothing",
-                IDS[i]
+                id
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert!(
             purged < last,
             "{}: retention purged the active segment ({purged} >= {last})",
-            IDS[i]
+            id
         );
         assert!(matches!(c.node(i).read(1), Err(Error::Purged { .. })));
         assert_eq!(
@@ -348,7 +348,7 @@ async fn retention_deletes_expired_segments_behind_a_snapshot_on_every_node() {
         assert!(
             files <= 3,
             "{}: {files} data segments left after retention",
-            IDS[i]
+            id
         );
     }
     c.shutdown().await;
