@@ -87,33 +87,22 @@ impl Cluster {
         flush: FlushDiskType,
         hooks: Vec<Option<Arc<dyn SnapshotHook>>>,
     ) -> Cluster {
-        init_tracing();
-        let ports = free_ports(3);
-        let peers = IDS
-            .iter()
-            .zip(&ports)
-            .map(|(id, p)| format!("{id}-127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(";");
-        let mut c = Cluster {
-            dir: tempfile::tempdir().unwrap(),
-            peers,
-            nodes: vec![None, None, None],
-            segment_bytes,
-            flush,
-            hooks,
-            tweak: |_| {},
-        };
-        for i in 0..3 {
-            c.restart(i).await;
-        }
-        c
+        Self::launch(segment_bytes, flush, hooks, |_| {}).await
     }
 
     /// Like [`Cluster::start`], with `tweak` applied to every node's config.
     pub async fn start_tweaked(
         segment_bytes: u64,
         flush: FlushDiskType,
+        tweak: fn(&mut Config),
+    ) -> Cluster {
+        Self::launch(segment_bytes, flush, vec![None, None, None], tweak).await
+    }
+
+    async fn launch(
+        segment_bytes: u64,
+        flush: FlushDiskType,
+        hooks: Vec<Option<Arc<dyn SnapshotHook>>>,
         tweak: fn(&mut Config),
     ) -> Cluster {
         init_tracing();
@@ -130,7 +119,7 @@ impl Cluster {
             nodes: vec![None, None, None],
             segment_bytes,
             flush,
-            hooks: vec![None, None, None],
+            hooks,
             tweak,
         };
         for i in 0..3 {
