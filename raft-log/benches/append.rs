@@ -90,10 +90,21 @@ async fn run(leader: &RaftLogNode, batches: u64, batch: usize, size: usize) -> D
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..mine {
-                leader
-                    .append_batch(vec![body.clone(); batch])
-                    .await
-                    .expect("append");
+                // A leader refuses writes (empty NotLeader) while its check-quorum lease is not
+                // renewed, e.g. while the first fsyncs of fresh segments run; clients retry.
+                let mut tries = 0;
+                loop {
+                    match leader.append_batch(vec![body.clone(); batch]).await {
+                        Ok(_) => break,
+                        Err(raft_log::Error::NotLeader {
+                            leader_id: None, ..
+                        }) if tries < 500 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(e) => panic!("append: {e}"),
+                    }
+                }
             }
         }));
     }
