@@ -40,6 +40,7 @@
 pub mod config;
 mod engine;
 pub mod error;
+mod forward;
 mod node;
 pub mod snapshot;
 pub mod store;

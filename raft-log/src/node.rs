@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::server::{ProposeFn, Proposer};
 use crate::error::{Error, Result};
+use crate::forward::Forwarder;
 use crate::snapshot::{EmptySnapshot, SnapshotHook};
 use crate::store::{EntryKind, LogStore, StoredEntry};
 
@@ -103,6 +105,7 @@ struct Inner {
     server_stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addr: SocketAddr,
+    forwarder: Forwarder,
 }
 
 impl RaftLogNode {
@@ -141,7 +144,8 @@ impl RaftLogNode {
         let store = LogStore::open(config.store.clone())?;
         let engine = Engine::start(Arc::clone(&config), store.clone(), hook).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
-        let server = engine.serve(listener, async move {
+        let proposer: Proposer = Arc::default();
+        let server = engine.serve(listener, Arc::clone(&proposer), async move {
             let _ = stop_rx.await;
         });
         engine.initialize_if_pristine().await?;
@@ -152,7 +156,9 @@ impl RaftLogNode {
         }
         tasks.push(engine.spawn_retention(store.clone()));
         let pending = Arc::new(Semaphore::new(config.max_pending_requests));
+        let forwarder = Forwarder::new(Arc::clone(&config));
         let inner = Inner {
+            forwarder,
             config,
             engine,
             store,
@@ -162,9 +168,21 @@ impl RaftLogNode {
             tasks: Mutex::new(tasks),
             local_addr,
         };
-        Ok(RaftLogNode {
+        let node = RaftLogNode {
             inner: Arc::new(inner),
-        })
+        };
+        // Followers' proposals arrive through the server; they take the same path as local ones.
+        let weak = Arc::downgrade(&node.inner);
+        let propose: Arc<ProposeFn> = Arc::new(move |bodies| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let inner = weak.upgrade().ok_or(Error::Shutdown)?;
+                let appended = RaftLogNode { inner }.append_batch(bodies).await?;
+                Ok(appended.into_iter().map(|a| a.index).collect())
+            })
+        });
+        let _ = proposer.set(propose);
+        Ok(node)
     }
 
     /// The node's configuration.
@@ -226,6 +244,63 @@ impl RaftLogNode {
                 Ok(Appended { index, position })
             })
             .collect()
+    }
+
+    /// Appends entries through whichever node leads: locally on the leader, forwarded over the
+    /// replication port from a follower. Returns each entry's index once a majority has it.
+    /// Call [`RaftLogNode::wait_applied`] before reading what the entries did on this node.
+    ///
+    /// # Errors
+    /// As [`RaftLogNode::append`]; [`Error::NotLeader`] with no leader while none is known.
+    pub async fn propose(&self, bodies: Vec<Bytes>) -> Result<Vec<u64>> {
+        let me = self.inner.config.node_id();
+        let mut leader = self.inner.engine.current_leader();
+        // One retry covers a stale view of the leader on either side.
+        for _ in 0..2 {
+            let result = match leader {
+                Some(l) if l != me => {
+                    if self.inner.engine.is_blocked(l) {
+                        Err(Error::NotLeader {
+                            group: self.inner.config.group.clone(),
+                            leader_id: None,
+                            leader_addr: None,
+                        })
+                    } else {
+                        self.inner.forwarder.propose(l, bodies.clone()).await
+                    }
+                }
+                _ => self
+                    .append_batch(bodies.clone())
+                    .await
+                    .map(|v| v.into_iter().map(|a| a.index).collect()),
+            };
+            match result {
+                Err(Error::NotLeader {
+                    leader_id: Some(l), ..
+                }) if Some(l) != leader => leader = Some(l),
+                other => return other,
+            }
+        }
+        Err(Error::NotLeader {
+            group: self.inner.config.group.clone(),
+            leader_id: leader,
+            leader_addr: None,
+        })
+    }
+
+    /// Waits until this node has applied `index` (readers can see it), or `timeout` passes.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] or [`Error::Shutdown`].
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        let mut applied = self.inner.engine.applied();
+        let waited_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let reached = applied.wait_for(|a| a.is_some_and(|a| a >= index));
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Err(_) => Err(Error::Timeout { waited_ms }),
+        }
     }
 
     /// Reads a committed entry by index (`None` if it is not committed yet or not present).

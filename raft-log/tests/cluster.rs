@@ -234,6 +234,41 @@ async fn leader_transfer_moves_leadership_to_the_named_node() {
     c.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_proposals_to_the_leader() {
+    let (mut rng, _guard) = seeded();
+    let c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    let f = (l + 1 + rng.random_range(0..2)) % 3;
+    info!("propose through follower {}", IDS[f]);
+    let bodies: Vec<Bytes> = (0..50).map(|t| body(&mut rng, t)).collect();
+    let indexes = c.node(f).propose(bodies.clone()).await.unwrap();
+    assert_eq!(indexes.len(), 50);
+    assert!(
+        indexes.windows(2).all(|w| w[0] < w[1]),
+        "indexes out of order: {indexes:?}"
+    );
+    c.node(f)
+        .wait_applied(*indexes.last().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    for (i, index) in indexes.iter().enumerate() {
+        assert_eq!(c.node(f).read(*index).unwrap().unwrap().body, bodies[i]);
+    }
+    info!("a follower cut off from the leader refuses instead of hanging");
+    c.node(f).set_partitioned_from(&[IDS[l]]);
+    let r = c
+        .node(f)
+        .propose(vec![Bytes::from_static(b"cut-off")])
+        .await;
+    assert!(
+        matches!(r, Err(Error::NotLeader { .. })),
+        "expected NotLeader, got {r:?}"
+    );
+    c.node(f).set_partitioned_from(&[]);
+    c.shutdown().await;
+}
+
 /// Counts snapshot installs, so the test can tell the follower restored one.
 #[derive(Default)]
 struct CountingHook {

@@ -100,12 +100,14 @@ impl Engine {
     pub(crate) fn serve(
         &self,
         listener: tokio::net::TcpListener,
+        proposer: server::Proposer,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
         let svc = server::grpc_service(
             self.raft.clone(),
             self.config.group.clone(),
             Arc::clone(&self.blocked),
+            proposer,
         );
         tokio::spawn(async move {
             if let Err(e) = server::serve(listener, svc, shutdown).await {
@@ -370,6 +372,18 @@ impl Engine {
                 }
             }
         })
+    }
+
+    /// The leader this node knows, by numeric id.
+    pub(crate) fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub(crate) fn is_blocked(&self, id: u64) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
     }
 
     pub(crate) fn set_blocked(&self, ids: BTreeSet<u64>) {

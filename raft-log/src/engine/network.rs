@@ -700,6 +700,13 @@ mod tests {
         ) -> Result<tonic::Response<pb::TransferLeaderResponse>, Status> {
             Err(Status::unimplemented("transfer_leader"))
         }
+
+        async fn propose(
+            &self,
+            _: tonic::Request<pb::ProposeRequest>,
+        ) -> Result<tonic::Response<pb::ProposeResponse>, Status> {
+            Err(Status::unimplemented("propose"))
+        }
     }
 
     async fn client_to(addr: &str) -> PeerClient {

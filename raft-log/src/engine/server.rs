@@ -34,7 +34,16 @@ pub(crate) struct RaftLogService {
     raft: Raft,
     group: Arc<str>,
     blocked: Blocked,
+    proposer: Proposer,
 }
+
+/// Appends on this node on behalf of a follower; installed by the node once it exists.
+pub(crate) type ProposeFn = dyn Fn(Vec<bytes::Bytes>) -> futures::future::BoxFuture<'static, crate::Result<Vec<u64>>>
+    + Send
+    + Sync;
+
+/// Where the service finds the node's append path (set after the node is built).
+pub(crate) type Proposer = Arc<std::sync::OnceLock<Arc<ProposeFn>>>;
 
 impl std::fmt::Debug for RaftLogService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,11 +54,12 @@ impl std::fmt::Debug for RaftLogService {
 }
 
 impl RaftLogService {
-    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked) -> Self {
+    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked, proposer: Proposer) -> Self {
         RaftLogService {
             raft,
             group: Arc::from(group),
             blocked,
+            proposer,
         }
     }
 
@@ -281,6 +291,32 @@ impl RaftLog for RaftLogService {
             &resp,
         )?))
     }
+
+    /// Appends a follower's proposal as this node's own (only the leader succeeds).
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %self.group))]
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let message = request.into_inner();
+        check_group(&self.group, &message.group)?;
+        let proposer = self
+            .proposer
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("node is starting"))?;
+        let response = match proposer(message.bodies).await {
+            Ok(indexes) => pb::ProposeResponse {
+                indexes,
+                error: None,
+            },
+            Err(e) => pb::ProposeResponse {
+                indexes: Vec::new(),
+                error: Some(crate::forward::error_to_pb(&e)),
+            },
+        };
+        Ok(Response::new(response))
+    }
 }
 
 /// The service of `group` on this node, ready to be served, with raft-log's message size limit
@@ -289,8 +325,9 @@ pub(crate) fn grpc_service(
     raft: Raft,
     group: String,
     blocked: Blocked,
+    proposer: Proposer,
 ) -> RaftLogServer<RaftLogService> {
-    RaftLogServer::new(RaftLogService::new(raft, group, blocked))
+    RaftLogServer::new(RaftLogService::new(raft, group, blocked, proposer))
         .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
 }
