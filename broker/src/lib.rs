@@ -1,6 +1,14 @@
 //! RaftMQ's broker: RocketMQ semantics (topics, queues, consumer groups, the RocketMQ 5 gRPC
 //! API) on top of the raft-log commitlog, with the binaries `mqbroker`, `mqadmin` and `mqbench`.
 //!
-//! Not built yet. This crate is empty on purpose: it holds a place in the workspace layout and
-//! offers nothing that could be mistaken for a working broker. The design it will follow is in
-//! ARCHITECTURE.md ("broker (planned)").
+//! Built so far: the log commands and the replicated state machine (topics, consume queues,
+//! consumer progress with pop/ack/invisible-time semantics, FIFO groups, delay, dead letters).
+//! Not built yet: the gRPC services, the binaries and fast-try; see ARCHITECTURE.md.
+
+#![warn(missing_docs)]
+
+mod codec;
+pub mod command;
+pub mod state;
+
+pub use codec::DecodeError;
