@@ -10,5 +10,6 @@
 mod codec;
 pub mod command;
 pub mod state;
+pub mod store;
 
 pub use codec::DecodeError;

@@ -228,6 +228,12 @@ impl BrokerState {
         false
     }
 
+    /// Records that the entry at `index` changes nothing (a Raft no-op, or an entry every
+    /// replica failed to decode).
+    pub fn skip(&mut self, index: u64) {
+        self.last_index = self.last_index.max(index);
+    }
+
     /// Applies the command at `index`. Returns `None` for an index already applied.
     pub fn apply(&mut self, index: u64, command: &Command) -> Option<ApplyResult> {
         if index <= self.last_index {

@@ -15,3 +15,15 @@ pub mod raftlog {
         tonic::include_proto!("raftlog.v1");
     }
 }
+
+/// The `apache.*` protobuf namespace.
+pub mod apache {
+    /// Apache RocketMQ.
+    pub mod rocketmq {
+        /// RocketMQ 5 gRPC protocol (`apache.rocketmq.v2.MessagingService`), the one
+        /// the official 5.x SDKs speak (`proto/apache/rocketmq/v2/*.proto`).
+        pub mod v2 {
+            tonic::include_proto!("apache.rocketmq.v2");
+        }
+    }
+}

@@ -334,6 +334,7 @@ impl RaftLogNode {
     /// are skipped). Reads share the mapped segment files without a copy.
     pub fn committed_entries(&self, from: u64) -> CommittedEntries {
         CommittedEntries {
+            include_internal: false,
             node: self.clone(),
             applied: self.inner.engine.applied(),
             next: from,
@@ -417,6 +418,7 @@ impl RaftLogNode {
 /// Committed application entries in index order; see [`RaftLogNode::committed_entries`].
 #[derive(Debug)]
 pub struct CommittedEntries {
+    include_internal: bool,
     node: RaftLogNode,
     applied: watch::Receiver<Option<u64>>,
     next: u64,
@@ -453,15 +455,23 @@ impl CommittedEntries {
                         });
                     };
                     self.next = last.index + 1;
+                    let internal = self.include_internal;
                     let entries: Vec<_> = batch
                         .into_iter()
-                        .filter(|e| e.kind == EntryKind::Normal)
+                        .filter(|e| internal || e.kind == EntryKind::Normal)
                         .collect();
                     self.buffer = entries.into_iter();
                 }
                 _ => self.applied.changed().await.map_err(|_| Error::Shutdown)?,
             }
         }
+    }
+
+    /// Also yields blank and membership entries (kind in [`StoredEntry::kind`]), for readers
+    /// that track every applied index, such as a state machine's snapshot point.
+    pub fn include_internal(mut self) -> Self {
+        self.include_internal = true;
+        self
     }
 
     /// The index this reader will return next (or skip, if it is not an application entry).

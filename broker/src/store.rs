@@ -1,0 +1,291 @@
+//! The message store: raft-log as the commitlog, [`BrokerState`] as the derived state.
+//!
+//! A dispatcher task tails committed entries on every replica and applies each command to the
+//! state. [`MessageStore::execute`] proposes a command from any node (a follower forwards it to
+//! the leader), waits until this node has applied it, and returns what applying it produced,
+//! which is the same on every replica. Message bodies stay in the log; consume queues point at
+//! them and [`MessageStore::read_message`] fetches them (zero-copy once committed).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use raft_log::snapshot::SnapshotHook;
+use raft_log::{Error as LogError, RaftLogNode};
+use tokio::sync::watch;
+
+use crate::command::{Command, StoredMessage};
+use crate::state::{ApplyResult, BrokerState, QueueEntry, StateConfig};
+
+/// Results kept for proposers that have not picked theirs up yet.
+const RESULTS_MAX: usize = 1 << 16;
+/// How long `execute` keeps retrying while the group has no reachable leader.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long `execute` waits for this node to apply its own command.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The commitlog refused or failed (not leader, busy, timeout, …).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A log entry could not be decoded.
+    #[error("log entry {index}: {source}")]
+    Decode {
+        /// The entry.
+        index: u64,
+        /// Why.
+        #[source]
+        source: crate::codec::DecodeError,
+    },
+    /// The applied result of a command was not found (evicted, or the entry was not ours).
+    #[error("result of log entry {0} is no longer available")]
+    ResultLost(u64),
+    /// A consume-queue entry points at a message that is not there.
+    #[error("message at log index {index} slot {slot} not found")]
+    MessageMissing {
+        /// Log index.
+        index: u64,
+        /// Slot inside the entry.
+        slot: u32,
+    },
+}
+
+struct Shared {
+    state: RwLock<BrokerState>,
+    processed: watch::Sender<u64>,
+    results: Mutex<BTreeMap<u64, ApplyResult>>,
+}
+
+/// The broker's store; cheap to clone.
+#[derive(Clone)]
+pub struct MessageStore {
+    node: RaftLogNode,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("id", &self.node.config().self_id)
+            .finish()
+    }
+}
+
+impl MessageStore {
+    /// Starts the raft-log node and the dispatcher.
+    ///
+    /// # Errors
+    /// When the node cannot start (bad config, store recovery failure, address in use).
+    pub async fn start(
+        config: raft_log::Config,
+        state: StateConfig,
+    ) -> Result<MessageStore, StoreError> {
+        let (processed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(BrokerState::new(state)),
+            processed,
+            results: Mutex::new(BTreeMap::new()),
+        });
+        let hook = Arc::new(StateSnapshot {
+            shared: Arc::clone(&shared),
+        });
+        let node = RaftLogNode::start_with_hook(config, hook).await?;
+        let store = MessageStore { node, shared };
+        tokio::spawn(store.clone().dispatch());
+        Ok(store)
+    }
+
+    /// The raft-log node (role, metrics, transfer).
+    pub fn node(&self) -> &RaftLogNode {
+        &self.node
+    }
+
+    /// The state as this replica has applied it.
+    pub fn state(&self) -> RwLockReadGuard<'_, BrokerState> {
+        self.shared
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A watch of the last index this replica applied; changes whenever state changes.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.shared.processed.subscribe()
+    }
+
+    /// Writes `command` through the leader and returns what applying it produced.
+    ///
+    /// # Errors
+    /// [`StoreError::Log`] from the commitlog (a timeout there means the outcome is unknown).
+    pub async fn execute(&self, command: &Command) -> Result<ApplyResult, StoreError> {
+        let body = command.encode();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        // Clients like the Rust SDK never retry, so ride out an election here. Only a refusal
+        // (nothing appended) is retried; a timeout's outcome is unknown and goes back as is.
+        let index = loop {
+            match self.node.propose(vec![body.clone()]).await {
+                Ok(indexes) => {
+                    break indexes
+                        .first()
+                        .copied()
+                        .ok_or(StoreError::Log(LogError::Raft {
+                            message: "no index returned".into(),
+                        }))?;
+                }
+                Err(LogError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut rx = self.shared.processed.subscribe();
+        let reached = rx.wait_for(|p| *p >= index);
+        match tokio::time::timeout(APPLY_WAIT, reached).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(StoreError::Log(LogError::Shutdown)),
+            Err(_) => return Err(StoreError::Log(LogError::Timeout { waited_ms: 10_000 })),
+        }
+        self.shared
+            .results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&index)
+            .ok_or(StoreError::ResultLost(index))
+    }
+
+    /// Reads the message a consume-queue entry points at.
+    ///
+    /// # Errors
+    /// When the entry is gone or does not decode.
+    pub fn read_message(&self, entry: &QueueEntry) -> Result<StoredMessage, StoreError> {
+        let missing = || StoreError::MessageMissing {
+            index: entry.index,
+            slot: entry.slot,
+        };
+        let stored = self.node.read(entry.index)?.ok_or_else(missing)?;
+        match Command::decode(stored.body).map_err(|source| StoreError::Decode {
+            index: entry.index,
+            source,
+        })? {
+            Command::Send { messages, .. } => messages
+                .into_iter()
+                .nth(entry.slot as usize)
+                .ok_or_else(missing),
+            _ => Err(missing()),
+        }
+    }
+
+    /// Applies committed commands in order, forever.
+    async fn dispatch(self) {
+        loop {
+            let from = self.state().last_index() + 1;
+            let mut tail = self.node.committed_entries(from).include_internal();
+            loop {
+                let entry = match tail.next().await {
+                    Ok(e) => e,
+                    Err(LogError::Purged { .. }) => {
+                        // A snapshot is being installed; resume after it.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        break;
+                    }
+                    Err(LogError::Shutdown) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "dispatcher cannot read the log; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                };
+                if entry.kind == raft_log::store::EntryKind::Normal {
+                    self.apply_entry(entry.index, entry.body);
+                } else {
+                    // Leader no-ops and membership entries change nothing but the index.
+                    self.shared
+                        .state
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .skip(entry.index);
+                    self.shared.processed.send_replace(entry.index);
+                }
+            }
+        }
+    }
+
+    fn apply_entry(&self, index: u64, body: Bytes) {
+        let command = match Command::decode(body) {
+            Ok(c) => c,
+            Err(e) => {
+                // Every replica skips the same entry, so state stays identical; say so loudly.
+                tracing::error!(index, error = %e, "skipping an undecodable log entry");
+                self.shared
+                    .state
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .skip(index);
+                self.shared.processed.send_replace(index);
+                return;
+            }
+        };
+        let result = self
+            .shared
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(index, &command);
+        if let Some(result) = result {
+            let mut results = self
+                .shared
+                .results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            results.insert(index, result);
+            while results.len() > RESULTS_MAX {
+                results.pop_first();
+            }
+        }
+        self.shared.processed.send_replace(index);
+    }
+}
+
+/// Snapshots of the broker state for raft-log's retention and lagging followers.
+struct StateSnapshot {
+    shared: Arc<Shared>,
+}
+
+impl SnapshotHook for StateSnapshot {
+    fn build(&self, last_index: u64) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            // The state may be ahead of `last_index`; that is safe because applying is
+            // idempotent by index. It must not be behind.
+            let mut rx = shared.processed.subscribe();
+            rx.wait_for(|p| *p >= last_index)
+                .await
+                .map_err(std::io::Error::other)?;
+            let state = shared.state.read().unwrap_or_else(PoisonError::into_inner);
+            serde_json::to_vec(&*state)
+                .map(Bytes::from)
+                .map_err(std::io::Error::other)
+        })
+    }
+
+    fn install(&self, last_index: u64, data: Bytes) -> BoxFuture<'static, std::io::Result<()>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let state: BrokerState =
+                serde_json::from_slice(&data).map_err(std::io::Error::other)?;
+            tracing::info!(
+                last_index,
+                state_index = state.last_index(),
+                "installed broker state from a snapshot"
+            );
+            let index = state.last_index();
+            *shared.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+            shared.processed.send_replace(index);
+            Ok(())
+        })
+    }
+}
