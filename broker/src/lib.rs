@@ -1,15 +1,23 @@
 //! RaftMQ's broker: RocketMQ semantics (topics, queues, consumer groups, the RocketMQ 5 gRPC
 //! API) on top of the raft-log commitlog, with the binaries `mqbroker`, `mqadmin` and `mqbench`.
 //!
-//! Built so far: the log commands and the replicated state machine (topics, consume queues,
-//! consumer progress with pop/ack/invisible-time semantics, FIFO groups, delay, dead letters).
-//! Not built yet: the gRPC services, the binaries and fast-try; see ARCHITECTURE.md.
+//! - [`config`]: a RocketMQ broker.conf read into a typed [`BrokerConfig`].
+//! - [`command`] and [`state`]: the log commands and the replicated state machine (topics,
+//!   consume queues, consumer progress with pop/ack/invisible-time semantics, FIFO groups,
+//!   delay, dead letters).
+//! - [`store`]: the state machine driven by raft-log on every replica; writes from any node.
+//! - [`grpc`]: `apache.rocketmq.v2.MessagingService` for the official SDKs.
+//!
+//! Not built yet: the admin service and `mqadmin`, `mqbench`; see ARCHITECTURE.md.
 
 #![warn(missing_docs)]
 
 mod codec;
 pub mod command;
+pub mod config;
+pub mod grpc;
 pub mod state;
 pub mod store;
 
 pub use codec::DecodeError;
+pub use config::{BrokerConfig, BrokerConfigError, Warning};
