@@ -1,5 +1,8 @@
-//! RaftMQ's workspace integration tests: three real `mqbroker` processes started from
-//! `conf/dledger/*.conf`, driven through the public gRPC API.
+//! RaftMQ's workspace-level tests.
 //!
-//! Not built yet: they need the broker. raft-log's in-process three-node tests are in
-//! `raft-log/tests/cluster.rs`.
+//! - `tests/sdk/`: the official RocketMQ 5 Python SDK against a fast-try group, before and after
+//!   SIGKILL of the Raft leader (`tests/sdk/run.sh`, run by `.ci/run`).
+//! - Multi-process Rust scenarios live in `broker/tests/processes.rs`, where cargo builds and
+//!   locates the `mqbroker` and `mqadmin` binaries.
+//!
+//! This crate has no Rust code of its own yet.

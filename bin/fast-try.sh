@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# RaftMQ fast-try: a local three-node broker group from conf/dledger/broker-n{0,1,2}.conf,
+# laid out like RocketMQ's bin/dledger/fast-try.sh (listen ports 30911/30921/30931, Raft peers
+# 40911-40913, group RaftNode00, data under /tmp/rmqstore/node0X).
+#
+#   bin/fast-try.sh start    build release binaries if needed, start three mqbroker, wait for a leader
+#   bin/fast-try.sh stop     stop the brokers this script started (PID files; TERM, then KILL after 10 s)
+#   bin/fast-try.sh status   which brokers run, and the group as mqadmin clusterList sees it
+#
+# Only processes recorded in its own PID files are ever signalled.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+RUN_DIR=${RAFTMQ_RUN_DIR:-$ROOT/.fast-try}
+BIN=${RAFTMQ_BIN:-$ROOT/target/release}
+NODES=(n0 n1 n2)
+PORTS=(30911 30921 30931)
+STOP_GRACE_S=10
+LEADER_WAIT_S=${RAFTMQ_LEADER_WAIT_S:-30}
+
+usage() {
+  echo "usage: $0 start|stop|status" >&2
+  exit 1
+}
+
+check_conf() {
+  for n in "${NODES[@]}"; do
+    if [ ! -f "conf/dledger/broker-$n.conf" ]; then
+      echo "fast-try: conf/dledger/broker-$n.conf is missing" >&2
+      exit 1
+    fi
+  done
+}
+
+alive() { # pid -> 0 if it is one of our mqbroker processes
+  local pid=$1
+  kill -0 "$pid" 2>/dev/null && grep -q mqbroker "/proc/$pid/cmdline" 2>/dev/null
+}
+
+build() {
+  local need=0
+  for b in mqbroker mqadmin; do
+    [ -x "$BIN/$b" ] || need=1
+  done
+  if [ "$need" = 0 ] && [ -n "$(find broker raft-log proto -newer "$BIN/mqbroker" -name '*.rs' -o -newer "$BIN/mqbroker" -name '*.proto' 2>/dev/null | head -1)" ]; then
+    need=1
+  fi
+  if [ "$need" = 1 ]; then
+    echo "fast-try: building release binaries (cargo build --release -p broker --bins)"
+    cargo build --release --locked -p broker --bins
+  fi
+}
+
+start() {
+  check_conf
+  build
+  mkdir -p "$RUN_DIR"
+  for i in "${!NODES[@]}"; do
+    n=${NODES[$i]}
+    pidfile="$RUN_DIR/broker-$n.pid"
+    if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
+      echo "fast-try: broker $n already runs (pid $(cat "$pidfile"))"
+      continue
+    fi
+    nohup "$BIN/mqbroker" -c "conf/dledger/broker-$n.conf" >"$RUN_DIR/broker-$n.log" 2>&1 &
+    echo $! >"$pidfile"
+    echo "fast-try: started broker $n (pid $!, listenPort ${PORTS[$i]}, log $RUN_DIR/broker-$n.log)"
+  done
+  echo "fast-try: waiting up to ${LEADER_WAIT_S}s for a leader ..."
+  if ! "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[0]};127.0.0.1:${PORTS[1]};127.0.0.1:${PORTS[2]}" --wait-leader "$LEADER_WAIT_S"; then
+    echo "fast-try: no leader after ${LEADER_WAIT_S}s; see $RUN_DIR/broker-*.log" >&2
+    exit 1
+  fi
+  cat <<MSG
+
+RaftMQ group RaftNode00 is up. Connect any RocketMQ 5 SDK to one (or all) of:
+  127.0.0.1:30911;127.0.0.1:30921;127.0.0.1:30931
+Every node serves every request; a follower forwards writes to the leader.
+
+First message:
+  $BIN/mqadmin sendMessage -n 127.0.0.1:30911 -t TopicTest -p "hello RaftMQ"
+  $BIN/mqadmin consumeMessage -n 127.0.0.1:30921 -t TopicTest -g GroupTest -c 1
+Group state:
+  $BIN/mqadmin clusterList -n 127.0.0.1:30911
+Stop:
+  bin/fast-try.sh stop
+MSG
+}
+
+stop() {
+  local any=0
+  for n in "${NODES[@]}"; do
+    pidfile="$RUN_DIR/broker-$n.pid"
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if alive "$pid"; then
+      any=1
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 $((STOP_GRACE_S * 10))); do
+        alive "$pid" || break
+        sleep 0.1
+      done
+      if alive "$pid"; then
+        echo "fast-try: broker $n (pid $pid) ignored SIGTERM for ${STOP_GRACE_S}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+      echo "fast-try: stopped broker $n (pid $pid)"
+    fi
+    rm -f "$pidfile"
+  done
+  [ "$any" = 1 ] || echo "fast-try: no broker of this fast-try is running"
+}
+
+status() {
+  for i in "${!NODES[@]}"; do
+    n=${NODES[$i]}
+    pidfile="$RUN_DIR/broker-$n.pid"
+    if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
+      echo "broker $n: running (pid $(cat "$pidfile"), listenPort ${PORTS[$i]})"
+    else
+      echo "broker $n: stopped"
+    fi
+  done
+  if [ -x "$BIN/mqadmin" ]; then
+    "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[0]};127.0.0.1:${PORTS[1]};127.0.0.1:${PORTS[2]}" || true
+  fi
+}
+
+[ $# -ge 1 ] || usage
+case "$1" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) usage ;;
+esac

@@ -1,0 +1,347 @@
+//! Three real `mqbroker` processes, driven through the RocketMQ 5 gRPC API.
+//!
+//! Goal: the group's promise under a leader crash. Method: producers send 10,000 messages (two
+//! FIFO groups among them) through one node while a consumer receives and acks through another;
+//! mid-stream the leader is SIGKILLed. Checks: producers only pause; every acknowledged send is
+//! received; no message whose ack succeeded comes again; FIFO order per message group holds; the
+//! killed node restarts and catches up. Sends that failed or timed out are "unknown": they may or
+//! may not be received, and neither is an error.
+//!
+//! Broker logs are kept in the test's temp dir and printed when the test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proto::apache::rocketmq::v2 as v2;
+use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use tonic::transport::Channel;
+
+const TOTAL: usize = 10_000;
+const FIFO_GROUPS: [&str; 2] = ["fifo-a", "fifo-b"];
+
+struct Group {
+    dir: tempfile::TempDir,
+    listen: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+impl Group {
+    fn start() -> Group {
+        let ports: Vec<u16> = (0..6).map(|_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+        let (listen, raft) = (ports[..3].to_vec(), ports[3..].to_vec());
+        let dir = tempfile::tempdir().unwrap();
+        let peers = raft.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect::<Vec<_>>().join(";");
+        for i in 0..3 {
+            let conf = format!(
+                "brokerClusterName=RaftCluster\nbrokerName=RaftNode00\nlistenPort={}\nstorePathRootDir={}\n\
+                 enableDLegerCommitLog=true\ndLegerGroup=RaftNode00\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
+                 flushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n",
+                listen[i],
+                dir.path().join(format!("node0{i}")).display()
+            );
+            std::fs::write(dir.path().join(format!("n{i}.conf")), conf).unwrap();
+        }
+        let mut g = Group { dir, listen, children: vec![None, None, None] };
+        for i in 0..3 {
+            g.spawn(i);
+        }
+        g
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mqbroker"))
+            .arg("-c")
+            .arg(self.dir.path().join(format!("n{i}.conf")))
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}.log"))
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        self.listen.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(";")
+    }
+
+    fn mqadmin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(args).output().unwrap()
+    }
+
+    /// The leader's slot, as mqadmin sees it (waits up to `wait`).
+    fn leader(&self, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        loop {
+            let out = self.mqadmin(&["clusterList", "-n", &self.endpoints(), "--leader-id"]);
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && id.starts_with('n') {
+                return id[1..].parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no leader: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn commit_indexes(&self) -> String {
+        String::from_utf8_lossy(&self.mqadmin(&["clusterList", "-n", &self.endpoints()]).stdout).to_string()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..3 {
+                let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("---- broker n{i} log (last 40 lines, newest first) ----\n{}", tail.join("\n"));
+            }
+        }
+    }
+}
+
+async fn client(port: u16) -> MessagingServiceClient<Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
+    MessagingServiceClient::new(ch)
+}
+
+fn message(topic: &str, id: &str, group: Option<&str>, body: String) -> v2::Message {
+    v2::Message {
+        topic: Some(v2::Resource { resource_namespace: String::new(), name: topic.into() }),
+        user_properties: HashMap::new(),
+        system_properties: Some(v2::SystemProperties {
+            message_id: id.into(),
+            message_type: if group.is_some() { v2::MessageType::Fifo } else { v2::MessageType::Normal } as i32,
+            message_group: group.map(String::from),
+            body_encoding: v2::Encoding::Identity as i32,
+            born_host: "test".into(),
+            ..Default::default()
+        }),
+        body: Bytes::from(body),
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    acked_sends: HashSet<String>,
+    unknown_sends: HashSet<String>,
+    received: HashSet<String>,
+    acked_receives: HashSet<String>,
+    fifo_order: BTreeMap<String, Vec<u64>>,
+    max_send_pause: Duration,
+    violations: Vec<String>,
+}
+
+async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<Mutex<Ledger>>) {
+    let mut c = client(port).await;
+    let mut i = from;
+    while i < to {
+        let n = (to - i).min(10);
+        let msgs: Vec<v2::Message> = (i..i + n)
+            .map(|k| {
+                let id = format!("msg-{k:06}");
+                let group = (k % 10 == 0).then(|| FIFO_GROUPS[(k / 10) % 2]);
+                message(&topic, &id, group, format!("{id}|{}", group.unwrap_or("")))
+            })
+            .collect();
+        let ids: Vec<String> = msgs.iter().map(|m| m.system_properties.as_ref().unwrap().message_id.clone()).collect();
+        let t0 = Instant::now();
+        let mut req = tonic::Request::new(v2::SendMessageRequest { messages: msgs });
+        req.set_timeout(Duration::from_secs(10));
+        let r = c.send_message(req).await;
+        let took = t0.elapsed();
+        let mut l = ledger.lock().unwrap();
+        l.max_send_pause = l.max_send_pause.max(took);
+        match r {
+            Ok(resp) => {
+                for (k, e) in resp.into_inner().entries.iter().enumerate() {
+                    if e.status.as_ref().is_some_and(|s| s.code == v2::Code::Ok as i32) {
+                        l.acked_sends.insert(ids[k].clone());
+                    } else {
+                        l.unknown_sends.insert(ids[k].clone());
+                    }
+                }
+            }
+            Err(_) => l.unknown_sends.extend(ids),
+        }
+        i += n;
+    }
+}
+
+async fn consume(port: u16, topic: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let mut c = client(port).await;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut req = tonic::Request::new(v2::ReceiveMessageRequest {
+            group: Some(v2::Resource { resource_namespace: String::new(), name: "ProcGroup".into() }),
+            message_queue: Some(v2::MessageQueue {
+                topic: Some(v2::Resource { resource_namespace: String::new(), name: topic.clone() }),
+                ..Default::default()
+            }),
+            filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+            batch_size: 64,
+            invisible_duration: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+            long_polling_timeout: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(8));
+        let Ok(resp) = c.receive_message(req).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut stream = resp.into_inner();
+        let mut got = Vec::new();
+        while let Ok(Some(item)) = stream.message().await {
+            if let Some(v2::receive_message_response::Content::Message(m)) = item.content {
+                got.push(m);
+            }
+        }
+        if got.is_empty() {
+            continue;
+        }
+        let mut entries = Vec::new();
+        {
+            let mut l = ledger.lock().unwrap();
+            for m in &got {
+                let sys = m.system_properties.as_ref().unwrap();
+                let id = sys.message_id.clone();
+                if l.acked_receives.contains(&id) {
+                    l.violations.push(format!("{id} came back after its ack succeeded (attempt {:?})", sys.delivery_attempt));
+                }
+                l.received.insert(id.clone());
+                entries.push(v2::AckMessageEntry {
+                    message_id: id,
+                    receipt_handle: sys.receipt_handle.clone().unwrap(),
+                    lite_topic: None,
+                });
+            }
+        }
+        let topic_res = Some(v2::Resource { resource_namespace: String::new(), name: topic.clone() });
+        let mut req = tonic::Request::new(v2::AckMessageRequest {
+            group: Some(v2::Resource { resource_namespace: String::new(), name: "ProcGroup".into() }),
+            topic: topic_res,
+            entries: entries.clone(),
+        });
+        req.set_timeout(Duration::from_secs(10));
+        if let Ok(resp) = c.ack_message(req).await {
+            let mut l = ledger.lock().unwrap();
+            for (k, e) in resp.into_inner().entries.iter().enumerate() {
+                if e.status.as_ref().is_some_and(|s| s.code == v2::Code::Ok as i32) {
+                    let id = entries[k].message_id.clone();
+                    let body = String::from_utf8_lossy(&got[k].body).to_string();
+                    if let Some(group) = body.split('|').nth(1).filter(|g| !g.is_empty()) {
+                        let seq: u64 = id.trim_start_matches("msg-").parse().unwrap();
+                        l.fifo_order.entry(group.to_string()).or_default().push(seq);
+                    }
+                    l.acked_receives.insert(id);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
+    let mut g = Group::start();
+    let leader = g.leader(Duration::from_secs(20));
+    let (p_node, c_node) = ((leader + 1) % 3, (leader + 2) % 3);
+    let topic = "ProcTopic".to_string();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Producers through one follower, the consumer through the other.
+    let producers: Vec<_> = (0..4)
+        .map(|k| tokio::spawn(produce(g.listen[p_node], topic.clone(), k * TOTAL / 4, (k + 1) * TOTAL / 4, Arc::clone(&ledger))))
+        .collect();
+    let consumer = tokio::spawn(consume(g.listen[c_node], topic.clone(), Arc::clone(&ledger), Arc::clone(&stop)));
+
+    // Mid-stream: SIGKILL the leader once a third of the sends are acknowledged.
+    let t0 = Instant::now();
+    while ledger.lock().unwrap().acked_sends.len() < TOTAL / 3 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "sends too slow before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("killing leader n{leader} after {} acknowledged sends", ledger.lock().unwrap().acked_sends.len());
+    g.kill(leader);
+    for p in producers {
+        p.await.unwrap();
+    }
+
+    // Every acknowledged send must be received.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (missing, acked) = {
+            let l = ledger.lock().unwrap();
+            (l.acked_sends.difference(&l.received).count(), l.acked_sends.len())
+        };
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} of {acked} acknowledged messages never received");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let in-flight acks settle, then stop consuming.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    consumer.await.unwrap();
+
+    {
+        let l = ledger.lock().unwrap();
+        assert!(l.violations.is_empty(), "acked messages came again: {:?}", &l.violations[..l.violations.len().min(5)]);
+        for (group, seqs) in &l.fifo_order {
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "FIFO order broken in {group}: {seqs:?}");
+        }
+        eprintln!(
+            "sent ok {}, unknown {}, received {}, acked {}, longest send {:?}",
+            l.acked_sends.len(),
+            l.unknown_sends.len(),
+            l.received.len(),
+            l.acked_receives.len(),
+            l.max_send_pause
+        );
+        assert!(l.max_send_pause < Duration::from_secs(10), "producers stalled for {:?}", l.max_send_pause);
+    }
+
+    // The killed node restarts, rejoins and catches up.
+    g.spawn(leader);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = g.commit_indexes();
+        if caught_up(&table, leader) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarted n{leader} did not catch up:\n{table}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = Path::new("");
+}
+
+/// Whether, in mqadmin's clusterList table, node `n` applied as much as the most advanced node.
+fn caught_up(table: &str, n: usize) -> bool {
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let applied = |r: &Vec<&str>| r.get(5).and_then(|v| v.parse::<u64>().ok());
+    let max = rows.iter().filter_map(applied).max();
+    let mine = rows.iter().find(|r| r.first() == Some(&format!("n{n}").as_str())).and_then(applied);
+    max.is_some() && mine == max
+}
