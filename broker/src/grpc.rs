@@ -51,6 +51,10 @@ pub struct ServiceConfig {
     pub max_delivery_attempts: u32,
     /// The host:port stored as `store_host`.
     pub store_host: String,
+    /// The store directory whose file system is watched for `diskMaxUsedSpaceRatio`.
+    pub store_dir: std::path::PathBuf,
+    /// Above this disk usage (percent) sends are refused; receives go on.
+    pub disk_max_used_space_ratio: u32,
 }
 
 /// The MessagingService of one broker node.
@@ -58,6 +62,32 @@ pub struct ServiceConfig {
 pub struct Messaging {
     store: MessageStore,
     config: ServiceConfig,
+    disk: std::sync::Arc<DiskGuard>,
+}
+
+/// Disk usage of the store's file system, looked up at most once a second.
+#[derive(Debug, Default)]
+struct DiskGuard {
+    checked_ms: std::sync::atomic::AtomicU64,
+    used_percent: std::sync::atomic::AtomicU32,
+}
+
+impl DiskGuard {
+    fn used_percent(&self, dir: &std::path::Path) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = now_ms();
+        if now.saturating_sub(self.checked_ms.load(Relaxed)) >= 1000 {
+            self.checked_ms.store(now, Relaxed);
+            if let Ok(s) = rustix::fs::statvfs(dir)
+                && s.f_blocks > 0
+            {
+                let used = s.f_blocks.saturating_sub(s.f_bavail) * 100 / s.f_blocks;
+                self.used_percent
+                    .store(u32::try_from(used).unwrap_or(100), Relaxed);
+            }
+        }
+        self.used_percent.load(Relaxed)
+    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>> + Send + 'static>>;
@@ -65,7 +95,11 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>> + Send + 's
 impl Messaging {
     /// A service over `store`.
     pub fn new(store: MessageStore, config: ServiceConfig) -> Messaging {
-        Messaging { store, config }
+        Messaging {
+            store,
+            config,
+            disk: std::sync::Arc::default(),
+        }
     }
 }
 
@@ -441,6 +475,33 @@ impl MessagingService for Messaging {
                 entries: vec![],
             }));
         }
+        let used = self.disk.used_percent(&self.config.store_dir);
+        if used > self.config.disk_max_used_space_ratio {
+            let s = status(
+                v2::Code::InternalServerError,
+                format!(
+                    "disk {used}% full exceeds diskMaxUsedSpaceRatio {}%: sends are refused, receives go on",
+                    self.config.disk_max_used_space_ratio
+                ),
+            );
+            let entries = req
+                .messages
+                .iter()
+                .map(|m| v2::SendResultEntry {
+                    status: Some(s.clone()),
+                    message_id: m
+                        .system_properties
+                        .as_ref()
+                        .map(|p| p.message_id.clone())
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+                .collect();
+            return Ok(Response::new(v2::SendMessageResponse {
+                status: Some(s),
+                entries,
+            }));
+        }
         // Validate every message first; an invalid one is answered without writing anything.
         let mut entries: Vec<Option<v2::SendResultEntry>> = vec![None; req.messages.len()];
         let mut accepted = Vec::new();
@@ -471,44 +532,31 @@ impl MessagingService for Messaging {
         if !accepted.is_empty() {
             let (slots, messages): (Vec<usize>, Vec<StoredMessage>) = accepted.into_iter().unzip();
             let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-            let outcome = self
-                .store
-                .execute(&Command::Send {
-                    now_ms: now,
-                    messages,
-                })
-                .await;
+            let outcome = self.store.send(now, messages).await;
             for (k, &i) in slots.iter().enumerate() {
+                let id = ids[k].clone();
                 let entry = match &outcome {
-                    Ok(ApplyResult::Sent(results)) => match results.get(k) {
+                    Ok(results) => match results.get(k) {
                         Some(Ok((_queue, offset))) => v2::SendResultEntry {
                             status: Some(ok()),
-                            message_id: ids[k].clone(),
+                            message_id: id,
                             offset: i64::try_from(*offset).unwrap_or(i64::MAX),
                             ..Default::default()
                         },
                         Some(Err(e)) => v2::SendResultEntry {
                             status: Some(apply_status(e)),
-                            message_id: ids[k].clone(),
+                            message_id: id,
                             ..Default::default()
                         },
                         None => v2::SendResultEntry {
                             status: Some(status(v2::Code::InternalServerError, "missing result")),
-                            message_id: ids[k].clone(),
+                            message_id: id,
                             ..Default::default()
                         },
                     },
-                    Ok(other) => v2::SendResultEntry {
-                        status: Some(status(
-                            v2::Code::InternalServerError,
-                            format!("unexpected result {other:?}"),
-                        )),
-                        message_id: ids[k].clone(),
-                        ..Default::default()
-                    },
                     Err(e) => v2::SendResultEntry {
                         status: Some(store_status(e)),
-                        message_id: ids[k].clone(),
+                        message_id: id,
                         ..Default::default()
                     },
                 };

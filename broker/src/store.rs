@@ -14,10 +14,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use raft_log::snapshot::SnapshotHook;
 use raft_log::{Error as LogError, RaftLogNode};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, StoredMessage};
-use crate::state::{ApplyResult, BrokerState, QueueEntry, StateConfig};
+use crate::state::{ApplyError, ApplyResult, BrokerState, QueueEntry, StateConfig};
 
 /// Results kept for proposers that have not picked theirs up yet.
 const RESULTS_MAX: usize = 1 << 16;
@@ -54,6 +54,37 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The same error for another waiter of a shared batch (the source is not `Clone`).
+    fn duplicate(&self) -> StoreError {
+        use raft_log::Error as L;
+        let log = match self {
+            StoreError::Log(L::NotLeader {
+                group,
+                leader_id,
+                leader_addr,
+            }) => L::NotLeader {
+                group: group.clone(),
+                leader_id: *leader_id,
+                leader_addr: leader_addr.clone(),
+            },
+            StoreError::Log(L::Busy { pending }) => L::Busy { pending: *pending },
+            StoreError::Log(L::Timeout { waited_ms }) => L::Timeout {
+                waited_ms: *waited_ms,
+            },
+            StoreError::Log(L::OutcomeUnknown { reason }) => L::OutcomeUnknown {
+                reason: reason.clone(),
+            },
+            StoreError::Log(L::Shutdown) => L::Shutdown,
+            StoreError::ResultLost(i) => return StoreError::ResultLost(*i),
+            other => L::Raft {
+                message: other.to_string(),
+            },
+        };
+        StoreError::Log(log)
+    }
+}
+
 struct Shared {
     state: RwLock<BrokerState>,
     processed: watch::Sender<u64>,
@@ -65,7 +96,27 @@ struct Shared {
 pub struct MessageStore {
     node: RaftLogNode,
     shared: Arc<Shared>,
+    sends: mpsc::Sender<SendRequest>,
 }
+
+/// Per message: (queue, offset) or why it was not stored.
+pub type SendResults = Vec<Result<(u32, u64), ApplyError>>;
+
+/// One producer request waiting for group commit.
+struct SendRequest {
+    now_ms: u64,
+    messages: Vec<StoredMessage>,
+    reply: oneshot::Sender<Result<SendResults, StoreError>>,
+}
+
+/// Group commit: messages of concurrent sends share one log entry, up to these limits.
+const SEND_BATCH_MESSAGES_MAX: usize = 1024;
+const SEND_BATCH_BYTES_MAX: usize = 4 << 20;
+/// Send entries in flight at once. While all are taken, new sends queue up and go out together
+/// in the next entry: that is what makes batches grow under load.
+const SEND_BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// Sends waiting for a batch.
+const SEND_QUEUE_MAX: usize = 16 * 1024;
 
 impl std::fmt::Debug for MessageStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,8 +145,14 @@ impl MessageStore {
             shared: Arc::clone(&shared),
         });
         let node = RaftLogNode::start_with_hook(config, hook).await?;
-        let store = MessageStore { node, shared };
+        let (sends, queue) = mpsc::channel(SEND_QUEUE_MAX);
+        let store = MessageStore {
+            node,
+            shared,
+            sends,
+        };
         tokio::spawn(store.clone().dispatch());
+        tokio::spawn(store.clone().group_commit(queue));
         Ok(store)
     }
 
@@ -155,6 +212,89 @@ impl MessageStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&index)
             .ok_or(StoreError::ResultLost(index))
+    }
+
+    /// Stores messages, sharing a log entry with concurrent sends (group commit). Each message
+    /// keeps its own queue and offset.
+    ///
+    /// # Errors
+    /// As [`MessageStore::execute`]; a timeout means the outcome is unknown.
+    pub async fn send(
+        &self,
+        now_ms: u64,
+        messages: Vec<StoredMessage>,
+    ) -> Result<SendResults, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.sends
+            .send(SendRequest {
+                now_ms,
+                messages,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Log(LogError::Shutdown))?;
+        rx.await.map_err(|_| StoreError::Log(LogError::Shutdown))?
+    }
+
+    async fn group_commit(self, mut queue: mpsc::Receiver<SendRequest>) {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(SEND_BATCHES_IN_FLIGHT_MAX));
+        while let Some(first) = queue.recv().await {
+            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let mut count = batch[0].messages.len();
+            let mut bytes: usize = batch[0].messages.iter().map(|m| m.body.len()).sum();
+            while count < SEND_BATCH_MESSAGES_MAX && bytes < SEND_BATCH_BYTES_MAX {
+                match queue.try_recv() {
+                    Ok(r) => {
+                        count += r.messages.len();
+                        bytes += r.messages.iter().map(|m| m.body.len()).sum::<usize>();
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let store = self.clone();
+            tokio::spawn(async move {
+                store.commit_batch(batch).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<SendRequest>) {
+        let now_ms = batch.iter().map(|r| r.now_ms).max().unwrap_or(0);
+        let mut sizes = Vec::with_capacity(batch.len());
+        let mut messages = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        for r in batch {
+            sizes.push(r.messages.len());
+            messages.extend(r.messages);
+            replies.push(r.reply);
+        }
+        let outcome = self.execute(&Command::Send { now_ms, messages }).await;
+        let mut results = match outcome {
+            Ok(ApplyResult::Sent(results)) => results.into_iter(),
+            Ok(other) => {
+                let message = format!("send applied as {other:?}");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Log(LogError::Raft {
+                        message: message.clone(),
+                    })));
+                }
+                return;
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.duplicate()));
+                }
+                return;
+            }
+        };
+        for (reply, n) in replies.into_iter().zip(sizes) {
+            let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+        }
     }
 
     /// Reads the message a consume-queue entry points at.

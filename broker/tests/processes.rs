@@ -9,7 +9,11 @@
 //!
 //! Broker logs are kept in the test's temp dir and printed when the test fails.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::TcpListener;
@@ -19,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proto::apache::rocketmq::v2 as v2;
+use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use tonic::transport::Channel;
 
@@ -34,10 +38,23 @@ struct Group {
 
 impl Group {
     fn start() -> Group {
-        let ports: Vec<u16> = (0..6).map(|_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = (0..6)
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
         let (listen, raft) = (ports[..3].to_vec(), ports[3..].to_vec());
         let dir = tempfile::tempdir().unwrap();
-        let peers = raft.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect::<Vec<_>>().join(";");
+        let peers = raft
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
         for i in 0..3 {
             let conf = format!(
                 "brokerClusterName=RaftCluster\nbrokerName=RaftNode00\nlistenPort={}\nstorePathRootDir={}\n\
@@ -48,7 +65,11 @@ impl Group {
             );
             std::fs::write(dir.path().join(format!("n{i}.conf")), conf).unwrap();
         }
-        let mut g = Group { dir, listen, children: vec![None, None, None] };
+        let mut g = Group {
+            dir,
+            listen,
+            children: vec![None, None, None],
+        };
         for i in 0..3 {
             g.spawn(i);
         }
@@ -56,7 +77,11 @@ impl Group {
     }
 
     fn spawn(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mqbroker"))
             .arg("-c")
             .arg(self.dir.path().join(format!("n{i}.conf")))
@@ -80,11 +105,18 @@ impl Group {
     }
 
     fn endpoints(&self) -> String {
-        self.listen.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(";")
+        self.listen
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     fn mqadmin(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// The leader's slot, as mqadmin sees it (waits up to `wait`).
@@ -96,13 +128,22 @@ impl Group {
             if out.status.success() && id.starts_with('n') {
                 return id[1..].parse().unwrap();
             }
-            assert!(Instant::now() < deadline, "no leader: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "no leader: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn commit_indexes(&self) -> String {
-        String::from_utf8_lossy(&self.mqadmin(&["clusterList", "-n", &self.endpoints()]).stdout).to_string()
+        String::from_utf8_lossy(
+            &self
+                .mqadmin(&["clusterList", "-n", &self.endpoints()])
+                .stdout,
+        )
+        .to_string()
     }
 }
 
@@ -116,24 +157,36 @@ impl Drop for Group {
             for i in 0..3 {
                 let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("---- broker n{i} log (last 40 lines, newest first) ----\n{}", tail.join("\n"));
+                eprintln!(
+                    "---- broker n{i} log (last 40 lines, newest first) ----\n{}",
+                    tail.join("\n")
+                );
             }
         }
     }
 }
 
 async fn client(port: u16) -> MessagingServiceClient<Channel> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_lazy();
     MessagingServiceClient::new(ch)
 }
 
 fn message(topic: &str, id: &str, group: Option<&str>, body: String) -> v2::Message {
     v2::Message {
-        topic: Some(v2::Resource { resource_namespace: String::new(), name: topic.into() }),
+        topic: Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: topic.into(),
+        }),
         user_properties: HashMap::new(),
         system_properties: Some(v2::SystemProperties {
             message_id: id.into(),
-            message_type: if group.is_some() { v2::MessageType::Fifo } else { v2::MessageType::Normal } as i32,
+            message_type: if group.is_some() {
+                v2::MessageType::Fifo
+            } else {
+                v2::MessageType::Normal
+            } as i32,
             message_group: group.map(String::from),
             body_encoding: v2::Encoding::Identity as i32,
             born_host: "test".into(),
@@ -166,7 +219,10 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
                 message(&topic, &id, group, format!("{id}|{}", group.unwrap_or("")))
             })
             .collect();
-        let ids: Vec<String> = msgs.iter().map(|m| m.system_properties.as_ref().unwrap().message_id.clone()).collect();
+        let ids: Vec<String> = msgs
+            .iter()
+            .map(|m| m.system_properties.as_ref().unwrap().message_id.clone())
+            .collect();
         let t0 = Instant::now();
         let mut req = tonic::Request::new(v2::SendMessageRequest { messages: msgs });
         req.set_timeout(Duration::from_secs(10));
@@ -177,7 +233,10 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
         match r {
             Ok(resp) => {
                 for (k, e) in resp.into_inner().entries.iter().enumerate() {
-                    if e.status.as_ref().is_some_and(|s| s.code == v2::Code::Ok as i32) {
+                    if e.status
+                        .as_ref()
+                        .is_some_and(|s| s.code == v2::Code::Ok as i32)
+                    {
                         l.acked_sends.insert(ids[k].clone());
                     } else {
                         l.unknown_sends.insert(ids[k].clone());
@@ -190,19 +249,39 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
     }
 }
 
-async fn consume(port: u16, topic: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<std::sync::atomic::AtomicBool>) {
+async fn consume(
+    port: u16,
+    topic: String,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut c = client(port).await;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let mut req = tonic::Request::new(v2::ReceiveMessageRequest {
-            group: Some(v2::Resource { resource_namespace: String::new(), name: "ProcGroup".into() }),
+            group: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "ProcGroup".into(),
+            }),
             message_queue: Some(v2::MessageQueue {
-                topic: Some(v2::Resource { resource_namespace: String::new(), name: topic.clone() }),
+                topic: Some(v2::Resource {
+                    resource_namespace: String::new(),
+                    name: topic.clone(),
+                }),
                 ..Default::default()
             }),
-            filter_expression: Some(v2::FilterExpression { r#type: v2::FilterType::Tag as i32, expression: "*".into() }),
+            filter_expression: Some(v2::FilterExpression {
+                r#type: v2::FilterType::Tag as i32,
+                expression: "*".into(),
+            }),
             batch_size: 64,
-            invisible_duration: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
-            long_polling_timeout: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 10,
+                nanos: 0,
+            }),
+            long_polling_timeout: Some(prost_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
             ..Default::default()
         });
         req.set_timeout(Duration::from_secs(8));
@@ -227,7 +306,10 @@ async fn consume(port: u16, topic: String, ledger: Arc<Mutex<Ledger>>, stop: Arc
                 let sys = m.system_properties.as_ref().unwrap();
                 let id = sys.message_id.clone();
                 if l.acked_receives.contains(&id) {
-                    l.violations.push(format!("{id} came back after its ack succeeded (attempt {:?})", sys.delivery_attempt));
+                    l.violations.push(format!(
+                        "{id} came back after its ack succeeded (attempt {:?})",
+                        sys.delivery_attempt
+                    ));
                 }
                 l.received.insert(id.clone());
                 entries.push(v2::AckMessageEntry {
@@ -237,9 +319,15 @@ async fn consume(port: u16, topic: String, ledger: Arc<Mutex<Ledger>>, stop: Arc
                 });
             }
         }
-        let topic_res = Some(v2::Resource { resource_namespace: String::new(), name: topic.clone() });
+        let topic_res = Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: topic.clone(),
+        });
         let mut req = tonic::Request::new(v2::AckMessageRequest {
-            group: Some(v2::Resource { resource_namespace: String::new(), name: "ProcGroup".into() }),
+            group: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "ProcGroup".into(),
+            }),
             topic: topic_res,
             entries: entries.clone(),
         });
@@ -247,7 +335,10 @@ async fn consume(port: u16, topic: String, ledger: Arc<Mutex<Ledger>>, stop: Arc
         if let Ok(resp) = c.ack_message(req).await {
             let mut l = ledger.lock().unwrap();
             for (k, e) in resp.into_inner().entries.iter().enumerate() {
-                if e.status.as_ref().is_some_and(|s| s.code == v2::Code::Ok as i32) {
+                if e.status
+                    .as_ref()
+                    .is_some_and(|s| s.code == v2::Code::Ok as i32)
+                {
                     let id = entries[k].message_id.clone();
                     let body = String::from_utf8_lossy(&got[k].body).to_string();
                     if let Some(group) = body.split('|').nth(1).filter(|g| !g.is_empty()) {
@@ -272,17 +363,36 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
 
     // Producers through one follower, the consumer through the other.
     let producers: Vec<_> = (0..4)
-        .map(|k| tokio::spawn(produce(g.listen[p_node], topic.clone(), k * TOTAL / 4, (k + 1) * TOTAL / 4, Arc::clone(&ledger))))
+        .map(|k| {
+            tokio::spawn(produce(
+                g.listen[p_node],
+                topic.clone(),
+                k * TOTAL / 4,
+                (k + 1) * TOTAL / 4,
+                Arc::clone(&ledger),
+            ))
+        })
         .collect();
-    let consumer = tokio::spawn(consume(g.listen[c_node], topic.clone(), Arc::clone(&ledger), Arc::clone(&stop)));
+    let consumer = tokio::spawn(consume(
+        g.listen[c_node],
+        topic.clone(),
+        Arc::clone(&ledger),
+        Arc::clone(&stop),
+    ));
 
     // Mid-stream: SIGKILL the leader once a third of the sends are acknowledged.
     let t0 = Instant::now();
     while ledger.lock().unwrap().acked_sends.len() < TOTAL / 3 {
-        assert!(t0.elapsed() < Duration::from_secs(120), "sends too slow before the kill");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "sends too slow before the kill"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eprintln!("killing leader n{leader} after {} acknowledged sends", ledger.lock().unwrap().acked_sends.len());
+    eprintln!(
+        "killing leader n{leader} after {} acknowledged sends",
+        ledger.lock().unwrap().acked_sends.len()
+    );
     g.kill(leader);
     for p in producers {
         p.await.unwrap();
@@ -293,12 +403,18 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
     loop {
         let (missing, acked) = {
             let l = ledger.lock().unwrap();
-            (l.acked_sends.difference(&l.received).count(), l.acked_sends.len())
+            (
+                l.acked_sends.difference(&l.received).count(),
+                l.acked_sends.len(),
+            )
         };
         if missing == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing} of {acked} acknowledged messages never received");
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {acked} acknowledged messages never received"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Let in-flight acks settle, then stop consuming.
@@ -308,9 +424,16 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
 
     {
         let l = ledger.lock().unwrap();
-        assert!(l.violations.is_empty(), "acked messages came again: {:?}", &l.violations[..l.violations.len().min(5)]);
+        assert!(
+            l.violations.is_empty(),
+            "acked messages came again: {:?}",
+            &l.violations[..l.violations.len().min(5)]
+        );
         for (group, seqs) in &l.fifo_order {
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "FIFO order broken in {group}: {seqs:?}");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "FIFO order broken in {group}: {seqs:?}"
+            );
         }
         eprintln!(
             "sent ok {}, unknown {}, received {}, acked {}, longest send {:?}",
@@ -320,7 +443,11 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
             l.acked_receives.len(),
             l.max_send_pause
         );
-        assert!(l.max_send_pause < Duration::from_secs(10), "producers stalled for {:?}", l.max_send_pause);
+        assert!(
+            l.max_send_pause < Duration::from_secs(10),
+            "producers stalled for {:?}",
+            l.max_send_pause
+        );
     }
 
     // The killed node restarts, rejoins and catches up.
@@ -331,7 +458,10 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
         if caught_up(&table, leader) {
             break;
         }
-        assert!(Instant::now() < deadline, "restarted n{leader} did not catch up:\n{table}");
+        assert!(
+            Instant::now() < deadline,
+            "restarted n{leader} did not catch up:\n{table}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = Path::new("");
@@ -339,9 +469,16 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
 
 /// Whether, in mqadmin's clusterList table, node `n` applied as much as the most advanced node.
 fn caught_up(table: &str, n: usize) -> bool {
-    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let applied = |r: &Vec<&str>| r.get(5).and_then(|v| v.parse::<u64>().ok());
     let max = rows.iter().filter_map(applied).max();
-    let mine = rows.iter().find(|r| r.first() == Some(&format!("n{n}").as_str())).and_then(applied);
+    let mine = rows
+        .iter()
+        .find(|r| r.first() == Some(&format!("n{n}").as_str()))
+        .and_then(applied);
     max.is_some() && mine == max
 }

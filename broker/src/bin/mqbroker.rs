@@ -36,7 +36,8 @@ fn main() -> ExitCode {
     // Logs go to stderr so that `-p` output on stdout stays a clean broker.conf.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -114,6 +115,8 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "127.0.0.1".into()),
             config.listen_port
         ),
+        store_dir: config.raft_log.store.dir.clone(),
+        disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
     };
     tracing::info!(
         listen = %config.bind_addr(),
