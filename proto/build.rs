@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // RocketMQ 5 gRPC protocol (apache.rocketmq.v2), spoken by the official SDKs.
                 "proto/apache/rocketmq/v2/definition.proto",
                 "proto/apache/rocketmq/v2/service.proto",
+                // RaftMQ's admin service, spoken by mqadmin.
+                "proto/raftmq/admin/v1/admin.proto",
             ],
             &["proto", wkt_include],
         )?;

@@ -78,12 +78,8 @@ impl DiskGuard {
         let now = now_ms();
         if now.saturating_sub(self.checked_ms.load(Relaxed)) >= 1000 {
             self.checked_ms.store(now, Relaxed);
-            if let Ok(s) = rustix::fs::statvfs(dir)
-                && s.f_blocks > 0
-            {
-                let used = s.f_blocks.saturating_sub(s.f_bavail) * 100 / s.f_blocks;
-                self.used_percent
-                    .store(u32::try_from(used).unwrap_or(100), Relaxed);
+            if let Some(used) = raft_log::store::disk_used_percent(dir) {
+                self.used_percent.store(used, Relaxed);
             }
         }
         self.used_percent.load(Relaxed)

@@ -7,11 +7,13 @@
 //!   delay, dead letters).
 //! - [`store`]: the state machine driven by raft-log on every replica; writes from any node.
 //! - [`grpc`]: `apache.rocketmq.v2.MessagingService` for the official SDKs.
+//! - [`admin`]: RaftMQ's admin service (`raftmq.admin.v1.Admin`), spoken by `mqadmin`.
 //!
-//! Not built yet: the admin service and `mqadmin`, `mqbench`; see ARCHITECTURE.md.
+//! Not built yet: `mqbench`; see ARCHITECTURE.md.
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod codec;
 pub mod command;
 pub mod config;

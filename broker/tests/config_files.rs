@@ -71,13 +71,21 @@ fn print_config_item_prints_the_effective_config_and_exits_0() {
 }
 
 #[test]
-fn without_print_it_says_the_service_is_not_built_and_exits_2() {
-    let conf = fast_try_conf(1);
-    let out = mqbroker(&["-c", conf.to_str().unwrap()]);
+fn a_taken_listen_port_exits_1_naming_listen_port() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("single.conf");
+    let conf = format!(
+        "brokerName=b\nlistenPort={port}\nstorePathRootDir={}\n",
+        dir.path().join("store").display()
+    );
+    std::fs::write(&path, conf).unwrap();
+    let out = mqbroker(&["-c", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("the broker service is not built yet (issue 3); config OK"),
+        stderr.contains("listenPort") && stderr.contains(&port.to_string()),
         "{stderr}"
     );
 }

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,12 +55,12 @@ impl Group {
             .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(";");
-        for i in 0..3 {
+        for (i, port) in listen.iter().enumerate() {
             let conf = format!(
                 "brokerClusterName=RaftCluster\nbrokerName=RaftNode00\nlistenPort={}\nstorePathRootDir={}\n\
                  enableDLegerCommitLog=true\ndLegerGroup=RaftNode00\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
                  flushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n",
-                listen[i],
+                port,
                 dir.path().join(format!("node0{i}")).display()
             );
             std::fs::write(dir.path().join(format!("n{i}.conf")), conf).unwrap();
@@ -239,11 +239,19 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
                     {
                         l.acked_sends.insert(ids[k].clone());
                     } else {
+                        if l.unknown_sends.is_empty() {
+                            eprintln!("first refused send: {:?}", e.status);
+                        }
                         l.unknown_sends.insert(ids[k].clone());
                     }
                 }
             }
-            Err(_) => l.unknown_sends.extend(ids),
+            Err(e) => {
+                if l.unknown_sends.is_empty() {
+                    eprintln!("first failed send: {e}");
+                }
+                l.unknown_sends.extend(ids)
+            }
         }
         i += n;
     }
@@ -342,8 +350,13 @@ async fn consume(
                     let id = entries[k].message_id.clone();
                     let body = String::from_utf8_lossy(&got[k].body).to_string();
                     if let Some(group) = body.split('|').nth(1).filter(|g| !g.is_empty()) {
+                        // FIFO promises each producer's own send order within a group.
                         let seq: u64 = id.trim_start_matches("msg-").parse().unwrap();
-                        l.fifo_order.entry(group.to_string()).or_default().push(seq);
+                        let producer = seq as usize / (TOTAL / 4);
+                        l.fifo_order
+                            .entry(format!("{group}/producer-{producer}"))
+                            .or_default()
+                            .push(seq);
                     }
                     l.acked_receives.insert(id);
                 }
@@ -383,9 +396,13 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
     // Mid-stream: SIGKILL the leader once a third of the sends are acknowledged.
     let t0 = Instant::now();
     while ledger.lock().unwrap().acked_sends.len() < TOTAL / 3 {
+        let (acked, failed) = {
+            let l = ledger.lock().unwrap();
+            (l.acked_sends.len(), l.unknown_sends.len())
+        };
         assert!(
             t0.elapsed() < Duration::from_secs(120),
-            "sends too slow before the kill"
+            "sends too slow before the kill: {acked} acked, {failed} failed"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -464,7 +481,6 @@ async fn leader_sigkill_mid_stream_loses_no_acknowledged_message() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = Path::new("");
 }
 
 /// Whether, in mqadmin's clusterList table, node `n` applied as much as the most advanced node.

@@ -27,3 +27,14 @@ pub mod apache {
         }
     }
 }
+
+/// RaftMQ's own services.
+pub mod raftmq {
+    /// The admin service.
+    pub mod admin {
+        /// `raftmq.admin.v1.Admin`, what `mqadmin` speaks (`proto/raftmq/admin/v1/admin.proto`).
+        pub mod v1 {
+            tonic::include_proto!("raftmq.admin.v1");
+        }
+    }
+}

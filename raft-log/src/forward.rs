@@ -82,9 +82,10 @@ impl Forwarder {
                     leader_addr: None,
                 });
             }
+            // The request may have reached the leader before the connection broke.
             Ok(Err(status)) => {
-                return Err(Error::Network {
-                    message: format!("propose to n{leader}: {status}"),
+                return Err(Error::OutcomeUnknown {
+                    reason: format!("propose to n{leader} failed in flight: {status}"),
                 });
             }
             Ok(Ok(r)) => r.into_inner(),

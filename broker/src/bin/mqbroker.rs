@@ -10,12 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use broker::admin::Admin;
 use broker::config::BrokerConfig;
 use broker::grpc::{Messaging, ServiceConfig};
 use broker::state::StateConfig;
 use broker::store::MessageStore;
 use clap::Parser;
 use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
+use proto::raftmq::admin::v1::admin_server::AdminServer;
+use tokio_stream::StreamExt as _;
 use tracing_subscriber::EnvFilter;
 
 /// RaftMQ broker: RocketMQ-compatible, stored in raft-log.
@@ -121,14 +124,25 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     tracing::info!(
         listen = %config.bind_addr(),
         raft = %config.raft_log.self_addr(),
-        "mqbroker serving apache.rocketmq.v2.MessagingService"
+        "mqbroker serving apache.rocketmq.v2.MessagingService and raftmq.admin.v1.Admin"
     );
+    let admin = AdminServer::new(Admin::new(store.clone(), service.store_host.clone()));
     let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), service))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small replies (acks, receipts) must not wait for Nagle; tonic ignores its own TCP
+    // settings for a listener it did not create.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    });
     tonic::transport::Server::builder()
         .add_service(messaging)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .context("gRPC server failed")?;

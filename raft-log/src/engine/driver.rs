@@ -413,8 +413,8 @@ fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
     if segments.len() < 2 {
         return None;
     }
-    let over_disk =
-        disk_used_percent(&config.store.dir).is_some_and(|p| p > config.disk_max_used_space_ratio);
+    let over_disk = crate::store::disk_used_percent(&config.store.dir)
+        .is_some_and(|p| p > config.disk_max_used_space_ratio);
     let in_hours = config.delete_when_hours.contains(&local_hour());
     let reserved = Duration::from_secs(config.file_reserved_time_hours * 3600);
     let now = SystemTime::now();
@@ -439,15 +439,6 @@ fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
         );
     }
     segments[doomed].first_index.map(|f| f.saturating_sub(1))
-}
-
-fn disk_used_percent(dir: &std::path::Path) -> Option<u32> {
-    let s = rustix::fs::statvfs(dir).ok()?;
-    if s.f_blocks == 0 {
-        return None;
-    }
-    let used = s.f_blocks.saturating_sub(s.f_bavail);
-    u32::try_from(used * 100 / s.f_blocks).ok()
 }
 
 fn local_hour() -> u32 {

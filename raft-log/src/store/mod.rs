@@ -770,6 +770,16 @@ impl Shared {
     }
 }
 
+/// Disk usage of the file system holding `dir`, in percent, as `df` shows it: used / (used +
+/// available to unprivileged users). Blocks reserved for root count as neither, so a file system
+/// with a large reserve does not look fuller than the operator sees.
+pub fn disk_used_percent(dir: &Path) -> Option<u32> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    let used = s.f_blocks.checked_sub(s.f_bfree)?;
+    let total = used.checked_add(s.f_bavail).filter(|t| *t > 0)?;
+    u32::try_from((used * 100).div_ceil(total)).ok()
+}
+
 fn durable_of(r: &IndexRecord) -> Durable {
     Durable {
         index: r.index,
@@ -1127,4 +1137,14 @@ fn index_segment<'a>(
             v.insert(Arc::new(file))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn disk_usage_is_a_percentage_like_df() {
+        let dir = tempfile::tempdir().unwrap();
+        let used = super::disk_used_percent(dir.path()).expect("statvfs works on a temp dir");
+        assert!(used <= 100, "{used}");
+    }
 }

@@ -1,0 +1,1167 @@
+//! `mqadmin`: RaftMQ's admin CLI, with RocketMQ's verbs and flags where they exist.
+//!
+//! `-n` is RocketMQ's nameserver flag; RaftMQ has no nameserver, so it names broker nodes
+//! (their listenPort), `;`-separated, falling back to `$NAMESRV_ADDR` as RocketMQ does. Every
+//! verb uses the first address that accepts a connection, except `clusterList`, which asks all of
+//! them: a node knows only its own role and indexes, so the table merges each node's report of
+//! itself. Admin verbs speak `raftmq.admin.v1.Admin`; `sendMessage` and `consumeMessage` speak
+//! the RocketMQ 5 gRPC API as the SDKs do (client id header, `grpc-timeout`, 34-hex message ids).
+//!
+//! Exit status: 0 on success; 1 when the server refuses (the message carries its code) or no
+//! address is reachable; 2 on a usage error (clap names the flag).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand};
+use proto::apache::rocketmq::v2;
+use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use proto::raftmq::admin::v1 as pb;
+use proto::raftmq::admin::v1::admin_client::AdminClient;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long to wait for a TCP connection to one address before trying the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often `--wait-leader` asks again.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The broker ends a long poll this long before the request's gRPC deadline (`grpc.rs`), so a
+/// deadline of wait + this margin makes it poll for exactly the wait.
+const BROKER_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+/// How much later than the gRPC deadline the CLI gives up on its own, should the broker not
+/// honour the deadline.
+const RECEIVE_GUARD: Duration = Duration::from_millis(1500);
+/// How long a received message stays invisible before the broker redelivers it; the CLI acks
+/// right after printing, so this only matters when the ack fails.
+const INVISIBLE: Duration = Duration::from_secs(30);
+/// Messages one ReceiveMessage asks for at most (the SDKs' default batch).
+const RECEIVE_BATCH_MAX: u32 = 32;
+/// RocketMQ's default queue count for `updateTopic` without `-r`/`-w`.
+const DEFAULT_QUEUES: u32 = 8;
+/// Seconds since the Unix epoch at 2021-01-01T00:00:00Z, the SDKs' message id epoch.
+const MESSAGE_ID_EPOCH_SECS: u64 = 1_609_459_200;
+
+/// RaftMQ admin tool (RocketMQ's mqadmin verbs).
+#[derive(Debug, Parser)]
+#[command(name = "mqadmin", version)]
+struct Args {
+    /// Broker addresses HOST:PORT, `;`-separated (RocketMQ's nameserver flag; here any broker's
+    /// listenPort). Defaults to $NAMESRV_ADDR.
+    #[arg(
+        short = 'n',
+        long = "namesrvAddr",
+        global = true,
+        value_name = "HOST:PORT[;…]"
+    )]
+    namesrv_addr: Option<String>,
+
+    /// Seconds one request may take.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 20,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    timeout: u64,
+
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// The Raft group's members: role, term, commit and applied index, replication lag.
+    #[command(name = "clusterList")]
+    ClusterList {
+        /// Wait up to SECS for the group to have a leader; exit 1 if it has none by then.
+        #[arg(long = "wait-leader", value_name = "SECS")]
+        wait_leader: Option<u64>,
+        /// Print only the leader's id (`n0`); exit 1 when there is no leader.
+        #[arg(long = "leader-id")]
+        leader_id: bool,
+    },
+    /// Topic names, one per line.
+    #[command(name = "topicList")]
+    TopicList,
+    /// Create a topic or change its queue count.
+    #[command(name = "updateTopic")]
+    UpdateTopic {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Read queue count. RaftMQ topics have one queue count: the larger of -r and -w.
+        #[arg(short = 'r', long = "readQueueNums")]
+        read_queues: Option<u32>,
+        /// Write queue count (default 8, as RocketMQ's).
+        #[arg(short = 'w', long = "writeQueueNums")]
+        write_queues: Option<u32>,
+    },
+    /// Delete a topic, its messages' queues and every group's progress on it.
+    #[command(name = "deleteTopic")]
+    DeleteTopic {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// Per queue of a topic: min and max offset.
+    #[command(name = "topicStatus")]
+    TopicStatus {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// Per queue: how far a consumer group got, and its lag.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress {
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Only this topic (default: every topic the group consumed from).
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+    },
+    /// Hand Raft leadership to another member (DLedger's `leadershipTransfer`).
+    #[command(name = "leadershipTransfer")]
+    LeadershipTransfer {
+        /// The DLedger id of the new leader (`n1`).
+        #[arg(long = "to", alias = "transfereeId", value_name = "ID")]
+        to: String,
+    },
+    /// Send one message through the RocketMQ 5 gRPC API.
+    #[command(name = "sendMessage")]
+    SendMessage {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Message body.
+        #[arg(short = 'p', long = "body")]
+        body: String,
+        /// Message tag (RocketMQ's `-c`).
+        #[arg(short = 'c', long = "tag")]
+        tag: Option<String>,
+        /// Message keys, comma-separated.
+        #[arg(short = 'k', long = "keys", value_delimiter = ',')]
+        keys: Vec<String>,
+        /// FIFO message group: makes it a FIFO message.
+        #[arg(long = "group", value_name = "MESSAGE_GROUP")]
+        message_group: Option<String>,
+    },
+    /// Receive, print and acknowledge messages through the RocketMQ 5 gRPC API.
+    #[command(name = "consumeMessage")]
+    ConsumeMessage {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Stop after this many messages.
+        #[arg(
+            short = 'c',
+            long = "count",
+            default_value_t = 32,
+            value_parser = clap::value_parser!(u32).range(1..)
+        )]
+        count: u32,
+        /// Only messages with this tag (`a||b` for either).
+        #[arg(long = "tag")]
+        tag: Option<String>,
+        /// Wait at most SECS for messages.
+        #[arg(long = "wait", default_value_t = 5, value_name = "SECS")]
+        wait: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mqadmin: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mqadmin: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let addrs = addresses(args.namesrv_addr.as_deref())?;
+    let timeout = Duration::from_secs(args.timeout);
+    match args.verb {
+        Verb::ClusterList {
+            wait_leader,
+            leader_id,
+        } => {
+            cluster_list(
+                &addrs,
+                timeout,
+                wait_leader.map(Duration::from_secs),
+                leader_id,
+            )
+            .await
+        }
+        Verb::TopicList => topic_list(&addrs, timeout).await,
+        Verb::UpdateTopic {
+            topic,
+            read_queues,
+            write_queues,
+        } => update_topic(&addrs, timeout, &topic, read_queues, write_queues).await,
+        Verb::DeleteTopic { topic } => delete_topic(&addrs, timeout, &topic).await,
+        Verb::TopicStatus { topic } => topic_status(&addrs, timeout, &topic).await,
+        Verb::ConsumerProgress { group, topic } => {
+            consumer_progress(&addrs, timeout, &group, topic.as_deref()).await
+        }
+        Verb::LeadershipTransfer { to } => leadership_transfer(&addrs, timeout, &to).await,
+        Verb::SendMessage {
+            topic,
+            body,
+            tag,
+            keys,
+            message_group,
+        } => {
+            let message = OutgoingMessage {
+                topic,
+                body,
+                tag,
+                keys,
+                message_group,
+            };
+            send_message(&addrs, timeout, message).await
+        }
+        Verb::ConsumeMessage {
+            topic,
+            group,
+            count,
+            tag,
+            wait,
+        } => {
+            let consume = Consume {
+                topic,
+                group,
+                count,
+                tag,
+                wait: Duration::from_secs(wait),
+                request_timeout: timeout,
+            };
+            consume_message(&addrs, &consume).await
+        }
+    }
+}
+
+// ---- connections -------------------------------------------------------------------------------
+
+/// The addresses of `-n` (or `$NAMESRV_ADDR`), in order.
+fn addresses(flag: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let raw = match flag {
+        Some(v) => v.to_string(),
+        None => std::env::var("NAMESRV_ADDR").map_err(|_| {
+            anyhow!("no broker address: pass -n HOST:PORT[;HOST:PORT…] or set NAMESRV_ADDR")
+        })?,
+    };
+    let addrs: Vec<String> = raw
+        .split(';')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addrs.is_empty() {
+        bail!("-n {raw:?} names no address; expected HOST:PORT[;HOST:PORT…]");
+    }
+    Ok(addrs)
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint =
+        Endpoint::from_shared(uri).with_context(|| format!("-n: bad address {addr:?}"))?;
+    endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))
+}
+
+/// The first address that accepts a connection.
+async fn first_reachable(addrs: &[String]) -> anyhow::Result<(String, Channel)> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match connect(addr).await {
+            Ok(channel) => return Ok((addr.clone(), channel)),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    bail!("no broker reachable: {}", failures.join("; "))
+}
+
+async fn admin_client(addrs: &[String]) -> anyhow::Result<(String, AdminClient<Channel>)> {
+    let (addr, channel) = first_reachable(addrs).await?;
+    Ok((addr, AdminClient::new(channel)))
+}
+
+fn request<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// Fails with the server's code and message unless `status` is OK.
+fn check(status: Option<&pb::Status>, what: &str, addr: &str) -> anyhow::Result<()> {
+    let Some(status) = status else {
+        bail!("{what} at {addr}: the response has no status");
+    };
+    if status.code == pb::Code::Ok as i32 {
+        return Ok(());
+    }
+    let name = pb::Code::try_from(status.code).map_or("UNKNOWN_CODE", |c| c.as_str_name());
+    bail!(
+        "{what} refused by {addr}: {name} ({}): {}",
+        status.code,
+        status.message
+    )
+}
+
+// ---- clusterList -------------------------------------------------------------------------------
+
+/// Every address's ClusterList answer, in `-n` order; `None` where the node is unreachable.
+async fn cluster_views(
+    addrs: &[String],
+    timeout: Duration,
+) -> Vec<Option<pb::ClusterListResponse>> {
+    let ask = |addr: String| async move {
+        let channel = connect(&addr).await.ok()?;
+        let response = AdminClient::new(channel)
+            .cluster_list(request(pb::ClusterListRequest {}, timeout))
+            .await
+            .ok()?
+            .into_inner();
+        let ok = response
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == pb::Code::Ok as i32);
+        ok.then_some(response)
+    };
+    futures::future::join_all(addrs.iter().cloned().map(ask)).await
+}
+
+fn self_row(view: &pb::ClusterListResponse) -> Option<&pb::Node> {
+    view.nodes.iter().find(|n| n.is_self)
+}
+
+fn is_role(node: &pb::Node, role: pb::Role) -> bool {
+    node.role == role as i32
+}
+
+/// The leader, when the answers confirm one. A node that says it leads wins (the highest term
+/// if two do, as after a partition). Otherwise a leader named by the others counts only if every
+/// address answered and none of them is that leader: an unreachable address might be a crashed
+/// leader the followers have not given up on yet.
+fn confirmed_leader(views: &[Option<pb::ClusterListResponse>]) -> Option<String> {
+    let answered: Vec<&pb::ClusterListResponse> = views.iter().flatten().collect();
+    let claimed = answered
+        .iter()
+        .filter_map(|v| self_row(v))
+        .filter(|n| is_role(n, pb::Role::Leader))
+        .max_by_key(|n| n.term.unwrap_or(0));
+    if let Some(leader) = claimed {
+        return Some(leader.id.clone());
+    }
+    if answered.len() < views.len() {
+        return None;
+    }
+    answered
+        .iter()
+        .filter_map(|v| self_row(v).map(|n| (n.term.unwrap_or(0), &v.leader_id)))
+        .filter(|(_, id)| !id.is_empty() && !answered.iter().any(|v| &v.self_id == *id))
+        .max_by_key(|(term, _)| *term)
+        .map(|(_, id)| id.clone())
+}
+
+/// One row of the clusterList table; `None` is printed as `-`.
+#[derive(Debug)]
+struct Row {
+    id: String,
+    role: Option<&'static str>,
+    addr: Option<String>,
+    term: Option<u64>,
+    commit: Option<u64>,
+    applied: Option<u64>,
+    lag: Option<u64>,
+    raft_addr: String,
+}
+
+/// The group as the answers show it: members in the first answer's order, each from its own
+/// report when it answered, lag from the leader's report.
+fn merge(views: &[Option<pb::ClusterListResponse>]) -> Vec<Row> {
+    let answered: Vec<&pb::ClusterListResponse> = views.iter().flatten().collect();
+    let Some(base) = answered.first() else {
+        return Vec::new();
+    };
+    let reports: HashMap<&str, &pb::Node> = answered
+        .iter()
+        .filter_map(|v| self_row(v))
+        .map(|n| (n.id.as_str(), n))
+        .collect();
+    let leader_view = answered
+        .iter()
+        .filter(|v| self_row(v).is_some_and(|n| is_role(n, pb::Role::Leader)))
+        .max_by_key(|v| self_row(v).and_then(|n| n.term).unwrap_or(0));
+    base.nodes
+        .iter()
+        .map(|seen| {
+            let node = reports.get(seen.id.as_str()).copied().unwrap_or(seen);
+            let lag = leader_view
+                .and_then(|v| v.nodes.iter().find(|n| n.id == node.id))
+                .and_then(|n| n.lag);
+            Row {
+                id: node.id.clone(),
+                role: role_name(node.role),
+                addr: Some(node.listen_addr.clone()).filter(|a| !a.is_empty()),
+                term: node.term,
+                commit: node.commit_index,
+                applied: node.applied_index,
+                lag,
+                raft_addr: node.raft_addr.clone(),
+            }
+        })
+        .collect()
+}
+
+fn role_name(role: i32) -> Option<&'static str> {
+    match pb::Role::try_from(role).ok()? {
+        pb::Role::Leader => Some("LEADER"),
+        pb::Role::Follower => Some("FOLLOWER"),
+        pb::Role::Candidate => Some("CANDIDATE"),
+        pb::Role::Learner => Some("LEARNER"),
+        pb::Role::Shutdown => Some("SHUTDOWN"),
+        pb::Role::Unspecified => None,
+    }
+}
+
+/// RocketMQ's clusterList layout: one header line of `#` columns, then one row per member; every
+/// cell is one whitespace-free token so scripts can split rows.
+fn print_table(rows: &[Row]) {
+    let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    println!(
+        "{:<6} {:<10} {:<22} {:>6} {:>10} {:>10} {:>8}  #RaftAddr",
+        "#ID", "#Role", "#Addr", "#Term", "#Commit", "#Applied", "#Lag"
+    );
+    for r in rows {
+        println!(
+            "{:<6} {:<10} {:<22} {:>6} {:>10} {:>10} {:>8}  {}",
+            r.id,
+            r.role.unwrap_or("-"),
+            r.addr.as_deref().unwrap_or("-"),
+            dash(r.term),
+            dash(r.commit),
+            dash(r.applied),
+            dash(r.lag),
+            r.raft_addr
+        );
+    }
+}
+
+async fn cluster_list(
+    addrs: &[String],
+    timeout: Duration,
+    wait_leader: Option<Duration>,
+    leader_id_only: bool,
+) -> anyhow::Result<ExitCode> {
+    let deadline = wait_leader.map(|w| Instant::now() + w);
+    let (views, leader) = loop {
+        let views = cluster_views(addrs, timeout).await;
+        let leader = confirmed_leader(&views);
+        let waiting = deadline.is_some_and(|d| Instant::now() < d);
+        if leader.is_some() || !waiting {
+            break (views, leader);
+        }
+        tokio::time::sleep(LEADER_POLL_INTERVAL).await;
+    };
+    if views.iter().all(Option::is_none) {
+        bail!("no broker answered ClusterList at -n {}", addrs.join(";"));
+    }
+    if leader_id_only {
+        let leader = leader.ok_or_else(|| anyhow!("the group has no leader"))?;
+        println!("{leader}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_table(&merge(&views));
+    if let (Some(wait), None) = (wait_leader, &leader) {
+        eprintln!("mqadmin: the group has no leader after {}s", wait.as_secs());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- topics and progress -----------------------------------------------------------------------
+
+async fn topic_list(addrs: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
+    let (addr, mut client) = admin_client(addrs).await?;
+    let response = client
+        .topic_list(request(pb::TopicListRequest {}, timeout))
+        .await
+        .with_context(|| format!("TopicList at {addr}"))?
+        .into_inner();
+    check(response.status.as_ref(), "TopicList", &addr)?;
+    for topic in &response.topics {
+        println!("{}", topic.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update_topic(
+    addrs: &[String],
+    timeout: Duration,
+    topic: &str,
+    read_queues: Option<u32>,
+    write_queues: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    let queues = match (read_queues, write_queues) {
+        (None, None) => DEFAULT_QUEUES,
+        (r, w) => r.unwrap_or(0).max(w.unwrap_or(0)),
+    };
+    if let (Some(r), Some(w)) = (read_queues, write_queues)
+        && r != w
+    {
+        eprintln!(
+            "mqadmin: RaftMQ topics have one queue count; using {queues} (the larger of -r and -w)"
+        );
+    }
+    let (addr, mut client) = admin_client(addrs).await?;
+    let response = client
+        .update_topic(request(
+            pb::UpdateTopicRequest {
+                topic: topic.to_string(),
+                queues,
+            },
+            timeout,
+        ))
+        .await
+        .with_context(|| format!("UpdateTopic at {addr}"))?
+        .into_inner();
+    check(response.status.as_ref(), "UpdateTopic", &addr)?;
+    println!("create topic to {addr} success.");
+    println!(
+        "TopicConfig [topicName={topic}, readQueueNums={queues}, writeQueueNums={queues}, perm=RW-]"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete_topic(
+    addrs: &[String],
+    timeout: Duration,
+    topic: &str,
+) -> anyhow::Result<ExitCode> {
+    let (addr, mut client) = admin_client(addrs).await?;
+    let response = client
+        .delete_topic(request(
+            pb::DeleteTopicRequest {
+                topic: topic.to_string(),
+            },
+            timeout,
+        ))
+        .await
+        .with_context(|| format!("DeleteTopic at {addr}"))?
+        .into_inner();
+    check(response.status.as_ref(), "DeleteTopic", &addr)?;
+    println!("delete topic [{topic}] success.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn topic_status(
+    addrs: &[String],
+    timeout: Duration,
+    topic: &str,
+) -> anyhow::Result<ExitCode> {
+    let (addr, mut client) = admin_client(addrs).await?;
+    let response = client
+        .topic_status(request(
+            pb::TopicStatusRequest {
+                topic: topic.to_string(),
+            },
+            timeout,
+        ))
+        .await
+        .with_context(|| format!("TopicStatus at {addr}"))?
+        .into_inner();
+    check(response.status.as_ref(), "TopicStatus", &addr)?;
+    println!(
+        "{:<32}  {:<4}  {:<20}  #Max Offset",
+        "#Topic", "#QID", "#Min Offset"
+    );
+    for q in &response.queues {
+        println!(
+            "{topic:<32}  {:<4}  {:<20}  {}",
+            q.queue_id, q.min_offset, q.max_offset
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn consumer_progress(
+    addrs: &[String],
+    timeout: Duration,
+    group: &str,
+    topic: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (addr, mut client) = admin_client(addrs).await?;
+    let response = client
+        .consumer_progress(request(
+            pb::ConsumerProgressRequest {
+                group: group.to_string(),
+                topic: topic.unwrap_or_default().to_string(),
+            },
+            timeout,
+        ))
+        .await
+        .with_context(|| format!("ConsumerProgress at {addr}"))?
+        .into_inner();
+    check(response.status.as_ref(), "ConsumerProgress", &addr)?;
+    println!(
+        "{:<32}  {:<4}  {:<16}  {:<16}  {:<16}  {:<10}  #Diff",
+        "#Topic", "#QID", "#Broker Offset", "#Consumer Offset", "#Next Offset", "#Inflight"
+    );
+    let (mut diff_total, mut inflight_total) = (0u64, 0u64);
+    for q in &response.queues {
+        println!(
+            "{:<32}  {:<4}  {:<16}  {:<16}  {:<16}  {:<10}  {}",
+            q.topic, q.queue_id, q.broker_offset, q.acked_offset, q.next_offset, q.inflight, q.lag
+        );
+        diff_total = diff_total.saturating_add(q.lag);
+        inflight_total = inflight_total.saturating_add(q.inflight);
+    }
+    println!();
+    println!("Consume Diff Total: {diff_total}");
+    println!("Consume Inflight Total: {inflight_total}");
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- leadershipTransfer ------------------------------------------------------------------------
+
+async fn transfer_at(
+    addr: &str,
+    channel: Channel,
+    to: &str,
+    timeout: Duration,
+) -> anyhow::Result<pb::LeadershipTransferResponse> {
+    Ok(AdminClient::new(channel)
+        .leadership_transfer(request(
+            pb::LeadershipTransferRequest { to: to.to_string() },
+            timeout,
+        ))
+        .await
+        .with_context(|| format!("LeadershipTransfer at {addr}"))?
+        .into_inner())
+}
+
+/// The `-n` address of node `id`, found by asking every address who it is.
+async fn address_of(addrs: &[String], id: &str, timeout: Duration) -> Option<String> {
+    let views = cluster_views(addrs, timeout).await;
+    addrs
+        .iter()
+        .zip(&views)
+        .find(|(_, view)| view.as_ref().is_some_and(|v| v.self_id == id))
+        .map(|(addr, _)| addr.clone())
+}
+
+/// Asks the first reachable node; a follower names the leader, which is then found among the
+/// `-n` addresses (by asking each who it is) and asked in turn.
+async fn leadership_transfer(
+    addrs: &[String],
+    timeout: Duration,
+    to: &str,
+) -> anyhow::Result<ExitCode> {
+    let (mut addr, channel) = first_reachable(addrs).await?;
+    let mut response = transfer_at(&addr, channel, to, timeout).await?;
+    let not_leader = response
+        .status
+        .as_ref()
+        .is_some_and(|s| s.code == pb::Code::NotLeader as i32);
+    if not_leader {
+        let leader = response.leader_id.clone();
+        if leader.is_empty() {
+            // No leader known: nowhere to retry, report the refusal as it is.
+            check(response.status.as_ref(), "LeadershipTransfer", &addr)?;
+        }
+        addr = address_of(addrs, &leader, timeout).await.ok_or_else(|| {
+            anyhow!(
+                "{addr} is not the leader; the leader {leader} is not among -n {}",
+                addrs.join(";")
+            )
+        })?;
+        let channel = connect(&addr).await?;
+        response = transfer_at(&addr, channel, to, timeout).await?;
+    }
+    check(response.status.as_ref(), "LeadershipTransfer", &addr)?;
+    println!("leadership transferred to {}", response.leader_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- RocketMQ 5 gRPC client --------------------------------------------------------------------
+
+/// Identity of this process as the SDKs build it: `host@pid@index@random`.
+struct ClientIdentity {
+    client_id: String,
+    host: String,
+    pid: u32,
+    /// Six pseudo-random bytes in place of the SDKs' MAC address: unique enough per process, and
+    /// no platform code to read interfaces.
+    node: [u8; 6],
+    sequence: AtomicU32,
+}
+
+impl ClientIdentity {
+    fn new() -> ClientIdentity {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
+                    .collect::<String>()
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let pid = std::process::id();
+        // RandomState is seeded randomly per process: a dependency-free source of entropy.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(pid);
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let random = hasher.finish().to_be_bytes();
+        let mut node = [0u8; 6];
+        node.copy_from_slice(&random[..6]);
+        let client_id = format!("{host}@{pid}@0@{}", hex(&random[2..]));
+        ClientIdentity {
+            client_id,
+            host,
+            pid,
+            node,
+            sequence: AtomicU32::new(0),
+        }
+    }
+
+    /// A message id in the SDKs' layout: version `01`, 6-byte node, 2-byte pid, 4-byte seconds
+    /// since 2021-01-01, 4-byte sequence; 34 upper-case hex digits.
+    fn message_id(&self) -> String {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(MESSAGE_ID_EPOCH_SECS);
+        let mut bytes = Vec::with_capacity(17);
+        bytes.push(1u8);
+        bytes.extend_from_slice(&self.node);
+        bytes.extend_from_slice(&self.pid.to_be_bytes()[2..]);
+        bytes.extend_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
+        bytes.extend_from_slice(&self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        hex(&bytes)
+    }
+
+    /// A request with the headers the broker and the Java proxy expect from an SDK.
+    fn request<T>(&self, message: T, timeout: Duration) -> anyhow::Result<Request<T>> {
+        let mut request = request(message, timeout);
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "x-mq-client-id",
+            MetadataValue::try_from(self.client_id.as_str()).context("client id header")?,
+        );
+        metadata.insert("x-mq-language", MetadataValue::from_static("RUST"));
+        metadata.insert("x-mq-protocol", MetadataValue::from_static("v2"));
+        metadata.insert(
+            "x-mq-client-version",
+            MetadataValue::from_static(env!("CARGO_PKG_VERSION")),
+        );
+        Ok(request)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn now_timestamp() -> prost_types::Timestamp {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn prost_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn resource(name: &str) -> v2::Resource {
+    v2::Resource {
+        resource_namespace: String::new(),
+        name: name.to_string(),
+    }
+}
+
+/// Fails with the broker's code and message unless `status` is OK.
+fn check_v2(status: Option<&v2::Status>, what: &str, addr: &str) -> anyhow::Result<()> {
+    let Some(status) = status else {
+        bail!("{what} at {addr}: the response has no status");
+    };
+    if status.code == v2::Code::Ok as i32 {
+        return Ok(());
+    }
+    let name = v2::Code::try_from(status.code).map_or("UNKNOWN_CODE", |c| c.as_str_name());
+    bail!(
+        "{what} refused by {addr}: {name} ({}): {}",
+        status.code,
+        status.message
+    )
+}
+
+#[derive(Debug)]
+struct OutgoingMessage {
+    topic: String,
+    body: String,
+    tag: Option<String>,
+    keys: Vec<String>,
+    message_group: Option<String>,
+}
+
+async fn send_message(
+    addrs: &[String],
+    timeout: Duration,
+    message: OutgoingMessage,
+) -> anyhow::Result<ExitCode> {
+    if message.body.is_empty() {
+        bail!("-p/--body is empty; RocketMQ refuses empty messages");
+    }
+    let identity = ClientIdentity::new();
+    let (addr, channel) = first_reachable(addrs).await?;
+    let message_id = identity.message_id();
+    let body = bytes::Bytes::from(message.body.into_bytes());
+    let message_type = if message.message_group.is_some() {
+        v2::MessageType::Fifo
+    } else {
+        v2::MessageType::Normal
+    };
+    let system_properties = v2::SystemProperties {
+        tag: message.tag,
+        keys: message.keys,
+        message_id: message_id.clone(),
+        body_digest: Some(v2::Digest {
+            r#type: v2::DigestType::Crc32 as i32,
+            checksum: format!("{:08X}", crc32fast::hash(&body)),
+        }),
+        body_encoding: v2::Encoding::Identity as i32,
+        message_type: message_type as i32,
+        born_timestamp: Some(now_timestamp()),
+        born_host: identity.host.clone(),
+        message_group: message.message_group,
+        ..Default::default()
+    };
+    let send = v2::SendMessageRequest {
+        messages: vec![v2::Message {
+            topic: Some(resource(&message.topic)),
+            user_properties: HashMap::new(),
+            system_properties: Some(system_properties),
+            body,
+        }],
+    };
+    let response = MessagingServiceClient::new(channel)
+        .send_message(identity.request(send, timeout)?)
+        .await
+        .with_context(|| format!("SendMessage at {addr}"))?
+        .into_inner();
+    let entry = response.entries.first();
+    check_v2(
+        entry
+            .and_then(|e| e.status.as_ref())
+            .or(response.status.as_ref()),
+        "SendMessage",
+        &addr,
+    )?;
+    let offset = entry.map_or(0, |e| e.offset);
+    println!("{:<34}  {:<10}  #Send Result", "#MsgId", "#Offset");
+    println!("{message_id:<34}  {offset:<10}  SEND_OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug)]
+struct Consume {
+    topic: String,
+    group: String,
+    count: u32,
+    tag: Option<String>,
+    wait: Duration,
+    /// The deadline of each ack.
+    request_timeout: Duration,
+}
+
+/// Receives, prints and acks until `count` messages came or `wait` passed.
+async fn consume_message(addrs: &[String], consume: &Consume) -> anyhow::Result<ExitCode> {
+    let identity = ClientIdentity::new();
+    let (addr, channel) = first_reachable(addrs).await?;
+    let mut client = MessagingServiceClient::new(channel);
+    let deadline = Instant::now() + consume.wait;
+    let mut received: u32 = 0;
+    println!(
+        "{:<34}  {:<4}  {:<10}  {:<8}  #Body",
+        "#MsgId", "#QID", "#Offset", "#Attempt"
+    );
+    while received < consume.count {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let batch = (consume.count - received).min(RECEIVE_BATCH_MAX);
+        let messages = receive(&mut client, &identity, &addr, consume, batch, remaining).await?;
+        for m in &messages {
+            print_message(m);
+        }
+        ack(&mut client, &identity, &addr, consume, &messages).await?;
+        received = received.saturating_add(u32::try_from(messages.len()).unwrap_or(u32::MAX));
+        if Instant::now() >= deadline {
+            break;
+        }
+        if messages.is_empty() {
+            // The broker answered before the deadline (it keeps a margin); do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!(
+        "mqadmin: consumed {received} message(s) from {} as {}",
+        consume.topic, consume.group
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One long poll of up to `poll`: the messages, or none when nothing came in time.
+async fn receive(
+    client: &mut MessagingServiceClient<Channel>,
+    identity: &ClientIdentity,
+    addr: &str,
+    consume: &Consume,
+    batch: u32,
+    poll: Duration,
+) -> anyhow::Result<Vec<v2::Message>> {
+    use v2::receive_message_response::Content;
+    let receive = v2::ReceiveMessageRequest {
+        group: Some(resource(&consume.group)),
+        message_queue: Some(v2::MessageQueue {
+            topic: Some(resource(&consume.topic)),
+            id: -1,
+            permission: v2::Permission::ReadWrite as i32,
+            broker: None,
+            accept_message_types: vec![],
+        }),
+        filter_expression: Some(v2::FilterExpression {
+            r#type: v2::FilterType::Tag as i32,
+            expression: consume.tag.clone().unwrap_or_else(|| "*".to_string()),
+        }),
+        batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
+        invisible_duration: Some(prost_duration(INVISIBLE)),
+        auto_renew: false,
+        long_polling_timeout: Some(prost_duration(poll)),
+        attempt_id: None,
+    };
+    // The gRPC deadline bounds the long poll: the broker answers shortly before it.
+    let timeout = poll + BROKER_DEADLINE_MARGIN;
+    let call = async {
+        let mut stream = client
+            .receive_message(identity.request(receive, timeout)?)
+            .await
+            .with_context(|| format!("ReceiveMessage at {addr}"))?
+            .into_inner();
+        let (mut status, mut messages) = (None, Vec::new());
+        while let Some(frame) = stream
+            .message()
+            .await
+            .with_context(|| format!("ReceiveMessage at {addr}"))?
+        {
+            match frame.content {
+                Some(Content::Status(s)) => status = Some(s),
+                Some(Content::Message(m)) => messages.push(m),
+                Some(Content::DeliveryTimestamp(_)) | None => {}
+            }
+        }
+        anyhow::Ok((status, messages))
+    };
+    let (status, messages) = tokio::time::timeout(timeout + RECEIVE_GUARD, call)
+        .await
+        .map_err(|_| anyhow!("ReceiveMessage at {addr}: no answer within {timeout:?}"))??;
+    if status
+        .as_ref()
+        .is_some_and(|s| s.code == v2::Code::MessageNotFound as i32)
+    {
+        return Ok(Vec::new());
+    }
+    check_v2(status.as_ref(), "ReceiveMessage", addr)?;
+    Ok(messages)
+}
+
+fn print_message(m: &v2::Message) {
+    let sys = m.system_properties.clone().unwrap_or_default();
+    println!(
+        "{:<34}  {:<4}  {:<10}  {:<8}  {}",
+        sys.message_id,
+        sys.queue_id,
+        sys.queue_offset.unwrap_or(-1),
+        sys.delivery_attempt.unwrap_or(1),
+        String::from_utf8_lossy(&m.body)
+    );
+}
+
+async fn ack(
+    client: &mut MessagingServiceClient<Channel>,
+    identity: &ClientIdentity,
+    addr: &str,
+    consume: &Consume,
+    messages: &[v2::Message],
+) -> anyhow::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let entries = messages
+        .iter()
+        .filter_map(|m| m.system_properties.as_ref())
+        .map(|s| v2::AckMessageEntry {
+            message_id: s.message_id.clone(),
+            receipt_handle: s.receipt_handle.clone().unwrap_or_default(),
+            lite_topic: None,
+        })
+        .collect();
+    let request = v2::AckMessageRequest {
+        group: Some(resource(&consume.group)),
+        topic: Some(resource(&consume.topic)),
+        entries,
+    };
+    let response = client
+        .ack_message(identity.request(request, consume.request_timeout)?)
+        .await
+        .with_context(|| format!("AckMessage at {addr}"))?
+        .into_inner();
+    check_v2(response.status.as_ref(), "AckMessage", addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `self_id`'s answer: it has `role` at `term` and believes `leader` leads.
+    fn view(self_id: &str, role: pb::Role, term: u64, leader: &str) -> pb::ClusterListResponse {
+        let nodes = ["n0", "n1", "n2"]
+            .iter()
+            .map(|id| pb::Node {
+                id: (*id).to_string(),
+                is_self: *id == self_id,
+                role: if *id == self_id { role as i32 } else { 0 },
+                term: (*id == self_id).then_some(term),
+                commit_index: (*id == self_id).then_some(7),
+                ..Default::default()
+            })
+            .collect();
+        pb::ClusterListResponse {
+            self_id: self_id.into(),
+            leader_id: leader.into(),
+            nodes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_node_that_says_it_leads_is_the_leader() {
+        let views = [
+            Some(view("n0", pb::Role::Follower, 2, "n1")),
+            Some(view("n1", pb::Role::Leader, 2, "n1")),
+            None,
+        ];
+        assert_eq!(confirmed_leader(&views).as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn the_higher_term_wins_between_two_claimed_leaders() {
+        let views = [
+            Some(view("n0", pb::Role::Leader, 2, "n0")),
+            Some(view("n1", pb::Role::Leader, 3, "n1")),
+        ];
+        assert_eq!(confirmed_leader(&views).as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn a_leader_named_only_by_followers_needs_every_address_to_answer() {
+        // n2 may be a crashed leader that the followers have not given up on yet.
+        let followers = [
+            Some(view("n0", pb::Role::Follower, 2, "n2")),
+            Some(view("n1", pb::Role::Follower, 2, "n2")),
+        ];
+        let with_dead = [followers[0].clone(), followers[1].clone(), None];
+        assert_eq!(confirmed_leader(&with_dead), None);
+        assert_eq!(confirmed_leader(&followers).as_deref(), Some("n2"));
+        // A node that answered and does not claim to lead is not the leader, whatever others say.
+        let stale = [
+            Some(view("n0", pb::Role::Follower, 2, "n1")),
+            Some(view("n1", pb::Role::Candidate, 3, "")),
+        ];
+        assert_eq!(confirmed_leader(&stale), None);
+    }
+
+    #[test]
+    fn merged_rows_take_each_node_from_its_own_answer() {
+        let views = [
+            Some(view("n0", pb::Role::Follower, 2, "n1")),
+            None,
+            Some(view("n2", pb::Role::Follower, 2, "n1")),
+        ];
+        let rows = merge(&views);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["n0", "n1", "n2"]);
+        assert_eq!((rows[0].role, rows[0].commit), (Some("FOLLOWER"), Some(7)));
+        assert_eq!((rows[1].role, rows[1].commit), (None, None));
+        assert_eq!((rows[2].role, rows[2].commit), (Some("FOLLOWER"), Some(7)));
+    }
+
+    #[test]
+    fn message_ids_have_the_sdk_layout() {
+        let identity = ClientIdentity::new();
+        let (a, b) = (identity.message_id(), identity.message_id());
+        assert_eq!(a.len(), 34);
+        assert!(a.starts_with("01"));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
+        assert_ne!(a, b);
+        assert!(
+            identity
+                .client_id
+                .contains(&format!("@{}@", std::process::id()))
+        );
+    }
+
+    #[test]
+    fn addresses_split_on_semicolons() {
+        let addrs = addresses(Some(" a:1; ;b:2;")).unwrap();
+        assert_eq!(addrs, ["a:1", "b:2"]);
+        assert!(addresses(Some(";")).is_err());
+    }
+}

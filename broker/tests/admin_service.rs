@@ -1,0 +1,693 @@
+//! The admin service and the `mqadmin` binary against in-process broker nodes.
+//!
+//! Goal: what an operator sees through `raftmq.admin.v1.Admin` matches what happened through the
+//! RocketMQ API, on any node. Method: start a group of `MessageStore`s, each serving the
+//! MessagingService and the Admin service on 127.0.0.1:0 as mqbroker does, then drive them with
+//! the generated clients (three nodes) and with the built `mqadmin` binary (one and three nodes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use broker::admin::Admin;
+use broker::grpc::{Messaging, ServiceConfig};
+use broker::state::StateConfig;
+use broker::store::MessageStore;
+use proto::apache::rocketmq::v2;
+use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
+use proto::raftmq::admin::v1 as pb;
+use proto::raftmq::admin::v1::admin_client::AdminClient;
+use proto::raftmq::admin::v1::admin_server::AdminServer;
+use tonic::transport::Channel;
+
+struct Node {
+    store: MessageStore,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(channel(self.addr))
+    }
+
+    fn messaging(&self) -> MessagingServiceClient<Channel> {
+        MessagingServiceClient::new(channel(self.addr))
+    }
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+/// Both services on one listener, as mqbroker serves them.
+async fn serve(store: MessageStore) -> SocketAddr {
+    serve_with_disk_ratio(store, 95).await
+}
+
+/// As [`serve`], refusing sends above `disk_max_used_space_ratio` percent of disk usage.
+async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u32) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServiceConfig {
+        broker_name: "RaftNode00".into(),
+        max_message_size: 4 << 20,
+        auto_create_topic: true,
+        default_topic_queues: 4,
+        max_delivery_attempts: 17,
+        store_host: addr.to_string(),
+        store_dir: store.node().config().store.dir.clone(),
+        disk_max_used_space_ratio,
+    };
+    let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), config));
+    let admin = AdminServer::new(Admin::new(store, addr.to_string()));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(messaging)
+            .add_service(admin)
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
+    let ports: Vec<u16> = (0..count)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut nodes = Vec::new();
+    for i in 0..count {
+        let mut c = raft_log::Config::new("g", &peers, format!("n{i}"), dir).unwrap();
+        c.store.data_segment_bytes = 1 << 20;
+        c.store.index_segment_bytes = 64 << 10;
+        c.store.entry_body_bytes_max = 64 << 10;
+        let state = StateConfig {
+            auto_create_topic: true,
+            default_queues: 4,
+        };
+        let store = MessageStore::start(c, state).await.unwrap();
+        let addr = serve(store.clone()).await;
+        nodes.push(Node { store, addr });
+    }
+    nodes
+}
+
+async fn shutdown(nodes: &[Node]) {
+    for n in nodes {
+        n.store.node().shutdown().await.unwrap();
+    }
+}
+
+fn code(status: Option<&pb::Status>) -> pb::Code {
+    pb::Code::try_from(status.expect("every response has a status").code).unwrap()
+}
+
+fn self_row(view: &pb::ClusterListResponse) -> &pb::Node {
+    view.nodes.iter().find(|n| n.is_self).unwrap()
+}
+
+/// Each node's own report once exactly one of them leads and the leader sees every peer's
+/// progress.
+async fn settled_views(nodes: &[Node]) -> Vec<pb::ClusterListResponse> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut views = Vec::new();
+        for n in nodes {
+            let view = n
+                .admin()
+                .cluster_list(pb::ClusterListRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(code(view.status.as_ref()), pb::Code::Ok);
+            views.push(view);
+        }
+        let leaders: Vec<&pb::ClusterListResponse> = views
+            .iter()
+            .filter(|v| self_row(v).role == pb::Role::Leader as i32)
+            .collect();
+        let settled = leaders.len() == 1
+            && leaders[0].nodes.iter().all(|n| n.match_index.is_some())
+            && views.iter().all(|v| v.leader_id == leaders[0].self_id);
+        if settled {
+            return views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group did not settle: {views:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn leader_index(views: &[pb::ClusterListResponse]) -> usize {
+    views
+        .iter()
+        .position(|v| self_row(v).role == pb::Role::Leader as i32)
+        .unwrap()
+}
+
+async fn mqadmin(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(&args)
+            .env_remove("NAMESRV_ADDR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn assert_success(o: &Output) {
+    assert!(
+        o.status.success(),
+        "mqadmin failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+fn message(topic: &str, id: usize) -> v2::Message {
+    v2::Message {
+        topic: Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: topic.into(),
+        }),
+        user_properties: Default::default(),
+        system_properties: Some(v2::SystemProperties {
+            message_id: format!("m{id}"),
+            message_type: v2::MessageType::Normal as i32,
+            ..Default::default()
+        }),
+        body: format!("body-{id}").into(),
+    }
+}
+
+async fn topic_names(node: &Node) -> Vec<(String, u32)> {
+    let r = node
+        .admin()
+        .topic_list(pb::TopicListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::Ok);
+    r.topics.into_iter().map(|t| (t.name, t.queues)).collect()
+}
+
+async fn progress(node: &Node, group: &str, topic: &str) -> pb::ConsumerProgressResponse {
+    node.admin()
+        .consumer_progress(pb::ConsumerProgressRequest {
+            group: group.into(),
+            topic: topic.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_reports_what_the_rocketmq_api_did_on_any_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_group(dir.path(), 3).await;
+
+    // Phase 1: every node answers for itself; exactly one leads and all have a commit index.
+    let views = settled_views(&nodes).await;
+    let l = leader_index(&views);
+    let (f1, f2) = ((l + 1) % 3, (l + 2) % 3);
+    for (i, v) in views.iter().enumerate() {
+        assert_eq!(v.group, "g");
+        assert_eq!(v.self_id, format!("n{i}"));
+        assert_eq!(v.nodes.len(), 3);
+        let me = self_row(v);
+        assert!(
+            me.commit_index.is_some() && me.applied_index.is_some(),
+            "{me:?}"
+        );
+        assert_eq!(me.listen_addr, nodes[i].endpoint());
+    }
+    let leader_view = &views[l];
+    assert!(leader_view.nodes.iter().all(|n| n.lag.is_some()));
+
+    // Phase 2: a topic created through a follower is listed there at once.
+    let update = |queues| pb::UpdateTopicRequest {
+        topic: "orders".into(),
+        queues,
+    };
+    let r = nodes[f1]
+        .admin()
+        .update_topic(update(4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::Ok, "{r:?}");
+    assert!(
+        topic_names(&nodes[f1])
+            .await
+            .contains(&("orders".into(), 4))
+    );
+    let r = nodes[f1]
+        .admin()
+        .update_topic(update(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::InvalidArgument);
+    assert!(r.status.unwrap().message.starts_with("queues"));
+    let bad_name = pb::UpdateTopicRequest {
+        topic: "a b".into(),
+        queues: 1,
+    };
+    let r = nodes[f1]
+        .admin()
+        .update_topic(bad_name)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::InvalidArgument);
+    assert!(r.status.unwrap().message.starts_with("topic"));
+
+    // Phase 3: ten sends through the other follower show up as max offsets there.
+    let sent = nodes[f2]
+        .messaging()
+        .send_message(v2::SendMessageRequest {
+            messages: (0..10).map(|i| message("orders", i)).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.status.unwrap().code, v2::Code::Ok as i32);
+    let status = nodes[f2]
+        .admin()
+        .topic_status(pb::TopicStatusRequest {
+            topic: "orders".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(status.status.as_ref()), pb::Code::Ok);
+    assert_eq!(status.queues.len(), 4);
+    assert_eq!(status.queues.iter().map(|q| q.max_offset).sum::<u64>(), 10);
+
+    // Phase 4: receive everything through f2: all in flight, nothing acked; then ack it all.
+    let mut client = nodes[f2].messaging();
+    let mut stream = client
+        .receive_message(v2::ReceiveMessageRequest {
+            group: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "cg".into(),
+            }),
+            message_queue: Some(v2::MessageQueue {
+                topic: Some(v2::Resource {
+                    resource_namespace: String::new(),
+                    name: "orders".into(),
+                }),
+                id: -1,
+                ..Default::default()
+            }),
+            batch_size: 32,
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut handles = Vec::new();
+    while let Some(frame) = stream.message().await.unwrap() {
+        if let Some(v2::receive_message_response::Content::Message(m)) = frame.content {
+            let sys = m.system_properties.unwrap();
+            handles.push(v2::AckMessageEntry {
+                message_id: sys.message_id,
+                receipt_handle: sys.receipt_handle.unwrap(),
+                lite_topic: None,
+            });
+        }
+    }
+    assert_eq!(handles.len(), 10);
+    let before = progress(&nodes[f2], "cg", "orders").await;
+    assert_eq!(code(before.status.as_ref()), pb::Code::Ok);
+    assert_eq!(before.queues.len(), 4);
+    assert!(
+        before
+            .queues
+            .iter()
+            .all(|q| q.next_offset == q.broker_offset)
+    );
+    assert_eq!(before.queues.iter().map(|q| q.inflight).sum::<u64>(), 10);
+    assert_eq!(before.queues.iter().map(|q| q.lag).sum::<u64>(), 10);
+    let acked = client
+        .ack_message(v2::AckMessageRequest {
+            group: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "cg".into(),
+            }),
+            topic: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "orders".into(),
+            }),
+            entries: handles,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acked.status.unwrap().code, v2::Code::Ok as i32);
+    let after = progress(&nodes[f2], "cg", "").await;
+    assert_eq!(code(after.status.as_ref()), pb::Code::Ok);
+    assert!(after.queues.iter().all(|q| q.topic == "orders"));
+    assert!(
+        after
+            .queues
+            .iter()
+            .all(|q| q.acked_offset == q.broker_offset && q.inflight == 0 && q.lag == 0),
+        "{after:?}"
+    );
+    let unknown = progress(&nodes[f2], "nobody", "").await;
+    assert_eq!(code(unknown.status.as_ref()), pb::Code::NotFound);
+
+    // Phase 5: a follower refuses a transfer and names the leader; the leader performs it.
+    let to = format!("n{f1}");
+    let refused = nodes[f2]
+        .admin()
+        .leadership_transfer(pb::LeadershipTransferRequest { to: to.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(refused.status.as_ref()), pb::Code::NotLeader);
+    assert_eq!(refused.leader_id, format!("n{l}"));
+    let unknown = nodes[l]
+        .admin()
+        .leadership_transfer(pb::LeadershipTransferRequest { to: "n9".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(unknown.status.as_ref()), pb::Code::NotFound);
+    let done = nodes[l]
+        .admin()
+        .leadership_transfer(pb::LeadershipTransferRequest { to: to.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(done.status.as_ref()), pb::Code::Ok, "{done:?}");
+    let views = settled_views(&nodes).await;
+    assert_eq!(leader_index(&views), f1);
+
+    // Phase 6: mqadmin merges every node's report, and retries a transfer at the leader it is
+    // told about (the first address is a follower).
+    let all = format!(
+        "{};{};{}",
+        nodes[0].endpoint(),
+        nodes[1].endpoint(),
+        nodes[2].endpoint()
+    );
+    let table = mqadmin(&["clusterList", "-n", &all]).await;
+    assert_success(&table);
+    let rows: Vec<Vec<String>> = stdout(&table)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", stdout(&table));
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], format!("n{i}"));
+        assert_eq!(row[2], nodes[i].endpoint());
+        assert!(
+            row[4].parse::<u64>().is_ok() && row[5].parse::<u64>().is_ok(),
+            "{row:?}"
+        );
+    }
+    let leaders: Vec<&Vec<String>> = rows.iter().filter(|r| r[1] == "LEADER").collect();
+    assert_eq!(leaders.len(), 1, "{}", stdout(&table));
+    assert_eq!(leaders[0][0], to);
+    let follower_first = format!("{};{}", nodes[f2].endpoint(), all);
+    let back = format!("n{l}");
+    let moved = mqadmin(&["leadershipTransfer", "-n", &follower_first, "--to", &back]).await;
+    assert_success(&moved);
+    let leader_id = mqadmin(&["clusterList", "-n", &all, "--leader-id"]).await;
+    assert_success(&leader_id);
+    assert_eq!(stdout(&leader_id).trim(), back);
+
+    // Phase 7: deleting through another node removes the topic and the group's progress.
+    let delete = || pb::DeleteTopicRequest {
+        topic: "orders".into(),
+    };
+    let r = nodes[f2]
+        .admin()
+        .delete_topic(delete())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::Ok, "{r:?}");
+    assert!(
+        !topic_names(&nodes[f2])
+            .await
+            .iter()
+            .any(|(t, _)| t == "orders")
+    );
+    let r = nodes[f2]
+        .admin()
+        .delete_topic(delete())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.status.as_ref()), pb::Code::NotFound);
+    let gone = progress(&nodes[f2], "cg", "").await;
+    assert_eq!(code(gone.status.as_ref()), pb::Code::NotFound);
+
+    shutdown(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_binary_drives_a_single_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_group(dir.path(), 1).await;
+    let addr = nodes[0].endpoint();
+    // The first address refuses connections: mqadmin moves on to the next.
+    let with_dead = format!("127.0.0.1:1;{addr}");
+
+    let waited = mqadmin(&["clusterList", "-n", &with_dead, "--wait-leader", "10"]).await;
+    assert_success(&waited);
+    let out = stdout(&waited);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("#ID"), "{out}");
+    assert_eq!(lines.len(), 2, "{out}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..3], ["n0", "LEADER", addr.as_str()], "{out}");
+    let leader = mqadmin(&["clusterList", "-n", &addr, "--leader-id"]).await;
+    assert_success(&leader);
+    assert_eq!(stdout(&leader).trim(), "n0");
+
+    let created = mqadmin(&[
+        "updateTopic",
+        "-n",
+        &addr,
+        "-t",
+        "TopicTest",
+        "-r",
+        "2",
+        "-w",
+        "3",
+    ])
+    .await;
+    assert_success(&created);
+    let listed = mqadmin(&["topicList", "-n", &addr]).await;
+    assert_success(&listed);
+    assert!(
+        stdout(&listed).lines().any(|l| l == "TopicTest"),
+        "{}",
+        stdout(&listed)
+    );
+    let status = mqadmin(&["topicStatus", "-n", &addr, "-t", "TopicTest"]).await;
+    assert_success(&status);
+    assert_eq!(
+        stdout(&status).lines().count(),
+        1 + 3,
+        "{}",
+        stdout(&status)
+    );
+
+    let sent = mqadmin(&[
+        "sendMessage",
+        "-n",
+        &addr,
+        "-t",
+        "TopicTest",
+        "-p",
+        "hello RaftMQ",
+        "-c",
+        "a",
+    ])
+    .await;
+    assert_success(&sent);
+    let sent_out = stdout(&sent);
+    let message_id = sent_out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert_eq!(message_id.len(), 34, "{sent_out}");
+    assert!(message_id.starts_with("01"));
+    assert!(
+        message_id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{sent_out}"
+    );
+    let consumed = mqadmin(&[
+        "consumeMessage",
+        "-n",
+        &addr,
+        "-t",
+        "TopicTest",
+        "-g",
+        "GroupTest",
+        "-c",
+        "1",
+        "--wait",
+        "10",
+    ])
+    .await;
+    assert_success(&consumed);
+    let consumed_out = stdout(&consumed);
+    let line = consumed_out
+        .lines()
+        .find(|l| l.starts_with(message_id))
+        .unwrap_or_else(|| panic!("{consumed_out}"));
+    assert!(line.ends_with("hello RaftMQ"), "{line}");
+    let progress = mqadmin(&["consumerProgress", "-n", &addr, "-g", "GroupTest"]).await;
+    assert_success(&progress);
+    assert!(
+        stdout(&progress).contains("Consume Diff Total: 0"),
+        "{}",
+        stdout(&progress)
+    );
+
+    // Errors name the flag or carry the server's code.
+    let no_topic = mqadmin(&["updateTopic", "-n", &addr]).await;
+    assert_eq!(no_topic.status.code(), Some(2));
+    assert!(
+        stderr(&no_topic).contains("--topic"),
+        "{}",
+        stderr(&no_topic)
+    );
+    let missing = mqadmin(&["deleteTopic", "-n", &addr, "-t", "NoSuchTopic"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("CODE_NOT_FOUND"),
+        "{}",
+        stderr(&missing)
+    );
+    let no_addr = mqadmin(&["topicList"]).await;
+    assert_eq!(no_addr.status.code(), Some(1));
+    assert!(stderr(&no_addr).contains("-n"), "{}", stderr(&no_addr));
+    let dead = mqadmin(&["clusterList", "-n", "127.0.0.1:1", "--wait-leader", "1"]).await;
+    assert_eq!(dead.status.code(), Some(1));
+
+    let deleted = mqadmin(&["deleteTopic", "-n", &addr, "-t", "TopicTest"]).await;
+    assert_success(&deleted);
+    let listed = mqadmin(&["topicList", "-n", &addr]).await;
+    assert!(!stdout(&listed).lines().any(|l| l == "TopicTest"));
+
+    shutdown(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_group(dir.path(), 1).await;
+    settled_views(&nodes).await;
+    let node = &nodes[0];
+    let mut ok_client = node.messaging();
+    let r = ok_client
+        .send_message(v2::SendMessageRequest {
+            messages: vec![message("DiskTopic", 1)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, v2::Code::Ok as i32);
+
+    // The same store behind a service whose ratio every disk exceeds.
+    let full = serve_with_disk_ratio(node.store.clone(), 0).await;
+    let mut c = MessagingServiceClient::new(channel(full));
+    let r = c
+        .send_message(v2::SendMessageRequest {
+            messages: vec![message("DiskTopic", 2)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let s = r.status.unwrap();
+    assert_ne!(s.code, v2::Code::Ok as i32);
+    assert!(s.message.contains("diskMaxUsedSpaceRatio"), "{}", s.message);
+    assert_eq!(r.entries.len(), 1, "one result entry per message");
+
+    let mut req = tonic::Request::new(v2::ReceiveMessageRequest {
+        group: Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: "DiskGroup".into(),
+        }),
+        message_queue: Some(v2::MessageQueue {
+            topic: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: "DiskTopic".into(),
+            }),
+            ..Default::default()
+        }),
+        batch_size: 8,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    });
+    req.set_timeout(std::time::Duration::from_secs(10));
+    let mut stream = c.receive_message(req).await.unwrap().into_inner();
+    let mut bodies = 0;
+    while let Some(item) = stream.message().await.unwrap() {
+        if let Some(v2::receive_message_response::Content::Message(_)) = item.content {
+            bodies += 1;
+        }
+    }
+    assert_eq!(
+        bodies, 1,
+        "the message stored before the disk filled is still delivered"
+    );
+    shutdown(&nodes).await;
+}
