@@ -15,9 +15,11 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rocketmq" 2>/d
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "rocketmq-python-client==$SDK_VERSION"
 fi
 
-# The SDK writes logs under $HOME/logs; keep them out of the real home.
-export HOME="$ROOT/target/sdk-home"
-mkdir -p "$HOME"
+# The SDK writes logs under $HOME/logs; keep them out of the real home (only for the SDK:
+# cargo and rustup need the real one).
+SDK_HOME="$ROOT/target/sdk-home"
+mkdir -p "$SDK_HOME"
+sdk() { HOME="$SDK_HOME" "$VENV/bin/python" tests/sdk/python_smoke.py "$@"; }
 export RAFTMQ_RUN_DIR="$ROOT/target/fast-try-sdk"
 rm -rf /tmp/rmqstore/node00 /tmp/rmqstore/node01 /tmp/rmqstore/node02
 
@@ -26,7 +28,7 @@ trap cleanup EXIT
 
 bin/fast-try.sh start
 echo "== SDK smoke with all three nodes"
-"$VENV/bin/python" tests/sdk/python_smoke.py "127.0.0.1:30911"
+sdk "127.0.0.1:30911"
 
 leader=$("$BIN/mqadmin" clusterList -n "$ENDPOINTS" --leader-id)
 pid=$(cat "$RAFTMQ_RUN_DIR/broker-$leader.pid")
@@ -35,5 +37,5 @@ kill -KILL "$pid"
 # Point the SDK at a survivor: the Python SDK keeps the endpoint it was given.
 case "$leader" in n0) survivor=127.0.0.1:30921 ;; *) survivor=127.0.0.1:30911 ;; esac
 echo "== SDK smoke after the leader was killed (via $survivor)"
-"$VENV/bin/python" tests/sdk/python_smoke.py "$survivor"
+sdk "$survivor"
 echo "sdk: 2 passed, 0 failed"
