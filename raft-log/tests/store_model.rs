@@ -318,3 +318,44 @@ proptest! {
         }
     }
 }
+
+/// Regression: recovery used to read a segment's first index from its header without checking
+/// the CRC, so a flipped bit in that field made the log silently start later.
+#[test]
+fn a_flipped_index_in_a_segments_first_entry_fails_open_instead_of_hiding_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), FlushDiskType::AsyncFlush);
+    let store = LogStore::open(cfg.clone()).unwrap();
+    let bodies: Vec<Vec<u8>> = (1..=50).map(|i| body(i, 100)).collect();
+    let new: Vec<NewEntry<'_>> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| NewEntry {
+            index: i as u64 + 1,
+            term: 1,
+            kind: EntryKind::Normal,
+            body: b,
+        })
+        .collect();
+    store.append(&new, None).unwrap();
+    let first = store.segments()[0].path.clone();
+    drop(store);
+    // Byte 9 is the second byte of entry 1's index field: index 1 becomes 1 + 16 * 256.
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&first)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 9).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], 9).unwrap();
+    drop(f);
+    match LogStore::open(cfg) {
+        Err(StoreError::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, first);
+            assert_eq!(offset, 0);
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(store) => panic!("opened with a corrupt first entry: {:?}", store.log_state()),
+    }
+}

@@ -813,6 +813,49 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     }
 }
 
+/// The index of the first entry of the segment at `start`, verified. A segment is only ever
+/// created to hold an entry written at its start, so one that the durable checkpoint covers must
+/// begin with an entry that verifies; anything else is corruption, reported with the file and
+/// offset rather than read as a shorter log. Past the checkpoint a bad start is a torn tail,
+/// which the scan cuts.
+fn segment_first_index(
+    file: &Arc<MmapFile>,
+    start: u64,
+    durable: Option<Durable>,
+) -> Result<Option<u64>, StoreError> {
+    let covered = durable.is_some_and(|d| d.position >= start);
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: file.path().to_path_buf(),
+        offset: 0,
+        reason,
+    };
+    let header = file.with_bytes(0, ENTRY_HEADER_BYTES.min(file.len()), codec::decode_header);
+    let h = match header {
+        Frame::Entry(h) if h.position == start && u64::from(h.size) <= file.len() => h,
+        Frame::Entry(h) if covered => {
+            return Err(corrupt(format!(
+                "first entry records position {} and size {}",
+                h.position, h.size
+            )));
+        }
+        Frame::Invalid(why) if covered => return Err(corrupt(format!("first entry: {why}"))),
+        Frame::Blank { .. } if covered => {
+            return Err(corrupt("segment starts with padding".into()));
+        }
+        _ => return Ok(None),
+    };
+    if codec::verify_crc(&file.bytes(0, u64::from(h.size)), h.crc) {
+        Ok(Some(h.index))
+    } else if covered {
+        Err(corrupt(format!(
+            "first entry {} does not verify (crc)",
+            h.index
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Lists `dir`'s segment files, named by a 20-digit start.
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let mut out = Vec::new();
@@ -855,11 +898,7 @@ fn recover(
                 ),
             });
         }
-        let first_index =
-            match file.with_bytes(0, ENTRY_HEADER_BYTES.min(file.len()), codec::decode_header) {
-                Frame::Entry(h) if h.position == start => Some(h.index),
-                _ => None,
-            };
+        let first_index = segment_first_index(&file, start, meta.durable)?;
         data.push(DataSegment {
             start,
             file,
