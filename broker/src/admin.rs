@@ -22,9 +22,6 @@ use crate::command::Command;
 use crate::state::{ApplyError, ApplyResult, BrokerState};
 use crate::store::{MessageStore, StoreError};
 
-/// RocketMQ's longest topic or group name.
-const NAME_BYTES_MAX: usize = 127;
-
 /// Why an admin request failed; [`AdminError::status`] turns it into the response's `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -176,26 +173,10 @@ fn answer<R: WithStatus>(result: Result<R, AdminError>) -> Result<Response<R>, G
     Ok(Response::new(response))
 }
 
-/// RocketMQ's topic and group name rule: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
+/// RocketMQ's topic and group name rule, shared with the messaging API.
 fn check_name(field: &'static str, name: &str) -> Result<(), AdminError> {
-    let invalid = |reason: String| AdminError::InvalidArgument { field, reason };
-    if name.is_empty() {
-        return Err(invalid("is empty".into()));
-    }
-    if name.len() > NAME_BYTES_MAX {
-        return Err(invalid(format!(
-            "{name:?} is longer than {NAME_BYTES_MAX} characters"
-        )));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "%|_-".contains(c))
-    {
-        return Err(invalid(format!(
-            "{name:?} may only contain letters, digits, %, |, _ and -"
-        )));
-    }
-    Ok(())
+    crate::grpc::check_name(field, name)
+        .map_err(|reason| AdminError::InvalidArgument { field, reason })
 }
 
 fn role_to_pb(role: Role) -> pb::Role {

@@ -142,7 +142,7 @@ fn duration(ms: u64) -> prost_types::Duration {
 }
 
 /// RocketMQ's topic and group name rule: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
-fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{kind} is empty"));
     }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::{Durable, Shared};
+use super::Shared;
 use crate::config::INDEX_RECORD_BYTES;
 use crate::error::StoreError;
 
@@ -111,20 +111,21 @@ struct Flusher {
     crashed: Arc<AtomicBool>,
     waiters: Vec<(u64, Completion)>,
     last_checkpoint: Instant,
-    checkpointed: Option<Durable>,
     index_synced_below: u64,
 }
 
 impl Flusher {
     fn new(shared: Arc<Shared>, crashed: Arc<AtomicBool>) -> Flusher {
-        let checkpointed = shared.lock_meta().get().durable;
-        let index_synced_below = checkpointed.map_or(0, |d| (d.index + 1) * INDEX_RECORD_BYTES);
+        let index_synced_below = shared
+            .lock_meta()
+            .get()
+            .durable
+            .map_or(0, |d| (d.index + 1) * INDEX_RECORD_BYTES);
         Flusher {
             shared,
             crashed,
             waiters: Vec::new(),
             last_checkpoint: Instant::now(),
-            checkpointed,
             index_synced_below,
         }
     }
@@ -247,7 +248,6 @@ impl Flusher {
             }
         })?;
         drop(st);
-        self.checkpointed = durable.or(self.checkpointed);
         self.last_checkpoint = Instant::now();
         Ok(())
     }
