@@ -204,7 +204,11 @@ impl MessageStore {
         match tokio::time::timeout(APPLY_WAIT, reached).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return Err(StoreError::Log(LogError::Shutdown)),
-            Err(_) => return Err(StoreError::Log(LogError::Timeout { waited_ms: 10_000 })),
+            Err(_) => {
+                return Err(StoreError::Log(LogError::Timeout {
+                    waited_ms: u64::try_from(APPLY_WAIT.as_millis()).unwrap_or(u64::MAX),
+                }));
+            }
         }
         self.shared
             .results
