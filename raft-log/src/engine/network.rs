@@ -65,7 +65,10 @@ pub(crate) struct NetworkFactory {
 struct FactoryInner {
     group: Arc<str>,
     self_id: u64,
-    /// `dLegerPeers` addresses, used when openraft's membership names a node without one.
+    /// This node's `dLegerPeers` addresses. They win over the address in openraft's membership
+    /// (which is the initializing node's view): each node reaches a peer by its own route — a
+    /// proxy, a NAT, another interface. The membership's address is used only for a node this
+    /// config does not list.
     peer_addrs: HashMap<u64, String>,
     connect_timeout: Duration,
     channels: Mutex<HashMap<u64, PeerChannel>>,
@@ -134,15 +137,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     #[tracing::instrument(level = "debug", skip_all, fields(target = target))]
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        let addr = if node.addr.is_empty() {
-            self.inner
-                .peer_addrs
-                .get(&target)
-                .cloned()
-                .unwrap_or_default()
-        } else {
-            node.addr.clone()
-        };
+        let addr = self
+            .inner
+            .peer_addrs
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         let client = self.channel(target, &addr).map(|channel| {
             RaftLogClient::new(channel)
                 .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
@@ -720,6 +720,42 @@ mod tests {
         NetworkFactory::new(&config, Blocked::default())
             .new_client(1, &BasicNode::new(addr))
             .await
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_dialled_at_this_nodes_own_address_not_the_memberships() {
+        // n1 listens on a real port; the membership names it at an address nobody serves.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::raft_log_server::RaftLogServer::new(EchoPeer))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let config = Config::new(
+            "g",
+            &format!("n0-127.0.0.1:1;n1-{addr}"),
+            "n0",
+            "/nonexistent",
+        )
+        .unwrap();
+        let mut client = NetworkFactory::new(&config, Blocked::default())
+            .new_client(1, &BasicNode::new("127.0.0.1:9"))
+            .await;
+        let results: Vec<_> = client
+            .stream_append(
+                futures::stream::iter(vec![request(&[10])]),
+                RPCOption::new(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(results.len(), 1);
+        assert_eq!(
+            results.into_iter().next().unwrap().unwrap(),
+            Ok(Some(log_id(2, 10)))
+        );
     }
 
     #[tokio::test]
