@@ -107,6 +107,11 @@ pub struct BrokerConfig {
     /// setting and gives every auto-created subscription group `retryMaxTimes=16`; this is
     /// that 16, made configurable.
     pub default_retry_max_times: u32,
+    /// `unsafeAckBeforeReplication`, default false. **Unsafe, for fault-injection tests only**:
+    /// SendMessage answers OK before the message is even proposed to the Raft group, so a
+    /// crash or partition loses acknowledged messages — the negative control that proves the
+    /// chaos harness sees loss. Never set in production.
+    pub unsafe_ack_before_replication: bool,
     /// The raft-log keys: group, peers, store, durability, timers, retention.
     pub raft_log: raft_log::Config,
 }
@@ -444,6 +449,13 @@ const KEYS: &[KeySpec] = &[
     raft("cleanResourceInterval", |r| {
         Some(r.clean_resource_interval_ms.to_string())
     }),
+    // Negative controls for the chaos harness: each breaks a durability promise on purpose.
+    raft("unsafeSkipFsync", |r| Some(r.store.unsafe_skip_fsync.to_string())),
+    broker(
+        "unsafeAckBeforeReplication",
+        |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
+        |c| Some(c.unsafe_ack_before_replication.to_string()),
+    ),
     // RocketMQ hands this to DLedger as the data file size.
     KeySpec {
         key: "mappedFileSizeCommitLog",
@@ -603,6 +615,7 @@ impl BrokerConfig {
             default_topic_queue_nums: 8,
             max_message_size: 4 * 1024 * 1024,
             default_retry_max_times: 16,
+            unsafe_ack_before_replication: false,
             raft_log,
         }
     }

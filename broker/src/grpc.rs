@@ -55,6 +55,9 @@ pub struct ServiceConfig {
     pub store_dir: std::path::PathBuf,
     /// Above this disk usage (percent) sends are refused; receives go on.
     pub disk_max_used_space_ratio: u32,
+    /// `unsafeAckBeforeReplication` (negative control, tests only): answer a send OK before it
+    /// is proposed, and store it in the background.
+    pub unsafe_ack_before_replication: bool,
 }
 
 /// The MessagingService of one broker node.
@@ -528,7 +531,18 @@ impl MessagingService for Messaging {
         if !accepted.is_empty() {
             let (slots, messages): (Vec<usize>, Vec<StoredMessage>) = accepted.into_iter().unzip();
             let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-            let outcome = self.store.send(now, messages).await;
+            let outcome = if self.config.unsafe_ack_before_replication {
+                // The negative control: OK now, the write happens (or not) later.
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.send(now, messages).await {
+                        tracing::warn!("unsafeAckBeforeReplication: acknowledged send lost: {e}");
+                    }
+                });
+                Ok(ids.iter().map(|_| Ok((0, 0))).collect())
+            } else {
+                self.store.send(now, messages).await
+            };
             for (k, &i) in slots.iter().enumerate() {
                 let id = ids[k].clone();
                 let entry = match &outcome {

@@ -66,6 +66,7 @@ async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u
         store_host: addr.to_string(),
         store_dir: store.node().config().store.dir.clone(),
         disk_max_used_space_ratio,
+        unsafe_ack_before_replication: false,
     };
     let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), config));
     let admin = AdminServer::new(Admin::new(store, addr.to_string()));

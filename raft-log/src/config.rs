@@ -89,6 +89,11 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     /// The largest entry body accepted.
     pub entry_body_bytes_max: u64,
+    /// **Unsafe, for fault-injection tests only** (`unsafeSkipFsync`): the flusher reports
+    /// data as durable without calling fdatasync and never advances the durable checkpoint.
+    /// Acknowledged entries are then lost on power loss — the negative control that proves
+    /// the chaos harness can see a missing fsync. Never set in production.
+    pub unsafe_skip_fsync: bool,
 }
 
 impl StoreConfig {
@@ -102,6 +107,7 @@ impl StoreConfig {
             flush_interval: Duration::from_millis(10),
             checkpoint_interval: Duration::from_millis(1000),
             entry_body_bytes_max: ENTRY_BODY_BYTES_MAX_DEFAULT,
+            unsafe_skip_fsync: false,
         }
     }
 
@@ -256,6 +262,7 @@ pub const KEYS: &[&str] = &[
     "deleteWhen",
     "diskMaxUsedSpaceRatio",
     "cleanResourceInterval",
+    "unsafeSkipFsync",
 ];
 
 impl Config {
@@ -586,6 +593,7 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
                 u32::try_from(num()?).map_err(|_| err("must be 1..=95"))?
         }
         "cleanResourceInterval" => config.clean_resource_interval_ms = positive(num()?, &err)?,
+        "unsafeSkipFsync" => config.store.unsafe_skip_fsync = boolean()?,
         _ => unused.push(p.clone()),
     }
     Ok(())
@@ -641,6 +649,21 @@ mod tests {
             ),
             (150, 300, 50)
         );
+    }
+
+    #[test]
+    fn the_unsafe_skip_fsync_control_is_off_unless_asked_for() {
+        let base = [("dLegerPeers", "n0-127.0.0.1:40911"), ("dLegerSelfId", "n0")];
+        let (c, _) = Config::from_properties(&props(&base)).unwrap();
+        assert!(!c.store.unsafe_skip_fsync);
+        let mut on = base.to_vec();
+        on.push(("unsafeSkipFsync", "true"));
+        let (c, _) = Config::from_properties(&props(&on)).unwrap();
+        assert!(c.store.unsafe_skip_fsync);
+        let mut bad = base.to_vec();
+        bad.push(("unsafeSkipFsync", "sometimes"));
+        let e = Config::from_properties(&props(&bad)).unwrap_err().to_string();
+        assert!(e.contains("unsafeSkipFsync") && e.contains("line 3"), "{e}");
     }
 
     #[test]

@@ -128,6 +128,12 @@ impl RaftLogNode {
         hook: Arc<dyn SnapshotHook>,
     ) -> Result<RaftLogNode> {
         config.validate()?;
+        if config.store.unsafe_skip_fsync {
+            tracing::warn!(
+                "unsafeSkipFsync=true: data is never fsynced; acknowledged entries are lost on \
+                 power loss (a negative control for fault-injection tests only)"
+            );
+        }
         let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind(config.self_addr())
             .await

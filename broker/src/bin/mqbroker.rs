@@ -120,7 +120,14 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         store_dir: config.raft_log.store.dir.clone(),
         disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
+        unsafe_ack_before_replication: config.unsafe_ack_before_replication,
     };
+    if config.unsafe_ack_before_replication {
+        tracing::warn!(
+            "unsafeAckBeforeReplication=true: sends are acknowledged before replication and \
+             can be lost (a negative control for fault-injection tests only)"
+        );
+    }
     tracing::info!(
         listen = %config.bind_addr(),
         raft = %config.raft_log.self_addr(),

@@ -206,6 +206,12 @@ impl Flusher {
             return Ok(());
         }
         // Every segment overlapping the unsynced range; appends dirty only that range.
+        // (The unsafe negative control skips the sync and reports the range durable anyway.)
+        let files = if self.shared.config.unsafe_skip_fsync {
+            Vec::new()
+        } else {
+            files
+        };
         for (_, file) in files {
             file.sync()
                 .map_err(|e| StoreError::io("fdatasync", file.path(), e))?;
@@ -220,9 +226,11 @@ impl Flusher {
     /// Syncs the index records up to the last synced entry and names that entry in `meta`.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         let st = self.shared.read_state();
+        // Under the unsafe negative control nothing is really synced, so nothing is checkpointed.
         let durable = st
             .last_written
-            .filter(|d| d.position + u64::from(d.size) <= st.synced_pos);
+            .filter(|d| d.position + u64::from(d.size) <= st.synced_pos)
+            .filter(|_| !self.shared.config.unsafe_skip_fsync);
         let committed = st.committed;
         let index_files: Vec<_> = st.index.iter().map(|(s, f)| (*s, Arc::clone(f))).collect();
         if let Some(d) = durable {
