@@ -450,7 +450,9 @@ const KEYS: &[KeySpec] = &[
         Some(r.clean_resource_interval_ms.to_string())
     }),
     // Negative controls for the chaos harness: each breaks a durability promise on purpose.
-    raft("unsafeSkipFsync", |r| Some(r.store.unsafe_skip_fsync.to_string())),
+    raft("unsafeSkipFsync", |r| {
+        Some(r.store.unsafe_skip_fsync.to_string())
+    }),
     broker(
         "unsafeAckBeforeReplication",
         |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
