@@ -1,6 +1,28 @@
-//! RaftMQ's chaos harness: real `mqbroker` processes under kills, pauses, partitions and power
-//! loss, with checkers over the recorded history.
+//! RaftMQ's chaos harness: real `mqbroker` processes under kills, pauses, partitions, packet
+//! loss, delay and power loss while clients work through the public gRPC API, then checkers
+//! over the recorded history (Jepsen's model: a timeout is unknown, never lost nor applied).
 //!
-//! Not built yet: it drives the broker, which does not exist yet. This crate is empty on purpose.
-//! raft-log's own fault tests (leader kill, partition, crash cuts, bit flips) live in
-//! `raft-log/tests/`.
+//! - [`host`]: the harness's test hosts — network namespaces on a private bridge, firewall
+//!   chains, loop-mounted node disks for power cuts;
+//! - [`proxy`]: a userspace TCP proxy on every peer link (delay, jitter; partitions when
+//!   namespaces are unavailable);
+//! - [`cluster`]: conf files, processes by PID, faults on nodes and links, leader lookup;
+//! - [`nemesis`]: the fault catalogue with OpenChaos's names;
+//! - [`client`], [`workload`]: RocketMQ 5 gRPC clients, the queue / ordered / consumer-restart
+//!   workloads and the final drain;
+//! - [`history`], [`recorder`]: `history.jsonl`;
+//! - [`checker`], [`report`]: total-queue, order, availability and coverage checkers;
+//!   `results.json`, the console summary, SVG plots;
+//! - [`run`]: one run from options to verdict.
+
+pub mod checker;
+pub mod client;
+pub mod cluster;
+pub mod history;
+pub mod host;
+pub mod nemesis;
+pub mod proxy;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod workload;

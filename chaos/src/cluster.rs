@@ -1,0 +1,449 @@
+//! Cluster control: generated broker.conf files, `mqbroker` processes tracked by PID, restarts,
+//! pauses, power cuts, partitions, loss and delay on the peer links, and leader lookup through
+//! the admin API.
+
+use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use proto::raftmq::admin::v1 as pb;
+use proto::raftmq::admin::v1::admin_client::AdminClient;
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::host::{self, Disk};
+use crate::proxy::{DirectionFault, LinkSpec, Proxy};
+
+/// Where the nodes live and how links are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// One network namespace per node; partitions and loss by iptables in the namespaces.
+    Netns,
+    /// Every node on 127.0.0.1; partitions by the proxy (loss is not available).
+    Loopback,
+}
+
+impl NetMode {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetMode::Netns => "netns",
+            NetMode::Loopback => "loopback-proxy",
+        }
+    }
+}
+
+/// What the cluster is built from.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// 3 or 5.
+    pub nodes: usize,
+    /// The `mqbroker` binary.
+    pub broker_bin: PathBuf,
+    /// The run's output directory; node dirs go under `nodes/`.
+    pub dir: PathBuf,
+    /// Network layout.
+    pub net: NetMode,
+    /// Put each node's data on a loop-mounted file system (needed for power loss).
+    pub disks: bool,
+    /// `flushDiskType`.
+    pub flush: String,
+    /// Extra `key=value` lines for every broker.conf (negative controls, timeouts).
+    pub extra_conf: Vec<String>,
+    /// First port in loopback mode (client ports `base+i`, raft `base+20+i`, proxy `base+100..`).
+    pub base_port: u16,
+}
+
+const CLIENT_PORT: u16 = 8081;
+const RAFT_PORT: u16 = 9000;
+const PROXY_PORT: u16 = 9100;
+
+/// One broker node.
+#[derive(Debug)]
+pub struct Node {
+    /// `n0`, `n1`, …
+    pub id: String,
+    /// Where clients reach it.
+    pub client_addr: SocketAddr,
+    conf: PathBuf,
+    log: PathBuf,
+    disk: Option<Disk>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    /// The PID of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether a process is running (possibly paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The broker log (stdout and stderr of every start, appended).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// The running group.
+#[derive(Debug)]
+pub struct Cluster {
+    spec: ClusterSpec,
+    /// The nodes, by index.
+    pub nodes: Vec<Node>,
+    proxy: Proxy,
+}
+
+impl Cluster {
+    /// Sets up hosts, disks, proxy and conf files, and starts every node.
+    ///
+    /// # Errors
+    /// Any setup step, named.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        let n = spec.nodes;
+        if spec.net == NetMode::Netns {
+            host::setup_network(n).context("setting up network namespaces")?;
+        }
+        let client_addr = |i: usize| match spec.net {
+            NetMode::Netns => SocketAddr::new(IpAddr::V4(host::node_ip(i)), CLIENT_PORT),
+            NetMode::Loopback => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                spec.base_port + port_offset(i),
+            ),
+        };
+        let raft_addr = |i: usize| match spec.net {
+            NetMode::Netns => SocketAddr::new(IpAddr::V4(host::node_ip(i)), RAFT_PORT),
+            NetMode::Loopback => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                spec.base_port + 20 + port_offset(i),
+            ),
+        };
+        // Link i→j: where i dials j.
+        let link_addr = |i: usize, j: usize| match spec.net {
+            NetMode::Netns => {
+                SocketAddr::new(IpAddr::V4(host::view_ip(j)), PROXY_PORT + port_offset(i))
+            }
+            NetMode::Loopback => SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                spec.base_port + 100 + port_offset(i * 10 + j),
+            ),
+        };
+        let mut links = Vec::new();
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                links.push(LinkSpec {
+                    from: i,
+                    to: j,
+                    listen: link_addr(i, j),
+                    upstream: raft_addr(j),
+                    source: (spec.net == NetMode::Netns)
+                        .then(|| SocketAddr::new(IpAddr::V4(host::view_ip(i)), 0)),
+                });
+            }
+        }
+        let proxy = Proxy::start(&links).await?;
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let id = format!("n{i}");
+            let dir = spec.dir.join("nodes").join(&id);
+            std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+            let data = dir.join("data");
+            let disk = if spec.disks {
+                Some(Disk::create(&dir.join("disk.img"), &data, 2048)?)
+            } else {
+                std::fs::create_dir_all(&data)?;
+                None
+            };
+            let peers: Vec<String> = (0..n)
+                .map(|j| {
+                    let addr = if j == i {
+                        raft_addr(j)
+                    } else {
+                        link_addr(i, j)
+                    };
+                    format!("n{j}-{addr}")
+                })
+                .collect();
+            let mut conf = vec![
+                "brokerClusterName=RaftMQChaos".to_string(),
+                "brokerName=RaftMQChaos".to_string(),
+                format!("listenPort={}", client_addr(i).port()),
+                format!("brokerIP1={}", client_addr(i).ip()),
+                format!("storePathRootDir={}", data.display()),
+                "enableDLegerCommitLog=true".to_string(),
+                "dLegerGroup=RaftMQChaos".to_string(),
+                format!("dLegerPeers={}", peers.join(";")),
+                format!("dLegerSelfId={id}"),
+                format!("flushDiskType={}", spec.flush),
+                // Small segments: preallocation stays cheap on the 2 GiB node disks.
+                format!("mappedFileSizeForEntryData={}", 64u64 << 20),
+                format!("mappedFileSizeForEntryIndex={}", 32u64 << 20),
+            ];
+            conf.extend(spec.extra_conf.iter().cloned());
+            let conf_path = dir.join("broker.conf");
+            std::fs::write(&conf_path, conf.join("\n") + "\n")
+                .with_context(|| format!("write {}", conf_path.display()))?;
+            nodes.push(Node {
+                id,
+                client_addr: client_addr(i),
+                conf: conf_path,
+                log: dir.join("broker.log"),
+                disk,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut cluster = Cluster { spec, nodes, proxy };
+        for i in 0..n {
+            cluster.start_node(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The spec the cluster was built from.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// Starts node `i` (no-op when it runs).
+    ///
+    /// # Errors
+    /// A process that cannot be spawned.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let net = self.spec.net;
+        let bin = self.spec.broker_bin.clone();
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            return Ok(());
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .with_context(|| format!("open {}", node.log.display()))?;
+        let err = log.try_clone()?;
+        let mut cmd = match net {
+            NetMode::Netns => {
+                // `ip netns exec` execs the broker: the child's PID is the broker's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &host::netns(i)]).arg(&bin);
+                c
+            }
+            NetMode::Loopback => Command::new(&bin),
+        };
+        cmd.arg("-c")
+            .arg(&node.conf)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {} for {}", bin.display(), node.id))?;
+        tracing::info!(node = %node.id, pid = child.id(), "started");
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILLs node `i` and reaps it (resuming it first if paused is not needed: SIGKILL
+    /// ends a stopped process too).
+    pub fn kill_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            tracing::info!(node = %node.id, "killed");
+        }
+        node.paused = false;
+    }
+
+    /// SIGSTOPs node `i`.
+    ///
+    /// # Errors
+    /// A failed signal.
+    pub fn pause_node(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, Signal::STOP)?;
+        self.nodes[i].paused = true;
+        Ok(())
+    }
+
+    /// SIGCONTs node `i`.
+    ///
+    /// # Errors
+    /// A failed signal.
+    pub fn resume_node(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].paused {
+            self.signal(i, Signal::CONT)?;
+            self.nodes[i].paused = false;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, signal: Signal) -> anyhow::Result<()> {
+        let Some(pid) = self.nodes[i]
+            .pid()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(Pid::from_raw)
+        else {
+            return Ok(());
+        };
+        kill_process(pid, signal)
+            .with_context(|| format!("signal {signal:?} to {}", self.nodes[i].id))
+    }
+
+    /// Power loss of node `i`: SIGKILL, then everything not yet on its disk is discarded.
+    /// The node stays down until [`Cluster::start_node`].
+    ///
+    /// # Errors
+    /// No disk (the run was not started with power loss enabled), or a failed remount.
+    pub fn power_cut(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill_node(i);
+        let node = &mut self.nodes[i];
+        let Some(disk) = node.disk.as_mut() else {
+            bail!(
+                "{} has no loop-mounted disk: power loss needs root",
+                node.id
+            );
+        };
+        disk.power_cut()
+            .with_context(|| format!("power cut of {}", node.id))
+    }
+
+    /// Node `to` stops receiving from node `from` (probability `p` per packet; 1.0 = cut).
+    ///
+    /// # Errors
+    /// A failed firewall rule; loss below 1.0 in loopback mode.
+    pub fn drop_packets(&self, from: usize, to: usize, p: f64) -> anyhow::Result<()> {
+        match self.spec.net {
+            NetMode::Netns => host::drop_from(to, from, p),
+            NetMode::Loopback if p >= 1.0 => {
+                self.proxy.set(
+                    from,
+                    to,
+                    DirectionFault {
+                        cut: true,
+                        ..Default::default()
+                    },
+                );
+                Ok(())
+            }
+            NetMode::Loopback => bail!("packet loss needs network namespaces (run as root)"),
+        }
+    }
+
+    /// Delays bytes from `from` to `to` by `delay` plus up to `jitter`.
+    pub fn delay(&self, from: usize, to: usize, delay: Duration, jitter: Duration) {
+        self.proxy.set(
+            from,
+            to,
+            DirectionFault {
+                cut: false,
+                delay,
+                jitter,
+            },
+        );
+    }
+
+    /// Removes every network fault.
+    ///
+    /// # Errors
+    /// A failed firewall flush.
+    pub fn heal_network(&self) -> anyhow::Result<()> {
+        self.proxy.heal();
+        if self.spec.net == NetMode::Netns {
+            for i in 0..self.nodes.len() {
+                host::flush_rules(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The leader as the nodes report it: the claimed leader with the highest term, or the
+    /// leader a majority of answering nodes names. `None` when none is known in `timeout`.
+    pub async fn leader(&self, timeout: Duration) -> Option<usize> {
+        let mut asks = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_running() || node.paused {
+                continue;
+            }
+            let addr = node.client_addr;
+            asks.push(async move { (i, cluster_list(addr, timeout).await) });
+        }
+        let answers = futures_join_all(asks).await;
+        let mut best: Option<(u64, usize)> = None;
+        for (i, answer) in answers {
+            let Ok(r) = answer else { continue };
+            let me = r.nodes.iter().find(|n| n.is_self);
+            if let Some(me) = me
+                && me.role == pb::Role::Leader as i32
+            {
+                let term = me.term.unwrap_or(0);
+                if best.is_none_or(|(t, _)| term > t) {
+                    best = Some((term, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Kills every node, removes namespaces and disks (keeps disk images when `keep`).
+    pub fn shutdown(mut self, keep: bool) {
+        for i in 0..self.nodes.len() {
+            let _ = self.resume_node(i);
+            self.kill_node(i);
+        }
+        for node in &mut self.nodes {
+            if let Some(disk) = node.disk.take()
+                && let Err(e) = disk.remove(keep)
+            {
+                tracing::warn!("{}: {e:#}", node.id);
+            }
+        }
+        if self.spec.net == NetMode::Netns {
+            host::cleanup_network(self.nodes.len());
+        }
+    }
+}
+
+fn port_offset(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(0)
+}
+
+async fn futures_join_all<F, T>(futs: Vec<F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+async fn cluster_list(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<pb::ClusterListResponse> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = tokio::time::timeout(timeout, endpoint.connect())
+        .await
+        .context("connect timed out")??;
+    let r = AdminClient::new(channel)
+        .cluster_list(pb::ClusterListRequest::default())
+        .await?
+        .into_inner();
+    Ok(r)
+}
