@@ -8,6 +8,10 @@
 #   bin/fast-try.sh status   which brokers run, and the group as mqadmin clusterList sees it
 #
 # Only processes recorded in its own PID files are ever signalled.
+#
+# Environment: RAFTMQ_RUN_DIR (PID files and logs, default .fast-try), RAFTMQ_BIN (default
+# target/release), RAFTMQ_CONF_DIR (where broker-n{0,1,2}.conf are read, default conf/dledger),
+# RAFTMQ_LEADER_WAIT_S (default 30).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +22,7 @@ NODES=(n0 n1 n2)
 PORTS=(30911 30921 30931)
 STOP_GRACE_S=10
 LEADER_WAIT_S=${RAFTMQ_LEADER_WAIT_S:-30}
+CONF_DIR=${RAFTMQ_CONF_DIR:-conf/dledger}
 
 usage() {
   echo "usage: $0 start|stop|status" >&2
@@ -26,8 +31,8 @@ usage() {
 
 check_conf() {
   for n in "${NODES[@]}"; do
-    if [ ! -f "conf/dledger/broker-$n.conf" ]; then
-      echo "fast-try: conf/dledger/broker-$n.conf is missing" >&2
+    if [ ! -f "$CONF_DIR/broker-$n.conf" ]; then
+      echo "fast-try: $CONF_DIR/broker-$n.conf is missing" >&2
       exit 1
     fi
   done
@@ -63,7 +68,7 @@ start() {
       echo "fast-try: broker $n already runs (pid $(cat "$pidfile"))"
       continue
     fi
-    nohup "$BIN/mqbroker" -c "conf/dledger/broker-$n.conf" >"$RUN_DIR/broker-$n.log" 2>&1 &
+    nohup "$BIN/mqbroker" -c "$CONF_DIR/broker-$n.conf" >"$RUN_DIR/broker-$n.log" 2>&1 &
     echo $! >"$pidfile"
     echo "fast-try: started broker $n (pid $!, listenPort ${PORTS[$i]}, log $RUN_DIR/broker-$n.log)"
   done
