@@ -6,7 +6,7 @@
 //! which is the same on every replica. Message bodies stay in the log; consume queues point at
 //! them and [`MessageStore::read_message`] fetches them (zero-copy once committed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -88,7 +88,47 @@ impl StoreError {
 struct Shared {
     state: RwLock<BrokerState>,
     processed: watch::Sender<u64>,
+    /// Results of applied entries this node proposed, until their proposer takes them.
     results: Mutex<BTreeMap<u64, ApplyResult>>,
+    /// Entries this node has proposed and waits for, by CRC32C of the body (with a count: two
+    /// proposals may carry equal bodies). Only their results are kept: a replica keeps no
+    /// result nobody will read.
+    proposed: Mutex<HashMap<u32, usize>>,
+}
+
+/// Registers a proposal in [`Shared::proposed`] for as long as it lives.
+struct ProposalGuard<'a> {
+    shared: &'a Shared,
+    key: u32,
+}
+
+impl<'a> ProposalGuard<'a> {
+    fn new(shared: &'a Shared, body: &[u8]) -> Self {
+        let key = crc32c::crc32c(body);
+        *shared
+            .proposed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_insert(0) += 1;
+        ProposalGuard { shared, key }
+    }
+}
+
+impl Drop for ProposalGuard<'_> {
+    fn drop(&mut self) {
+        let mut proposed = self
+            .shared
+            .proposed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = proposed.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                proposed.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The broker's store; cheap to clone.
@@ -140,6 +180,7 @@ impl MessageStore {
             state: RwLock::new(BrokerState::new(state)),
             processed,
             results: Mutex::new(BTreeMap::new()),
+            proposed: Mutex::new(HashMap::new()),
         });
         let hook = Arc::new(StateSnapshot {
             shared: Arc::clone(&shared),
@@ -180,6 +221,9 @@ impl MessageStore {
     /// [`StoreError::Log`] from the commitlog (a timeout there means the outcome is unknown).
     pub async fn execute(&self, command: &Command) -> Result<ApplyResult, StoreError> {
         let body = command.encode();
+        // Registered before the entry exists, so the dispatcher keeps its result however
+        // early it applies it.
+        let _proposal = ProposalGuard::new(&self.shared, &body);
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         // Clients like the Rust SDK never retry, so ride out an election here. Only a refusal
         // (nothing appended) is retried; a timeout's outcome is unknown and goes back as is.
@@ -216,6 +260,23 @@ impl MessageStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&index)
             .ok_or(StoreError::ResultLost(index))
+    }
+
+    /// How many applied entries' results wait for their proposer (it takes them at once, so
+    /// this stays near 0; a growing figure is a leak).
+    pub fn results_held(&self) -> usize {
+        self.shared
+            .results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Waits until this node's dispatcher has applied `index` (tests).
+    #[doc(hidden)]
+    pub async fn wait_processed_for_tests(&self, index: u64) {
+        let mut rx = self.shared.processed.subscribe();
+        let _ = rx.wait_for(|p| *p >= index).await;
     }
 
     /// Stores messages, sharing a log entry with concurrent sends (group commit). Each message
@@ -359,6 +420,14 @@ impl MessageStore {
     }
 
     fn apply_entry(&self, index: u64, body: Bytes) {
+        let wanted = {
+            let proposed = self
+                .shared
+                .proposed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            !proposed.is_empty() && proposed.contains_key(&crc32c::crc32c(&body))
+        };
         let command = match Command::decode(body) {
             Ok(c) => c,
             Err(e) => {
@@ -379,7 +448,7 @@ impl MessageStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .apply(index, &command);
-        if let Some(result) = result {
+        if let Some(result) = result.filter(|_| wanted) {
             let mut results = self
                 .shared
                 .results

@@ -120,6 +120,13 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
         other => panic!("{other:?}"),
     };
     assert_eq!(got.len(), 20);
+    // Only a proposer keeps an entry's result, and only until it takes it: once every replica
+    // has applied both entries, no node holds a result nobody will read.
+    for s in stores.iter().flatten() {
+        s.wait_processed_for_tests(s.node().metrics().commit_index.unwrap())
+            .await;
+        assert_eq!(s.results_held(), 0, "{}", s.node().config().self_id);
+    }
     let mut bodies: Vec<String> = got
         .iter()
         .map(|d| {

@@ -653,7 +653,10 @@ mod tests {
 
     #[test]
     fn the_unsafe_skip_fsync_control_is_off_unless_asked_for() {
-        let base = [("dLegerPeers", "n0-127.0.0.1:40911"), ("dLegerSelfId", "n0")];
+        let base = [
+            ("dLegerPeers", "n0-127.0.0.1:40911"),
+            ("dLegerSelfId", "n0"),
+        ];
         let (c, _) = Config::from_properties(&props(&base)).unwrap();
         assert!(!c.store.unsafe_skip_fsync);
         let mut on = base.to_vec();
@@ -662,7 +665,9 @@ mod tests {
         assert!(c.store.unsafe_skip_fsync);
         let mut bad = base.to_vec();
         bad.push(("unsafeSkipFsync", "sometimes"));
-        let e = Config::from_properties(&props(&bad)).unwrap_err().to_string();
+        let e = Config::from_properties(&props(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsafeSkipFsync") && e.contains("line 3"), "{e}");
     }
 
