@@ -185,6 +185,15 @@ struct ProducerArgs {
     )]
     inflight: u32,
 
+    /// Messages per SendMessage request. The protocol allows several (each gets its own result
+    /// entry); the SDKs send one, so 1 is what an application sees.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=1024)
+    )]
+    batch: u32,
+
     /// Send FIFO messages spread round-robin over this many message groups (0: normal messages).
     #[arg(long = "message-groups", default_value_t = 0)]
     message_groups: u32,
@@ -350,8 +359,8 @@ impl Shared {
         self.stop.send_replace(true);
     }
 
-    /// Whether an operation may start now, and whether it is measured.
-    fn admit(&self) -> Option<bool> {
+    /// Whether an operation on `n` messages may start now, and whether it is measured.
+    fn admit(&self, n: u64) -> Option<bool> {
         if self.stopped.load(Ordering::Acquire) {
             return None;
         }
@@ -364,7 +373,7 @@ impl Shared {
             return Some(false);
         }
         if let (Some(count), Some(tickets)) = (self.plan.count, &self.tickets)
-            && tickets.fetch_add(1, Ordering::Relaxed) >= count
+            && tickets.fetch_add(n, Ordering::Relaxed) >= count
         {
             return None;
         }
@@ -1013,10 +1022,18 @@ struct SendTemplate {
     tag: Option<String>,
     message_groups: Vec<String>,
     timeout: Duration,
+    /// Messages per request.
+    batch: usize,
 }
 
 impl SendTemplate {
     fn request(&self) -> Request<v2::SendMessageRequest> {
+        let messages = (0..self.batch).map(|_| self.message()).collect();
+        self.identity
+            .request(v2::SendMessageRequest { messages }, self.timeout)
+    }
+
+    fn message(&self) -> v2::Message {
         let (message_id, sequence) = self.identity.message_id();
         let message_group = (!self.message_groups.is_empty())
             .then(|| self.message_groups[sequence as usize % self.message_groups.len()].clone());
@@ -1039,15 +1056,12 @@ impl SendTemplate {
             message_group,
             ..Default::default()
         };
-        let send = v2::SendMessageRequest {
-            messages: vec![v2::Message {
-                topic: Some(self.topic.clone()),
-                user_properties: HashMap::new(),
-                system_properties: Some(system_properties),
-                body: self.body.clone(),
-            }],
-        };
-        self.identity.request(send, self.timeout)
+        v2::Message {
+            topic: Some(self.topic.clone()),
+            user_properties: HashMap::new(),
+            system_properties: Some(system_properties),
+            body: self.body.clone(),
+        }
     }
 }
 
@@ -1071,40 +1085,50 @@ async fn send_loop(
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     let body_len = template.body.len() as u64;
-    while let Some(measured) = shared.admit() {
+    while let Some(measured) = shared.admit(template.batch as u64) {
         let request = template.request();
         let started = Instant::now();
         let outcome = client.send_message(request).await;
         let done = Instant::now();
-        let failure = match &outcome {
+        // One outcome per message: its result entry's status (the top status when the broker
+        // sent no entries), or the transport error for every message of the request.
+        let failures: Vec<Option<Failure>> = match &outcome {
             Ok(response) => {
                 let response = response.get_ref();
-                // The entry's status is the message's own; the top status summarizes entries.
-                let status = response
-                    .entries
-                    .first()
-                    .and_then(|e| e.status.as_ref())
-                    .or(response.status.as_ref());
-                v2_failure(status)
+                (0..template.batch)
+                    .map(|i| {
+                        let status = response
+                            .entries
+                            .get(i)
+                            .and_then(|e| e.status.as_ref())
+                            .or(response.status.as_ref());
+                        v2_failure(status)
+                    })
+                    .collect()
             }
-            Err(status) => Some(grpc_failure(status)),
+            Err(status) => (0..template.batch)
+                .map(|_| Some(grpc_failure(status)))
+                .collect(),
         };
         let transport_error = outcome.is_err();
-        match failure {
-            None => {
-                shared.ok_all.fetch_add(1, Ordering::Relaxed);
-                if measured {
-                    shared.ok.fetch_add(1, Ordering::Relaxed);
-                    tally.ok += 1;
-                    tally.bytes += body_len;
-                    tally.latency_us.saturating_record(micros(done - started));
-                    tally.last_ok = Some(done);
+        for failure in failures {
+            match failure {
+                None => {
+                    shared.ok_all.fetch_add(1, Ordering::Relaxed);
+                    if measured {
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                        tally.ok += 1;
+                        tally.bytes += body_len;
+                        // Each message's latency is its request's round trip.
+                        tally.latency_us.saturating_record(micros(done - started));
+                        tally.last_ok = Some(done);
+                    }
                 }
-            }
-            Some(f) => {
-                if measured {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    tally.error(f.code, f.message);
+                Some(f) => {
+                    if measured {
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                        tally.error(f.code, f.message);
+                    }
                 }
             }
         }
@@ -1148,6 +1172,7 @@ async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
             .map(|g| format!("mqbench-{g}"))
             .collect(),
         timeout: Duration::from_secs(common.timeout),
+        batch: args.batch as usize,
     });
 
     let plan = Plan::new(common);
@@ -1174,7 +1199,7 @@ async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
         queues: Some(args.queues),
         connections: common.connections,
         inflight: args.inflight,
-        batch: None,
+        batch: Some(args.batch),
         message_groups: args.message_groups,
         flush,
         flush_source,
@@ -1317,7 +1342,7 @@ async fn receive_loop(
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     let mut stop = shared.stop.subscribe();
-    while let Some(measured) = shared.admit() {
+    while let Some(measured) = shared.admit(1) {
         let started = Instant::now();
         let received = tokio::select! {
             r = receive_once(&mut client, &template) => r,
@@ -1720,9 +1745,10 @@ fn print_report(r: &Report) {
     let s = &r.setup;
     let what = match (s.mode, s.message_size) {
         ("producer", Some(size)) => format!(
-            "{size} B messages to {} ({} queues){}",
+            "{size} B messages to {} ({} queues), {} per request{}",
             s.topic,
             s.queues.unwrap_or(0),
+            s.batch.unwrap_or(1),
             if s.message_groups > 0 {
                 format!(", FIFO over {} message groups", s.message_groups)
             } else {
@@ -1878,7 +1904,7 @@ mod tests {
         let plan = Plan::new(&common);
         assert!(plan.stop_at.is_none());
         let shared = Shared::new(plan, true);
-        let admitted: Vec<Option<bool>> = (0..5).map(|_| shared.admit()).collect();
+        let admitted: Vec<Option<bool>> = (0..5).map(|_| shared.admit(1)).collect();
         assert_eq!(admitted, [Some(true), Some(true), Some(true), None, None]);
     }
 
