@@ -6,12 +6,12 @@
 //! that does not promise the write was refused.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
-use tonic::Request;
-use tonic::metadata::MetadataValue;
+use proto::client::{ClientIdentity, duration, resource, timestamp_now};
 use tonic::transport::{Channel, Endpoint};
 
 /// How a call ended.
@@ -61,52 +61,26 @@ fn code_name(code: i32) -> &'static str {
 pub struct Client {
     /// The node's client address.
     pub addr: SocketAddr,
-    client_id: String,
+    identity: Arc<ClientIdentity>,
     rpc: MessagingServiceClient<Channel>,
-    sequence: u64,
 }
 
 impl Client {
-    /// A lazily connecting client for `addr`; `client_id` must be unique per consumer instance.
+    /// A lazily connecting client for `addr`; `index` tells apart the clients of this process
+    /// (a new index is a new consumer instance).
     ///
     /// # Errors
-    /// An address tonic cannot parse.
-    pub fn new(addr: SocketAddr, client_id: String) -> anyhow::Result<Client> {
+    /// An address tonic cannot parse, or a host name that makes no header.
+    pub fn new(addr: SocketAddr, index: u32) -> anyhow::Result<Client> {
         let channel = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Client {
             addr,
-            client_id,
+            identity: Arc::new(ClientIdentity::new(index)?),
             rpc: MessagingServiceClient::new(channel),
-            sequence: 0,
         })
-    }
-
-    fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
-        let mut request = Request::new(message);
-        request.set_timeout(timeout);
-        let metadata = request.metadata_mut();
-        if let Ok(v) = MetadataValue::try_from(self.client_id.as_str()) {
-            metadata.insert("x-mq-client-id", v);
-        }
-        metadata.insert("x-mq-language", MetadataValue::from_static("RUST"));
-        metadata.insert("x-mq-protocol", MetadataValue::from_static("v2"));
-        metadata.insert("x-mq-client-version", MetadataValue::from_static("chaos"));
-        request
-    }
-
-    fn message_id(&mut self) -> String {
-        self.sequence += 1;
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        // SDK layout: 01 + 16 bytes, unique per client id and sequence.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&self.client_id, &mut h);
-        let node = std::hash::Hasher::finish(&h);
-        format!("01{node:016X}{secs:08X}{:08X}", self.sequence & 0xFFFF_FFFF)
     }
 
     /// Sends one message whose body is `value` in decimal, FIFO in `group` when given.
@@ -119,7 +93,7 @@ impl Client {
     ) -> Outcome<()> {
         let body = bytes::Bytes::from(value.to_string().into_bytes());
         let system_properties = v2::SystemProperties {
-            message_id: self.message_id(),
+            message_id: self.identity.message_id().0,
             body_digest: Some(v2::Digest {
                 r#type: v2::DigestType::Crc32 as i32,
                 checksum: String::new(),
@@ -130,7 +104,7 @@ impl Client {
             } else {
                 v2::MessageType::Normal as i32
             },
-            born_timestamp: Some(now_timestamp()),
+            born_timestamp: Some(timestamp_now()),
             born_host: "chaos".into(),
             message_group: group.map(str::to_string),
             ..Default::default()
@@ -143,7 +117,7 @@ impl Client {
                 body,
             }],
         };
-        let request = self.request(send, timeout);
+        let request = self.identity.request(send, timeout);
         let call = self.rpc.send_message(request);
         let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
             Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
@@ -191,13 +165,13 @@ impl Client {
                 expression: "*".into(),
             }),
             batch_size: batch,
-            invisible_duration: Some(prost_duration(invisible)),
+            invisible_duration: Some(duration(invisible)),
             auto_renew: false,
-            long_polling_timeout: Some(prost_duration(poll)),
+            long_polling_timeout: Some(duration(poll)),
             attempt_id: None,
         };
         let timeout = poll + Duration::from_secs(3);
-        let request = self.request(receive, timeout);
+        let request = self.identity.request(receive, timeout);
         let mut rpc = self.rpc.clone();
         let call = async move {
             let mut stream = rpc.receive_message(request).await?.into_inner();
@@ -258,7 +232,7 @@ impl Client {
             topic: Some(resource(topic)),
             entries,
         };
-        let request = self.request(ack, Duration::from_secs(5));
+        let request = self.identity.request(ack, Duration::from_secs(5));
         let ack_error =
             match tokio::time::timeout(Duration::from_secs(6), self.rpc.ack_message(request)).await
             {
@@ -277,30 +251,6 @@ impl Client {
                 }
             };
         Outcome::Ok((values, ack_error))
-    }
-}
-
-fn resource(name: &str) -> v2::Resource {
-    v2::Resource {
-        resource_namespace: String::new(),
-        name: name.to_string(),
-    }
-}
-
-fn now_timestamp() -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn prost_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
 }
 

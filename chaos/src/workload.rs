@@ -96,12 +96,7 @@ pub async fn client(shared: Arc<Shared>, spec: ClientSpec) {
     let new_client = |incarnation: u32| {
         Client::new(
             spec.node.1,
-            format!(
-                "chaos-{}@{}@{}",
-                std::process::id(),
-                spec.index,
-                incarnation
-            ),
+            u32::try_from(spec.index * 1000).unwrap_or(0) + incarnation,
         )
     };
     let Ok(mut c) = new_client(incarnation) else {
@@ -214,7 +209,7 @@ pub async fn drain(
         .iter()
         .enumerate()
         .filter_map(|(i, (id, addr))| {
-            Client::new(*addr, format!("chaos-{}@drain@{i}", std::process::id()))
+            Client::new(*addr, 900_000 + u32::try_from(i).unwrap_or(0))
                 .ok()
                 .map(|c| (id.clone(), c))
         })

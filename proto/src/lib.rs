@@ -38,3 +38,5 @@ pub mod raftmq {
         }
     }
 }
+
+pub mod client;

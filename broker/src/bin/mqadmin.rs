@@ -11,19 +11,19 @@
 //! address is reachable; 2 on a usage error (clap names the flag).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use proto::client::{
+    ClientIdentity, duration as prost_duration, resource, timestamp_now as now_timestamp,
+};
 use proto::raftmq::admin::v1 as pb;
 use proto::raftmq::admin::v1::admin_client::AdminClient;
 use tonic::Request;
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long to wait for a TCP connection to one address before trying the next.
@@ -43,8 +43,6 @@ const INVISIBLE: Duration = Duration::from_secs(30);
 const RECEIVE_BATCH_MAX: u32 = 32;
 /// RocketMQ's default queue count for `updateTopic` without `-r`/`-w`.
 const DEFAULT_QUEUES: u32 = 8;
-/// Seconds since the Unix epoch at 2021-01-01T00:00:00Z, the SDKs' message id epoch.
-const MESSAGE_ID_EPOCH_SECS: u64 = 1_609_459_200;
 
 /// RaftMQ admin tool (RocketMQ's mqadmin verbs).
 #[derive(Debug, Parser)]
@@ -717,114 +715,6 @@ async fn leadership_transfer(
 
 // ---- RocketMQ 5 gRPC client --------------------------------------------------------------------
 
-/// Identity of this process as the SDKs build it: `host@pid@index@random`.
-struct ClientIdentity {
-    client_id: String,
-    host: String,
-    pid: u32,
-    /// Six pseudo-random bytes in place of the SDKs' MAC address: unique enough per process, and
-    /// no platform code to read interfaces.
-    node: [u8; 6],
-    sequence: AtomicU32,
-}
-
-impl ClientIdentity {
-    fn new() -> ClientIdentity {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| {
-                h.trim()
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
-                    .collect::<String>()
-            })
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        let pid = std::process::id();
-        // RandomState is seeded randomly per process: a dependency-free source of entropy.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(pid);
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let random = hasher.finish().to_be_bytes();
-        let mut node = [0u8; 6];
-        node.copy_from_slice(&random[..6]);
-        let client_id = format!("{host}@{pid}@0@{}", hex(&random[2..]));
-        ClientIdentity {
-            client_id,
-            host,
-            pid,
-            node,
-            sequence: AtomicU32::new(0),
-        }
-    }
-
-    /// A message id in the SDKs' layout: version `01`, 6-byte node, 2-byte pid, 4-byte seconds
-    /// since 2021-01-01, 4-byte sequence; 34 upper-case hex digits.
-    fn message_id(&self) -> String {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_sub(MESSAGE_ID_EPOCH_SECS);
-        let mut bytes = Vec::with_capacity(17);
-        bytes.push(1u8);
-        bytes.extend_from_slice(&self.node);
-        bytes.extend_from_slice(&self.pid.to_be_bytes()[2..]);
-        bytes.extend_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
-        bytes.extend_from_slice(&self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        hex(&bytes)
-    }
-
-    /// A request with the headers the broker and the Java proxy expect from an SDK.
-    fn request<T>(&self, message: T, timeout: Duration) -> anyhow::Result<Request<T>> {
-        let mut request = request(message, timeout);
-        let metadata = request.metadata_mut();
-        metadata.insert(
-            "x-mq-client-id",
-            MetadataValue::try_from(self.client_id.as_str()).context("client id header")?,
-        );
-        metadata.insert("x-mq-language", MetadataValue::from_static("RUST"));
-        metadata.insert("x-mq-protocol", MetadataValue::from_static("v2"));
-        metadata.insert(
-            "x-mq-client-version",
-            MetadataValue::from_static(env!("CARGO_PKG_VERSION")),
-        );
-        Ok(request)
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-fn now_timestamp() -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn prost_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn resource(name: &str) -> v2::Resource {
-    v2::Resource {
-        resource_namespace: String::new(),
-        name: name.to_string(),
-    }
-}
-
 /// Fails with the broker's code and message unless `status` is OK.
 fn check_v2(status: Option<&v2::Status>, what: &str, addr: &str) -> anyhow::Result<()> {
     let Some(status) = status else {
@@ -858,9 +748,9 @@ async fn send_message(
     if message.body.is_empty() {
         bail!("-p/--body is empty; RocketMQ refuses empty messages");
     }
-    let identity = ClientIdentity::new();
+    let identity = ClientIdentity::new(0)?;
     let (addr, channel) = first_reachable(addrs).await?;
-    let message_id = identity.message_id();
+    let (message_id, _) = identity.message_id();
     let body = bytes::Bytes::from(message.body.into_bytes());
     let message_type = if message.message_group.is_some() {
         v2::MessageType::Fifo
@@ -891,7 +781,7 @@ async fn send_message(
         }],
     };
     let response = MessagingServiceClient::new(channel)
-        .send_message(identity.request(send, timeout)?)
+        .send_message(identity.request(send, timeout))
         .await
         .with_context(|| format!("SendMessage at {addr}"))?
         .into_inner();
@@ -922,7 +812,7 @@ struct Consume {
 
 /// Receives, prints and acks until `count` messages came or `wait` passed.
 async fn consume_message(addrs: &[String], consume: &Consume) -> anyhow::Result<ExitCode> {
-    let identity = ClientIdentity::new();
+    let identity = ClientIdentity::new(0)?;
     let (addr, channel) = first_reachable(addrs).await?;
     let mut client = MessagingServiceClient::new(channel);
     let deadline = Instant::now() + consume.wait;
@@ -988,7 +878,7 @@ async fn receive(
     let timeout = poll + BROKER_DEADLINE_MARGIN;
     let call = async {
         let mut stream = client
-            .receive_message(identity.request(receive, timeout)?)
+            .receive_message(identity.request(receive, timeout))
             .await
             .with_context(|| format!("ReceiveMessage at {addr}"))?
             .into_inner();
@@ -1056,7 +946,7 @@ async fn ack(
         entries,
     };
     let response = client
-        .ack_message(identity.request(request, consume.request_timeout)?)
+        .ack_message(identity.request(request, consume.request_timeout))
         .await
         .with_context(|| format!("AckMessage at {addr}"))?
         .into_inner();
@@ -1138,24 +1028,6 @@ mod tests {
         assert_eq!((rows[0].role, rows[0].commit), (Some("FOLLOWER"), Some(7)));
         assert_eq!((rows[1].role, rows[1].commit), (None, None));
         assert_eq!((rows[2].role, rows[2].commit), (Some("FOLLOWER"), Some(7)));
-    }
-
-    #[test]
-    fn message_ids_have_the_sdk_layout() {
-        let identity = ClientIdentity::new();
-        let (a, b) = (identity.message_id(), identity.message_id());
-        assert_eq!(a.len(), 34);
-        assert!(a.starts_with("01"));
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
-        );
-        assert_ne!(a, b);
-        assert!(
-            identity
-                .client_id
-                .contains(&format!("@{}@", std::process::id()))
-        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -30,12 +30,14 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
+use proto::client::{
+    ClientIdentity, duration as prost_duration, resource, timestamp_now as now_timestamp,
+};
 use proto::raftmq::admin::v1 as pb;
 use proto::raftmq::admin::v1::admin_client::AdminClient;
 use serde::Serialize;
 use tokio::sync::watch;
 use tonic::Request;
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long to wait for a TCP connection to one address.
@@ -57,8 +59,6 @@ const DEFAULT_DURATION_S: u64 = 20;
 /// Histogram range in microseconds: 1 µs to 1 hour, 3 significant digits.
 const HISTOGRAM_US_MAX: u64 = 3_600_000_000;
 const HISTOGRAM_SIGFIG: u8 = 3;
-/// Seconds since the Unix epoch at 2021-01-01T00:00:00Z, the SDKs' message id epoch.
-const MESSAGE_ID_EPOCH_SECS: u64 = 1_609_459_200;
 /// Error codes kept with one sample message each; more codes are still counted.
 const ERROR_SAMPLE_CODES_MAX: usize = 32;
 
@@ -589,113 +589,6 @@ async fn channels(addrs: &[String], connections: u32) -> anyhow::Result<Vec<(Str
     Ok(out)
 }
 
-/// Identity of this process as the SDKs build it, and the headers they send with every call.
-#[derive(Debug)]
-struct ClientIdentity {
-    host: String,
-    pid: u32,
-    /// Six pseudo-random bytes in place of the SDKs' MAC address.
-    node: [u8; 6],
-    sequence: AtomicU32,
-    client_id: MetadataValue<tonic::metadata::Ascii>,
-}
-
-impl ClientIdentity {
-    fn new() -> anyhow::Result<ClientIdentity> {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| {
-                h.trim()
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
-                    .collect::<String>()
-            })
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        let pid = std::process::id();
-        // RandomState is seeded randomly per process: a dependency-free source of entropy.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(pid);
-        let random = hasher.finish().to_be_bytes();
-        let mut node = [0u8; 6];
-        node.copy_from_slice(&random[..6]);
-        let client_id = format!("{host}@{pid}@0@{}", hex(&random[2..]));
-        Ok(ClientIdentity {
-            client_id: MetadataValue::try_from(client_id.as_str())
-                .with_context(|| format!("client id {client_id:?} is not a valid header"))?,
-            host,
-            pid,
-            node,
-            sequence: AtomicU32::new(0),
-        })
-    }
-
-    /// A message id in the SDKs' layout: version `01`, 6-byte node, 2-byte pid, 4-byte seconds
-    /// since 2021-01-01, 4-byte sequence; 34 upper-case hex digits. Returns the sequence too.
-    fn message_id(&self) -> (String, u32) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_sub(MESSAGE_ID_EPOCH_SECS);
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0u8; 17];
-        bytes[0] = 1;
-        bytes[1..7].copy_from_slice(&self.node);
-        bytes[7..9].copy_from_slice(&self.pid.to_be_bytes()[2..]);
-        bytes[9..13].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
-        bytes[13..17].copy_from_slice(&sequence.to_be_bytes());
-        (hex(&bytes), sequence)
-    }
-
-    fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
-        let mut request = request(message, timeout);
-        let metadata = request.metadata_mut();
-        metadata.insert("x-mq-client-id", self.client_id.clone());
-        metadata.insert("x-mq-language", MetadataValue::from_static("RUST"));
-        metadata.insert("x-mq-protocol", MetadataValue::from_static("v2"));
-        metadata.insert(
-            "x-mq-client-version",
-            MetadataValue::from_static(env!("CARGO_PKG_VERSION")),
-        );
-        request
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-fn now_timestamp() -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn prost_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-fn resource(name: &str) -> v2::Resource {
-    v2::Resource {
-        resource_namespace: String::new(),
-        name: name.to_string(),
-    }
-}
-
 /// Creates `topic` with `queues` queues (or sets its queue count) through the admin service.
 async fn create_topic(addr: &str, topic: &str, queues: u32) -> anyhow::Result<()> {
     let channel = connect(addr).await?;
@@ -1154,7 +1047,7 @@ async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
     let watch = BrokerWatch::new(&common.broker_pids)?;
     let (addrs, target) = targets(common).await?;
     create_topic(&addrs[0], &args.topic, args.queues).await?;
-    let identity = ClientIdentity::new()?;
+    let identity = ClientIdentity::new(0)?;
     let mut clients = Vec::new();
     for (addr, channel) in channels(&addrs, common.connections).await? {
         let mut client = MessagingServiceClient::new(channel);
@@ -1434,7 +1327,7 @@ async fn consume(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
     let (flush, flush_source) = flush_policy(common.flush.as_deref(), &common.broker_pids);
     let watch = BrokerWatch::new(&common.broker_pids)?;
     let (addrs, target) = targets(common).await?;
-    let identity = ClientIdentity::new()?;
+    let identity = ClientIdentity::new(0)?;
     let mut clients = Vec::new();
     for (addr, channel) in channels(&addrs, common.connections).await? {
         let mut client = MessagingServiceClient::new(channel);
@@ -1858,20 +1751,6 @@ mod tests {
             Some("c.conf")
         );
         assert_eq!(config_arg(&argv(&["mqbroker", "-p"])), None);
-    }
-
-    #[test]
-    fn message_ids_have_the_sdk_layout() {
-        let identity = ClientIdentity::new().expect("identity");
-        let ((a, sa), (b, sb)) = (identity.message_id(), identity.message_id());
-        assert_eq!(a.len(), 34);
-        assert!(a.starts_with("01"));
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
-        );
-        assert_ne!(a, b);
-        assert_eq!(sb, sa + 1);
     }
 
     #[test]
