@@ -272,7 +272,7 @@ impl RaftLogNode {
                             leader_addr: None,
                         })
                     } else {
-                        self.inner.forwarder.propose(l, bodies.clone()).await
+                        self.forward(l, bodies.clone()).await
                     }
                 }
                 _ => self
@@ -356,6 +356,38 @@ impl RaftLogNode {
     /// Term, role, commit and applied index, and per-peer progress.
     pub fn metrics(&self) -> Metrics {
         self.inner.engine.metrics()
+    }
+
+    /// Forwards a proposal to `leader`. Should this node learn of another leader while the
+    /// forward is in flight, it stops waiting at once: the old leader is unreachable or paused
+    /// (else it would not have been replaced) and its answer could take the whole forward
+    /// timeout. The outcome is then unknown — the old leader may have appended the entries,
+    /// and the new one may still commit them.
+    async fn forward(&self, leader: u64, bodies: Vec<Bytes>) -> Result<Vec<u64>> {
+        let target = self
+            .inner
+            .config
+            .peer_by_node_id(leader)
+            .map(|p| p.id.clone());
+        let mut role = self.inner.role_rx.clone();
+        // Only a change seen after the forward started counts (the role watch may lag the
+        // engine's view the target was taken from).
+        let initial = role.borrow_and_update().leader.clone();
+        let replaced =
+            role.wait_for(|r| r.leader.is_some() && r.leader != target && r.leader != initial);
+        tokio::select! {
+            result = self.inner.forwarder.propose(leader, bodies) => result,
+            changed = replaced => match changed {
+                Ok(r) => Err(Error::OutcomeUnknown {
+                    reason: format!(
+                        "the leader changed from {} to {} while the proposal was forwarded",
+                        target.as_deref().unwrap_or("?"),
+                        r.leader.as_deref().unwrap_or("?")
+                    ),
+                }),
+                Err(_) => Err(Error::Shutdown),
+            },
+        }
     }
 
     /// Hands leadership to the peer with DLedger id `to`, and waits (up to two election

@@ -271,6 +271,45 @@ async fn leader_transfer_moves_leadership_to_the_named_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_to_a_replaced_leader_ends_unknown_without_waiting_out_its_timeout() {
+    let (mut rng, _guard) = seeded();
+    // A long wait for quorum: without the early exit the forward would hang for 10 s.
+    let c = Cluster::start_tweaked(1 << 20, FlushDiskType::AsyncFlush, |c| {
+        c.max_wait_ack_ms = 10_000;
+    })
+    .await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    let f = (l + 1 + rng.random_range(0..2)) % 3;
+    let others: Vec<&str> = (0..3).filter(|&i| i != l).map(|i| IDS[i]).collect();
+    info!(
+        "{} can no longer reach the others; they still reach it",
+        IDS[l]
+    );
+    c.node(l).set_partitioned_from(&others);
+    // The forward reaches the old leader, which appends and waits for a quorum it cannot get.
+    let t0 = Instant::now();
+    let r = c
+        .node(f)
+        .propose(vec![Bytes::from_static(b"to-the-old-leader")])
+        .await;
+    let waited = t0.elapsed();
+    match &r {
+        Err(Error::OutcomeUnknown { reason }) => {
+            assert!(reason.contains("leader changed"), "{reason}")
+        }
+        // The forward may also land after the old leader's lease lapsed: a definite refusal.
+        Err(Error::NotLeader { .. }) => {}
+        other => panic!("expected an unknown outcome, got {other:?} after {waited:?}"),
+    }
+    assert!(
+        waited < Duration::from_secs(9),
+        "the forward waited out the old leader ({waited:?})"
+    );
+    c.node(l).set_partitioned_from(&[]);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_forwards_proposals_to_the_leader() {
     let (mut rng, _guard) = seeded();
     let c = Cluster::start(1 << 20, FlushDiskType::AsyncFlush).await;

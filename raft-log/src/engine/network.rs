@@ -345,13 +345,30 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 ttl,
                 timeout: self.timeout_error(RPCTypes::AppendEntries, ttl),
             };
-            let results = futures::stream::unfold(Some(reader), |reader| async move {
-                let mut reader = reader?;
-                match reader.next_result().await {
-                    // After a conflict or a higher vote the peer ends the stream; so do we.
-                    Some(Ok(Ok(ok))) => Some((Ok(Ok(ok)), Some(reader))),
-                    Some(other) => Some((other, None)),
-                    None => None,
+            let (blocked, target) = (self.blocked.clone(), self.target);
+            let results = futures::stream::unfold(Some(reader), move |reader| {
+                let blocked = blocked.clone();
+                async move {
+                    let mut reader = reader?;
+                    let next = reader.next_result().await;
+                    // The test partition also cuts a stream that is already open: a result
+                    // that arrives once the peer is blocked is dropped.
+                    if blocked
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .contains(&target)
+                    {
+                        let cut = RPCError::Unreachable(Unreachable::from_string(format!(
+                            "partitioned from n{target}"
+                        )));
+                        return Some((Err(cut), None));
+                    }
+                    match next {
+                        // After a conflict or a higher vote the peer ends the stream; so do we.
+                        Some(Ok(Ok(ok))) => Some((Ok(Ok(ok)), Some(reader))),
+                        Some(other) => Some((other, None)),
+                        None => None,
+                    }
                 }
             });
             let results: BoxStream<'s, Result<StreamAppendResult, RpcError>> = Box::pin(results);
