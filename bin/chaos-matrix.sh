@@ -56,7 +56,8 @@ for row in rows:
     q = r["checkers"]["queue"]; a = r["checkers"]["availability"]; o = r["checkers"].get("order")
     order = "n/a" if o is None else f'{json.dumps(o["valid"])} ({o["violation_count"]} violations)'
     fmt = lambda v: "-" if v is None else f"{v:.0f}"
-    lines.append(f'| {workload} | {fault} | {nodes} | {json.dumps(r["valid"]).strip('"')} | {q["enqueue_ok_count"]} / {q["enqueue_info_count"]} / {q["enqueue_fail_count"]} | {q["lost"]["count"]} | {q["unexpected"]["count"]} | {q["duplicated"]["count"]} | {q["failed_but_delivered"]["count"]} | {order} | {fmt(a["recovery_ms_p50"])} / {fmt(a["recovery_ms_p99"])} | {a["unavailable_window_count"]} / {a["unrecovered_window_count"]} |')
+    valid = json.dumps(r["valid"]).strip('"')
+    lines.append(f'| {workload} | {fault} | {nodes} | {valid} | {q["enqueue_ok_count"]} / {q["enqueue_info_count"]} / {q["enqueue_fail_count"]} | {q["lost"]["count"]} | {q["unexpected"]["count"]} | {q["duplicated"]["count"]} | {q["failed_but_delivered"]["count"]} | {order} | {fmt(a["recovery_ms_p50"])} / {fmt(a["recovery_ms_p99"])} | {a["unavailable_window_count"]} / {a["unrecovered_window_count"]} |')
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
