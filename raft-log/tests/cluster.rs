@@ -271,6 +271,41 @@ async fn leader_transfer_moves_leadership_to_the_named_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_wins_a_new_election_instead_of_resuming_its_term() {
+    // A leader may lose (power cut) entries it sent to followers before its own fsync. Resuming
+    // its old term after a restart would write different entries under the same (term, index)
+    // ids the followers hold, and the logs would diverge; it must be elected in a higher term.
+    let (mut rng, _guard) = seeded();
+    let mut c = Cluster::start(1 << 20, FlushDiskType::SyncFlush).await;
+    let l = c.wait_leader(ELECTION_WAIT).await;
+    write(&c, l, 0, 50, 1, rng.random()).await;
+    let term = c.node(l).role().borrow().term;
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    c.restart(l).await;
+    // Alone, the old leader must not lead: it needs a majority in a new term.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_ne!(
+        c.node(l).role().borrow().role,
+        Role::Leader,
+        "{} resumed leadership of term {term} alone after a restart",
+        IDS[l]
+    );
+    for i in (0..3).filter(|&i| i != l) {
+        c.restart(i).await;
+    }
+    let l2 = c.wait_leader(ELECTION_WAIT).await;
+    let term2 = c.node(l2).role().borrow().term;
+    assert!(
+        term2 > term,
+        "leader {} in term {term2}, not above {term}",
+        IDS[l2]
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_to_a_replaced_leader_ends_unknown_without_waiting_out_its_timeout() {
     let (mut rng, _guard) = seeded();
     // A long wait for quorum: without the early exit the forward would hang for 10 s.

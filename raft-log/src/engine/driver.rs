@@ -74,6 +74,12 @@ impl Engine {
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: u64::MAX,
             install_snapshot_timeout: 30_000,
+            // A restarted leader must win a new election. openraft's default lets it resume in
+            // its old term, but a power cut may have taken entries it had sent to followers
+            // before its own fsync; resuming would write different entries under the same
+            // (term, index) and the logs would diverge (found by the chaos harness:
+            // acknowledged acks lost across all-node power cuts).
+            enable_leader_restore: Some(false),
             ..Default::default()
         }
         .validate()
