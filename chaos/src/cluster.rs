@@ -376,7 +376,7 @@ impl Cluster {
             let addr = node.client_addr;
             asks.push(async move { (i, cluster_list(addr, timeout).await) });
         }
-        let answers = futures_join_all(asks).await;
+        let answers = futures::future::join_all(asks).await;
         let mut best: Option<(u64, usize)> = None;
         for (i, answer) in answers {
             let Ok(r) = answer else { continue };
@@ -414,21 +414,6 @@ impl Cluster {
 
 fn port_offset(i: usize) -> u16 {
     u16::try_from(i).unwrap_or(0)
-}
-
-async fn futures_join_all<F, T>(futs: Vec<F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
 }
 
 async fn cluster_list(
