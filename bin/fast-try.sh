@@ -77,6 +77,7 @@ start() {
     echo "fast-try: no leader after ${LEADER_WAIT_S}s; see $RUN_DIR/broker-*.log" >&2
     exit 1
   fi
+  check_every_node_serves
   cat <<MSG
 
 RaftMQ group RaftNode00 is up. Connect any RocketMQ 5 SDK to one (or all) of:
@@ -91,6 +92,38 @@ Group state:
 Stop:
   bin/fast-try.sh stop
 MSG
+}
+
+# A leader needs only two nodes: a start is healthy only when every broker still runs and
+# answers on its own listenPort (a broker that could not bind its ports exits within a second).
+check_every_node_serves() {
+  local failed=0
+  for i in "${!NODES[@]}"; do
+    n=${NODES[$i]}
+    pid=$(cat "$RUN_DIR/broker-$n.pid")
+    local ok=0
+    for _ in $(seq 1 $((LEADER_WAIT_S * 2))); do
+      alive "$pid" || break
+      if "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[$i]}" >/dev/null 2>&1; then
+        ok=1
+        break
+      fi
+      sleep 0.5
+    done
+    if [ "$ok" = 0 ]; then
+      failed=1
+      if alive "$pid"; then
+        echo "fast-try: broker $n (pid $pid) runs but does not answer on 127.0.0.1:${PORTS[$i]}" >&2
+      else
+        echo "fast-try: broker $n (pid $pid) exited; the end of $RUN_DIR/broker-$n.log:" >&2
+        tail -n 5 "$RUN_DIR/broker-$n.log" | sed 's/^/  /' >&2
+      fi
+    fi
+  done
+  if [ "$failed" = 1 ]; then
+    echo "fast-try: start failed; stop the others with: bin/fast-try.sh stop" >&2
+    exit 1
+  fi
 }
 
 stop() {

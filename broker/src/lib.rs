@@ -7,6 +7,8 @@
 //!   delay, dead letters).
 //! - [`store`]: the state machine driven by raft-log on every replica; writes from any node.
 //! - [`grpc`]: `apache.rocketmq.v2.MessagingService` for the official SDKs.
+//! - [`listener`]: accepted client connections (TCP_NODELAY, the multi-address `:authority`
+//!   repair) for the gRPC server.
 //! - [`admin`]: RaftMQ's admin service (`raftmq.admin.v1.Admin`), spoken by `mqadmin`.
 //!
 //! Not built yet: `mqbench`; see ARCHITECTURE.md.
@@ -18,6 +20,7 @@ mod codec;
 pub mod command;
 pub mod config;
 pub mod grpc;
+pub mod listener;
 pub mod state;
 pub mod store;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proto::raftlog::v1 as pb;
 use proto::raftlog::v1::raft_log_client::RaftLogClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::{Config, RPC_MESSAGE_BYTES_MAX};
 use crate::error::{Error, Result};
@@ -43,15 +43,12 @@ impl Forwarder {
             .ok_or_else(|| Error::UnknownNode {
                 node: format!("n{leader}"),
             })?;
-        let endpoint = Endpoint::from_shared(format!("http://{}", peer.addr))
-            .map_err(|e| Error::Network {
+        let connect_timeout = Duration::from_millis(4 * self.config.heartbeat_interval_ms.max(50));
+        let channel =
+            crate::net::lazy_channel(&peer.addr, connect_timeout).map_err(|e| Error::Network {
                 message: format!("address {} of {}: {e}", peer.addr, peer.id),
-            })?
-            .connect_timeout(Duration::from_millis(
-                4 * self.config.heartbeat_interval_ms.max(50),
-            ))
-            .tcp_nodelay(true);
-        let client = RaftLogClient::new(endpoint.connect_lazy())
+            })?;
+        let client = RaftLogClient::new(channel)
             .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX);
         clients.insert(leader, client.clone());

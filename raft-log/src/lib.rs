@@ -41,6 +41,7 @@ pub mod config;
 mod engine;
 pub mod error;
 mod forward;
+pub mod net;
 mod node;
 pub mod snapshot;
 pub mod store;

@@ -135,7 +135,7 @@ impl RaftLogNode {
             );
         }
         let config = Arc::new(config);
-        let listener = tokio::net::TcpListener::bind(config.self_addr())
+        let listener = crate::net::bind_retrying(config.self_addr(), BIND_PATIENCE)
             .await
             .map_err(|e| Error::Network {
                 message: format!(
@@ -465,6 +465,10 @@ pub struct CommittedEntries {
 
 /// Bytes of entries fetched per read of the committed tail.
 const TAIL_READ_BYTES_MAX: usize = 4 << 20;
+
+/// How long a start waits for its replication port while something else holds it (see
+/// [`crate::net`]: a peer's self-connection, or the sockets of the process it replaces).
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
 
 impl CommittedEntries {
     /// The next committed application entry; waits for one.

@@ -1,14 +1,27 @@
 """Official RocketMQ 5 Python SDK (rocketmq-python-client) against a running RaftMQ group.
 
-Usage: python_smoke.py ENDPOINT [--phase before|after]
-  ENDPOINT   host:port of any broker (followers forward writes to the leader)
+Usage:
+  python_smoke.py smoke ENDPOINTS
+  python_smoke.py failover ENDPOINTS --seconds S --ready-file F --killed-file K
 
-Sends a normal, a FIFO (same group, ordered) and a delay (+3 s) message, receives them with a
-SimpleConsumer, changes the invisible time of one, acks all, and checks redelivery of an unacked
-message with delivery_attempt 2. Prints one line per check and exits non-zero on failure.
+ENDPOINTS is what an application gives ClientConfiguration: host:port of one broker, or the
+group's nodes joined by ';' (127.0.0.1:30911;127.0.0.1:30921;127.0.0.1:30931).
+
+smoke sends a normal, three FIFO (same group, ordered) and a delay (+3 s) message, receives them
+with a SimpleConsumer, changes the invisible time of one, acks all, and checks redelivery of the
+unacked message with delivery_attempt 2.
+
+failover sends and receives concurrently for S seconds; it touches F once 20 sends were
+acknowledged, and the harness then SIGKILLs the leader and touches K. Afterwards it drains. It
+fails unless every acknowledged send was received, and unless sends and receives succeeded again
+after K appeared. A failed send is an unknown outcome (it may or may not arrive).
+
+Prints one line per check and exits non-zero on failure.
 """
 import argparse
+import os
 import sys
+import threading
 import time
 import uuid
 
@@ -34,11 +47,7 @@ def receive_until(consumer, want, invisible_s, deadline_s):
     return got
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("endpoint")
-    ap.add_argument("--tag", default="smoke")
-    args = ap.parse_args()
+def smoke(args):
     run = uuid.uuid4().hex[:8]
     topic = f"SdkTopic_{run}"
     group = f"SdkGroup_{run}"
@@ -111,6 +120,101 @@ def main():
     consumer.ack(again)
     log("unacked message redelivered with delivery_attempt 2, then acked")
     consumer.shutdown()
+
+
+def failover(args):
+    run = uuid.uuid4().hex[:8]
+    topic = f"SdkFail_py_{run}"
+    group = f"SdkFailGroup_py_{run}"
+    cfg = ClientConfiguration(args.endpoint, Credentials())
+    producer = Producer(cfg, (topic,))
+    producer.startup()
+    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression()}, await_duration=5)
+    consumer.startup()
+    acked, received = set(), set()
+    lock = threading.Lock()
+    tally = {"send_ok": 0, "send_failed": 0, "send_ok_after_kill": 0,
+             "receive_ok": 0, "receive_failed": 0, "receive_ok_after_kill": 0, "ack_failed": 0}
+    end = time.time() + args.seconds
+
+    def produce():
+        for i in range(100_000):
+            if time.time() >= end:
+                return
+            m = Message()
+            m.topic, m.body = topic, f"m-{i}".encode()
+            try:
+                r = producer.send(m)
+            except Exception:  # an unknown outcome: it may still arrive
+                tally["send_failed"] += 1
+                time.sleep(0.1)
+                continue
+            with lock:
+                acked.add(r.message_id)
+            tally["send_ok"] += 1
+            tally["send_ok_after_kill"] += os.path.exists(args.killed_file)
+            if tally["send_ok"] == 20:
+                open(args.ready_file, "w").close()
+            time.sleep(0.005)
+
+    def take(msgs):
+        for msg in msgs or []:
+            with lock:
+                received.add(msg.message_id)
+            try:
+                consumer.ack(msg)
+            except Exception:  # it comes again after its invisible time
+                tally["ack_failed"] += 1
+
+    def consume():
+        while time.time() < end:
+            try:
+                msgs = consumer.receive(32, 15)
+            except Exception:
+                tally["receive_failed"] += 1
+                time.sleep(0.1)
+                continue
+            tally["receive_ok"] += 1
+            tally["receive_ok_after_kill"] += bool(msgs) and os.path.exists(args.killed_file)
+            take(msgs)
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log(f"tally {tally}")
+    drain_end = time.time() + 45
+    while not acked <= received and time.time() < drain_end:
+        try:
+            take(consumer.receive(32, 15))
+        except Exception:
+            time.sleep(0.1)
+    missing = acked - received
+    log(f"acked sends {len(acked)}, received {len(received)}, missing {len(missing)}")
+    if not os.path.exists(args.killed_file):
+        fail("the harness never killed the leader")
+    if missing:
+        fail(f"{len(missing)} acknowledged sends were never received: {sorted(missing)[:5]}")
+    if tally["send_ok_after_kill"] < 10 or tally["receive_ok_after_kill"] == 0:
+        fail(f"the client did not recover after the kill: {tally}")
+    producer.shutdown()
+    consumer.shutdown()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("smoke")
+    s.add_argument("endpoint")
+    s.add_argument("--tag", default="smoke")
+    f = sub.add_parser("failover")
+    f.add_argument("endpoint")
+    f.add_argument("--seconds", type=int, required=True)
+    f.add_argument("--ready-file", required=True)
+    f.add_argument("--killed-file", required=True)
+    args = ap.parse_args()
+    {"smoke": smoke, "failover": failover}[args.mode](args)
     log("PASS")
 
 

@@ -18,8 +18,10 @@ use broker::store::MessageStore;
 use clap::Parser;
 use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
 use proto::raftmq::admin::v1::admin_server::AdminServer;
-use tokio_stream::StreamExt as _;
 use tracing_subscriber::EnvFilter;
+
+/// How long the client listener waits for `listenPort` while something else holds it.
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// RaftMQ broker: RocketMQ-compatible, stored in raft-log.
 #[derive(Debug, Parser)]
@@ -101,7 +103,8 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let store = MessageStore::start(config.raft_log.clone(), state)
         .await
         .context("cannot start the raft-log store")?;
-    let listener = tokio::net::TcpListener::bind(config.bind_addr())
+    // The same patience as the replication port: a port held for a moment is no reason to fail.
+    let listener = raft_log::net::bind_retrying(&config.bind_addr().to_string(), BIND_PATIENCE)
         .await
         .with_context(|| format!("cannot listen on {} (listenPort)", config.bind_addr()))?;
     let service = ServiceConfig {
@@ -137,16 +140,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), service))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    // Small replies (acks, receipts) must not wait for Nagle; tonic ignores its own TCP
-    // settings for a listener it did not create.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn
-            && let Err(e) = stream.set_nodelay(true)
-        {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-        conn
-    });
+    let incoming = broker::listener::incoming(listener);
     tonic::transport::Server::builder()
         .add_service(messaging)
         .add_service(admin)

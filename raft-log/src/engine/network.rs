@@ -30,7 +30,7 @@ use prost::Message as _;
 use proto::raftlog::v1 as pb;
 use proto::raftlog::v1::raft_log_client::RaftLogClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::Instrument as _;
 
@@ -116,11 +116,8 @@ impl NetworkFactory {
         {
             return Ok(c.channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("invalid address {addr:?} of node {target}: {e}"))?
-            .connect_timeout(inner.connect_timeout)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = crate::net::lazy_channel(addr, inner.connect_timeout)
+            .map_err(|e| format!("invalid address {addr:?} of node {target}: {e}"))?;
         channels.insert(
             target,
             PeerChannel {

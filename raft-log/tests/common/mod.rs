@@ -67,14 +67,23 @@ pub struct Cluster {
 
 pub const IDS: [&str; 3] = ["n0", "n1", "n2"];
 
+/// `n` free loopback ports, all even. Linux's connect() draws source ports of even parity
+/// (bind(0) hands out odd ones), so only an even port can be hit by a peer's self-connection
+/// while its node is down — as RocketMQ's 40912 is: the tests run where the hazard is.
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        let even = port & !1;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", even)) {
+            held.push(l);
+            ports.push(even);
+        }
+        held.push(probe);
+    }
+    ports
 }
 
 impl Cluster {

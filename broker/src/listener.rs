@@ -1,0 +1,135 @@
+//! The broker's client listener: accepted TCP connections as the gRPC server should see them.
+//!
+//! Each connection gets TCP_NODELAY (small replies such as acks and receipts must not wait for
+//! Nagle; tonic ignores its own TCP settings for a listener it did not create) and is wrapped in
+//! [`ClientStream`], which repairs the `:authority` of SDKs given several addresses (see
+//! [`authority`]).
+
+pub mod authority;
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt as _;
+use tonic::transport::server::Connected;
+
+use authority::Rewriter;
+
+/// How much is read from the socket at a time while a connection is inspected or transcoded.
+const READ_CHUNK_LEN: usize = 16 * 1024;
+
+/// The accepted connections of `listener`, each with TCP_NODELAY and wrapped in
+/// [`ClientStream`]; ready for `tonic::transport::Server::serve_with_incoming`.
+pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<ClientStream<TcpStream>>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        let stream = conn?;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        Ok(ClientStream::new(stream))
+    })
+}
+
+/// One client connection whose inbound HTTP/2 header blocks pass through [`Rewriter`] until
+/// the connection is known to need no repair; writes go straight to the socket.
+#[derive(Debug)]
+pub struct ClientStream<S> {
+    inner: S,
+    rewriter: Rewriter,
+    /// Rewritten bytes not yet read by the server.
+    ready: BytesMut,
+    /// Read buffer while the rewriter looks at the bytes; dropped once it no longer does.
+    scratch: Option<Box<[u8]>>,
+}
+
+impl<S> ClientStream<S> {
+    /// Wraps a freshly accepted connection (nothing read from it yet).
+    pub fn new(inner: S) -> Self {
+        ClientStream {
+            inner,
+            rewriter: Rewriter::new(),
+            ready: BytesMut::new(),
+            scratch: Some(vec![0; READ_CHUNK_LEN].into_boxed_slice()),
+        }
+    }
+
+    /// The connection underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.ready.is_empty() {
+                let n = buf.remaining().min(this.ready.len());
+                buf.put_slice(&this.ready.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if this.rewriter.is_passthrough() {
+                this.scratch = None;
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let scratch = this
+                .scratch
+                .get_or_insert_with(|| vec![0; READ_CHUNK_LEN].into_boxed_slice());
+            let mut chunk = ReadBuf::new(scratch);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
+            if chunk.filled().is_empty() {
+                return Poll::Ready(Ok(())); // end of stream
+            }
+            this.rewriter
+                .feed(chunk.filled(), &mut this.ready)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: Connected> Connected for ClientStream<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
