@@ -102,8 +102,10 @@ check_every_node_serves() {
     n=${NODES[$i]}
     pid=$(cat "$RUN_DIR/broker-$n.pid")
     local ok=0
+    # kill -0, not alive(): a child this script forked a moment ago may not have exec'd
+    # mqbroker yet (its cmdline is still the shell's), and its PID cannot have been reused.
     for _ in $(seq 1 $((LEADER_WAIT_S * 2))); do
-      alive "$pid" || break
+      kill -0 "$pid" 2>/dev/null || break
       if "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[$i]}" >/dev/null 2>&1; then
         ok=1
         break
@@ -112,7 +114,7 @@ check_every_node_serves() {
     done
     if [ "$ok" = 0 ]; then
       failed=1
-      if alive "$pid"; then
+      if kill -0 "$pid" 2>/dev/null; then
         echo "fast-try: broker $n (pid $pid) runs but does not answer on 127.0.0.1:${PORTS[$i]}" >&2
       else
         echo "fast-try: broker $n (pid $pid) exited; the end of $RUN_DIR/broker-$n.log:" >&2

@@ -48,7 +48,7 @@ pub(crate) fn lazy_channel(
 }
 
 /// Connects to `target`, with TCP_NODELAY, refusing a connection to itself.
-#[tracing::instrument(level = "trace", err)]
+#[tracing::instrument(level = "trace")]
 pub(crate) async fn dial(target: &str) -> io::Result<TcpStream> {
     let stream = TcpStream::connect(target).await?;
     let stream = refuse_self_connection(stream)?;
