@@ -133,7 +133,9 @@ node_pid=$!
 build_rust
 wait "$py_pid"
 wait "$node_pid"
-echo "installed in $((SECONDS - start)) s"
+install_s=$((SECONDS - start))
+echo "installed in ${install_s} s"
+checks_start=$SECONDS
 
 rm -rf /tmp/rmqstore/node00 /tmp/rmqstore/node01 /tmp/rmqstore/node02
 bin/fast-try.sh start >"$LOGS/fast-try.log" 2>&1 || { cat "$LOGS/fast-try.log"; exit 1; }
@@ -158,5 +160,6 @@ step "failover: leader SIGKILL while the three SDKs send and receive"
 tally < <(failover)
 
 grep -h "tally\|acked sends\|sends:" "$LOGS"/*-failover.log | sed 's/^/  /' || true
+echo "sdk: install ${install_s} s, group and checks $((SECONDS - checks_start)) s; SDK logs in $LOGS"
 echo "sdk: $passed passed, $failed failed"
 [ "$failed" = 0 ]
