@@ -356,6 +356,12 @@ impl Config {
         self.peers.iter().find(|p| p.node_id == node_id)
     }
 
+    /// The DLedger id of node `node_id` (`n<node_id>` for a node outside `dLegerPeers`).
+    pub fn peer_label(&self, node_id: u64) -> String {
+        self.peer_by_node_id(node_id)
+            .map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
+    }
+
     /// This node's replication address.
     pub fn self_addr(&self) -> &str {
         self.peer(&self.self_id)

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod append;
 pub mod config;
 mod engine;
 pub mod error;
@@ -45,7 +46,9 @@ pub mod net;
 mod node;
 pub mod snapshot;
 pub mod store;
+mod types;
 
 pub use config::{Config, FlushDiskType, StoreConfig};
 pub use error::{ConfigError, Error, Result, StoreError};
-pub use node::{Appended, CommittedEntries, Metrics, PeerProgress, RaftLogNode, Role, RoleState};
+pub use node::{CommittedEntries, RaftLogNode};
+pub use types::{Appended, Metrics, PeerProgress, Role, RoleState};

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -17,17 +17,15 @@ use tokio::task::JoinHandle;
 
 use super::log_store::RaftLogStore;
 use super::network::NetworkFactory;
+use super::partition::Blocked;
 use super::server;
 use super::state_machine::{AppliedWatch, StateMachine};
 use super::{CommitResponder, EntryData, Raft, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
-use crate::node::{Metrics, PeerProgress, Role, RoleState, peer_label};
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
-
-/// Peers whose traffic this node drops, both ways (test partitions).
-pub(crate) type Blocked = Arc<RwLock<BTreeSet<u64>>>;
+use crate::types::{Metrics, PeerProgress, Role, RoleState};
 
 /// How far behind (in entries) a preferred leader may be and still receive leadership.
 const PREFERRED_LEADER_LAG_MAX: u64 = 1000;
@@ -85,7 +83,7 @@ impl Engine {
         .validate()
         .map_err(raft_error)?;
         let blocked = Blocked::default();
-        let network = NetworkFactory::new(&config, Arc::clone(&blocked));
+        let network = NetworkFactory::new(&config, blocked.clone());
         let raft = Raft::new(
             config.node_id(),
             Arc::new(raft_config),
@@ -112,7 +110,7 @@ impl Engine {
         let svc = server::grpc_service(
             self.raft.clone(),
             self.config.group.clone(),
-            Arc::clone(&self.blocked),
+            self.blocked.clone(),
             proposer,
         );
         tokio::spawn(async move {
@@ -151,7 +149,7 @@ impl Engine {
         RoleState {
             role: role_of(m.state),
             term: m.current_term,
-            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+            leader: m.current_leader.map(|l| self.config.peer_label(l)),
         }
     }
 
@@ -234,7 +232,7 @@ impl Engine {
                     .map(|(id, matched)| {
                         let match_index = matched.as_ref().map(|l| l.index);
                         PeerProgress {
-                            id: peer_label(&self.config, *id),
+                            id: self.config.peer_label(*id),
                             match_index,
                             lag: last.saturating_sub(match_index.unwrap_or(0)),
                         }
@@ -246,7 +244,7 @@ impl Engine {
             id: self.config.self_id.clone(),
             role: role_of(m.state),
             term: m.current_term,
-            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+            leader: m.current_leader.map(|l| self.config.peer_label(l)),
             last_index: m.last_log_index,
             commit_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
@@ -386,14 +384,11 @@ impl Engine {
     }
 
     pub(crate) fn is_blocked(&self, id: u64) -> bool {
-        self.blocked
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id)
+        self.blocked.contains(id)
     }
 
     pub(crate) fn set_blocked(&self, ids: BTreeSet<u64>) {
-        *self.blocked.write().unwrap_or_else(|e| e.into_inner()) = ids;
+        self.blocked.set(ids);
     }
 
     pub(crate) async fn shutdown(&self) {

@@ -9,6 +9,7 @@ pub(crate) mod convert;
 pub(crate) mod driver;
 pub(crate) mod log_store;
 pub(crate) mod network;
+mod partition;
 pub(crate) mod server;
 pub(crate) mod state_machine;
 

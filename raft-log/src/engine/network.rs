@@ -38,7 +38,7 @@ use super::convert::{
     self, AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use super::driver::Blocked;
+use super::partition::Blocked;
 use super::{LogId, Snapshot, SnapshotData, TypeConfig, Vote, log_id};
 use crate::config::{
     Config, RPC_MESSAGE_BYTES_MAX, RPC_PAYLOAD_BYTES_TARGET, SNAPSHOT_CHUNK_BYTES,
@@ -172,12 +172,7 @@ pub(crate) struct PeerClient {
 
 impl PeerClient {
     fn client(&self) -> Result<RaftLogClient<Channel>, RpcError> {
-        if self
-            .blocked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&self.target)
-        {
+        if self.blocked.contains(self.target) {
             return Err(RPCError::Unreachable(Unreachable::from_string(format!(
                 "partitioned from n{}",
                 self.target
@@ -350,11 +345,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     let next = reader.next_result().await;
                     // The test partition also cuts a stream that is already open: a result
                     // that arrives once the peer is blocked is dropped.
-                    if blocked
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .contains(&target)
-                    {
+                    if blocked.contains(target) {
                         let cut = RPCError::Unreachable(Unreachable::from_string(format!(
                             "partitioned from n{target}"
                         )));
