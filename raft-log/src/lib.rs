@@ -44,6 +44,8 @@ pub mod error;
 mod forward;
 pub mod net;
 mod node;
+mod preferred_leader;
+mod retention;
 pub mod snapshot;
 pub mod store;
 mod types;

@@ -20,6 +20,7 @@ use crate::forward::Forwarder;
 use crate::snapshot::{EmptySnapshot, SnapshotHook};
 use crate::store::{EntryKind, LogStore, StoredEntry};
 use crate::types::{Appended, Metrics, RoleState};
+use crate::{preferred_leader, retention};
 
 /// One member of a raft-log group.
 #[derive(Clone, Debug)]
@@ -95,9 +96,13 @@ impl RaftLogNode {
         let (role_tx, role_rx) = watch::channel(engine.role_state());
         let mut tasks = vec![server, engine.spawn_role_watch(role_tx)];
         if !config.preferred_leader_ids.is_empty() {
-            tasks.push(engine.spawn_preferred_leader());
+            tasks.push(preferred_leader::spawn(Arc::clone(&config), engine.clone()));
         }
-        tasks.push(engine.spawn_retention(store.clone()));
+        tasks.push(retention::spawn(
+            Arc::clone(&config),
+            engine.clone(),
+            store.clone(),
+        ));
         let forwarder = Forwarder::new(Arc::clone(&config));
         let inner = Inner {
             forwarder,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -26,9 +26,6 @@ use crate::error::{Error, Result, StoreError};
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
 use crate::types::{Metrics, PeerProgress, Role, RoleState};
-
-/// How far behind (in entries) a preferred leader may be and still receive leadership.
-const PREFERRED_LEADER_LAG_MAX: u64 = 1000;
 
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -321,63 +318,6 @@ impl Engine {
         Ok(m.purged.map(|p| p.index))
     }
 
-    /// Every second on the leader: hand over to a caught-up preferred leader.
-    pub(crate) fn spawn_preferred_leader(&self) -> JoinHandle<()> {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if engine
-                    .config
-                    .preferred_leader_ids
-                    .contains(&engine.config.self_id)
-                {
-                    continue;
-                }
-                let m = engine.metrics();
-                if m.role != Role::Leader {
-                    continue;
-                }
-                let candidate = m.peers.iter().find(|p| {
-                    engine.config.preferred_leader_ids.contains(&p.id)
-                        && p.match_index.is_some()
-                        && p.lag < PREFERRED_LEADER_LAG_MAX
-                });
-                if let Some(p) = candidate
-                    && let Some(peer) = engine.config.peer(&p.id)
-                {
-                    tracing::info!(to = %p.id, lag = p.lag, "handing leadership to the preferred leader");
-                    if let Err(e) = engine.transfer_leader(peer.node_id).await {
-                        tracing::warn!(to = %p.id, error = %e, "preferred-leader transfer failed");
-                    }
-                }
-            }
-        })
-    }
-
-    /// Deletes whole old segments: expired ones (`fileReservedTime`) during the `deleteWhen`
-    /// hours, and the oldest one at any hour while the disk is fuller than
-    /// `diskMaxUsedSpaceRatio`. A snapshot is taken first, so lagging followers can catch up.
-    pub(crate) fn spawn_retention(&self, store: LogStore) -> JoinHandle<()> {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                engine.config.clean_resource_interval_ms,
-            ));
-            loop {
-                tick.tick().await;
-                let Some(upto) = retention_point(&engine.config, &store) else {
-                    continue;
-                };
-                match engine.snapshot_and_purge(upto).await {
-                    Ok(p) => tracing::info!(purged = ?p, "retention purged the log"),
-                    Err(e) => tracing::warn!(error = %e, "retention could not purge"),
-                }
-            }
-        })
-    }
-
     /// The leader this node knows, by numeric id.
     pub(crate) fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow_watched().current_leader
@@ -406,43 +346,4 @@ fn role_of(state: ServerState) -> Role {
         ServerState::Learner => Role::Learner,
         ServerState::Shutdown => Role::Shutdown,
     }
-}
-
-/// The last index retention may delete now, if any.
-fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
-    let segments = store.segments();
-    if segments.len() < 2 {
-        return None;
-    }
-    let over_disk = crate::store::disk_used_percent(&config.store.dir)
-        .is_some_and(|p| p > config.disk_max_used_space_ratio);
-    let in_hours = config.delete_when_hours.contains(&local_hour());
-    let reserved = Duration::from_secs(config.file_reserved_time_hours * 3600);
-    let now = SystemTime::now();
-    let mut doomed = 0usize;
-    for (i, s) in segments[..segments.len() - 1].iter().enumerate() {
-        let expired = now
-            .duration_since(s.modified)
-            .is_ok_and(|age| age > reserved);
-        if (expired && in_hours) || (over_disk && i == 0) {
-            doomed = i + 1;
-        } else {
-            break;
-        }
-    }
-    if doomed == 0 {
-        return None;
-    }
-    if over_disk {
-        tracing::warn!(
-            ratio = config.disk_max_used_space_ratio,
-            "disk over diskMaxUsedSpaceRatio: deleting the oldest segment"
-        );
-    }
-    segments[doomed].first_index.map(|f| f.saturating_sub(1))
-}
-
-fn local_hour() -> u32 {
-    use chrono::Timelike;
-    chrono::Local::now().hour()
 }
