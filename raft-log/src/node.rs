@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::forward::Forwarder;
+use crate::net::PeerChannels;
 use crate::snapshot::{EmptySnapshot, SnapshotHook};
 use crate::store::{EntryKind, LogStore, StoredEntry};
 use crate::types::{Appended, Metrics, RoleState};
@@ -81,7 +82,10 @@ impl RaftLogNode {
             message: e.to_string(),
         })?;
         let store = LogStore::open(config.store.clone())?;
-        let engine = Engine::start(Arc::clone(&config), store.clone(), hook).await?;
+        // One channel per peer, for replication and forwarded proposals alike.
+        let channels = PeerChannels::new(config.heartbeat_interval_ms);
+        let engine =
+            Engine::start(Arc::clone(&config), store.clone(), hook, channels.clone()).await?;
         // The append path exists before the server, so a follower's first proposal finds it.
         let appender = Arc::new(Appender::new(
             Arc::clone(&config),
@@ -103,7 +107,7 @@ impl RaftLogNode {
             engine.clone(),
             store.clone(),
         ));
-        let forwarder = Forwarder::new(Arc::clone(&config));
+        let forwarder = Forwarder::new(Arc::clone(&config), channels);
         let inner = Inner {
             forwarder,
             config,

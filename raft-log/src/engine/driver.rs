@@ -23,6 +23,7 @@ use super::state_machine::{AppliedWatch, StateMachine};
 use super::{CommitResponder, EntryData, Raft, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
+use crate::net::PeerChannels;
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
 use crate::types::{Metrics, PeerProgress, Role, RoleState};
@@ -54,6 +55,7 @@ impl Engine {
         config: Arc<Config>,
         store: LogStore,
         hook: Arc<dyn SnapshotHook>,
+        channels: PeerChannels,
     ) -> Result<Engine> {
         let sm_dir = config.store.dir.join("snapshot");
         let (sm, applied) = StateMachine::open(&sm_dir, hook)
@@ -80,7 +82,7 @@ impl Engine {
         .validate()
         .map_err(raft_error)?;
         let blocked = Blocked::default();
-        let network = NetworkFactory::new(&config, blocked.clone());
+        let network = NetworkFactory::new(&config, blocked.clone(), channels);
         let raft = Raft::new(
             config.node_id(),
             Arc::new(raft_config),
