@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::driver::Engine;
 use crate::engine::server::Propose;
 use crate::error::{Error, Result};
 use crate::store::LogStore;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::append::Appender;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::driver::Engine;
 use crate::error::{Error, Result};
 use crate::forward::Forwarder;
 use crate::net::PeerChannels;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::driver::Engine;
 use crate::types::{Metrics, PeerProgress, Role};
 
 /// How far behind (in entries) a preferred leader may be and still receive leadership.

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::driver::Engine;
 use crate::store::{LogStore, SegmentInfo};
 
 /// What retention looks at on one tick, besides the segments.

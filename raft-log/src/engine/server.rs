@@ -22,7 +22,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, AppendEntriesRequest};
 use super::partition::Blocked;
-use super::{Raft, Snapshot, TypeConfig};
+use super::state_machine::Raft;
+use super::{Snapshot, TypeConfig};
 use crate::config::RPC_MESSAGE_BYTES_MAX;
 
 /// The most snapshot bytes reserved up front. `total_bytes` comes from the peer; reserving it
