@@ -69,18 +69,7 @@ impl RaftLogNode {
             );
         }
         let config = Arc::new(config);
-        let listener = crate::net::bind_retrying(config.self_addr(), BIND_PATIENCE)
-            .await
-            .map_err(|e| Error::Network {
-                message: format!(
-                    "bind {} (dLegerPeers entry of {}): {e}",
-                    config.self_addr(),
-                    config.self_id
-                ),
-            })?;
-        let local_addr = listener.local_addr().map_err(|e| Error::Network {
-            message: e.to_string(),
-        })?;
+        let (listener, local_addr) = bind(&config).await?;
         let store = LogStore::open(config.store.clone())?;
         // One channel per peer, for replication and forwarded proposals alike.
         let channels = PeerChannels::new(config.heartbeat_interval_ms);
@@ -99,14 +88,7 @@ impl RaftLogNode {
         engine.initialize_if_pristine().await?;
         let (role_tx, role_rx) = watch::channel(engine.role_state());
         let mut tasks = vec![server, engine.spawn_role_watch(role_tx)];
-        if !config.preferred_leader_ids.is_empty() {
-            tasks.push(preferred_leader::spawn(Arc::clone(&config), engine.clone()));
-        }
-        tasks.push(retention::spawn(
-            Arc::clone(&config),
-            engine.clone(),
-            store.clone(),
-        ));
+        tasks.extend(spawn_policies(&config, &engine, &store));
         let forwarder = Forwarder::new(Arc::clone(&config), channels);
         let inner = Inner {
             forwarder,
@@ -354,6 +336,36 @@ impl RaftLogNode {
             .collect();
         self.inner.engine.set_blocked(ids);
     }
+}
+
+/// Binds this node's replication address (see [`BIND_PATIENCE`]).
+async fn bind(config: &Config) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = crate::net::bind_retrying(config.self_addr(), BIND_PATIENCE)
+        .await
+        .map_err(|e| Error::Network {
+            message: format!(
+                "bind {} (dLegerPeers entry of {}): {e}",
+                config.self_addr(),
+                config.self_id
+            ),
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| Error::Network {
+        message: e.to_string(),
+    })?;
+    Ok((listener, local_addr))
+}
+
+/// The policy tasks around the engine: retention always, preferred leader when configured.
+fn spawn_policies(config: &Arc<Config>, engine: &Engine, store: &LogStore) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![retention::spawn(
+        Arc::clone(config),
+        engine.clone(),
+        store.clone(),
+    )];
+    if !config.preferred_leader_ids.is_empty() {
+        tasks.push(preferred_leader::spawn(Arc::clone(config), engine.clone()));
+    }
+    tasks
 }
 
 /// Committed application entries in index order; see [`RaftLogNode::committed_entries`].
