@@ -887,13 +887,9 @@ fn unknown_key_message(key: &str) -> String {
     }
 }
 
+/// raft-log's boolean rule, so every key of a broker.conf reads booleans alike.
 fn parse_bool(v: &str) -> Result<bool, String> {
-    // Java's Boolean.parseBoolean ignores case; RocketMQ files use lower case.
-    match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("must be true or false".to_string()),
-    }
+    raft_log::config::parse_bool(v).map_err(|e| e.to_string())
 }
 
 fn require_false(v: &str, why: &str) -> Result<(), String> {

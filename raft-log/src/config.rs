@@ -237,33 +237,41 @@ pub fn parse_properties(text: &str) -> Result<Vec<Property>, ConfigError> {
     Ok(out)
 }
 
-/// The keys raft-log reads from a broker.conf.
-pub const KEYS: &[&str] = &[
-    "dLegerGroup",
-    "dLegerPeers",
-    "dLegerSelfId",
-    "storePathRootDir",
-    "storePathCommitLog",
-    "mappedFileSizeForEntryData",
-    "mappedFileSizeForEntryIndex",
-    "flushDiskType",
-    "flushIntervalCommitLog",
-    "checkPointInterval",
-    "heartBeatTimeIntervalMs",
-    "electionTimeoutMinMs",
-    "electionTimeoutMaxMs",
-    "enablePreVote",
-    "enableCheckQuorum",
-    "preferredLeaderIds",
-    "maxPendingRequestsNum",
-    "maxWaitAckTimeMs",
-    "maxBatchAppendEntries",
-    "fileReservedTime",
-    "deleteWhen",
-    "diskMaxUsedSpaceRatio",
-    "cleanResourceInterval",
-    "unsafeSkipFsync",
-];
+/// The keys raft-log reads from a broker.conf, in the order of its key table.
+pub const KEYS: &[&str] = &KEY_NAMES;
+
+const KEY_NAMES: [&str; KEY_TABLE.len()] = key_names();
+
+const fn key_names() -> [&'static str; KEY_TABLE.len()] {
+    let mut names = [""; KEY_TABLE.len()];
+    let mut i = 0;
+    while i < KEY_TABLE.len() {
+        names[i] = KEY_TABLE[i].key;
+        i += 1;
+    }
+    names
+}
+
+/// A value that is neither `true` nor `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be true or false")]
+pub struct NotABool;
+
+/// Parses a boolean setting the way every RaftMQ key does: `true` or `false` in any letter case,
+/// as Java's `Boolean.parseBoolean` reads RocketMQ's files, but strict: anything else (`yes`,
+/// `1`, empty) is an error instead of `false`.
+///
+/// # Errors
+/// [`NotABool`] for any other value.
+pub fn parse_bool(value: &str) -> Result<bool, NotABool> {
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(NotABool)
+    }
+}
 
 impl Config {
     /// A configuration for `self_id` in `group` with every other setting at its default.
@@ -354,6 +362,12 @@ impl Config {
     /// The peer with numeric id `node_id`.
     pub fn peer_by_node_id(&self, node_id: u64) -> Option<&Peer> {
         self.peers.iter().find(|p| p.node_id == node_id)
+    }
+
+    /// The DLedger id of node `node_id` (`n<node_id>` for a node outside `dLegerPeers`).
+    pub fn peer_label(&self, node_id: u64) -> String {
+        self.peer_by_node_id(node_id)
+            .map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
     }
 
     /// This node's replication address.
@@ -514,96 +528,173 @@ fn parse_peers(value: &str, line: Option<usize>) -> Result<Vec<Peer>, ConfigErro
     Ok(peers)
 }
 
+/// Applies one property: by its key's row of [`KEY_TABLE`], or returns it as unused.
 fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Result<(), ConfigError> {
-    let err = |reason: &str| ConfigError::Invalid {
-        key: p.key.clone(),
-        value: p.value.clone(),
-        line: p.line,
-        reason: reason.to_string(),
-    };
-    let num = || {
-        p.value
-            .parse::<u64>()
-            .map_err(|_| err("must be a non-negative integer"))
-    };
-    let boolean = || match p.value.as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(err("must be true or false")),
-    };
-    match p.key.as_str() {
-        "dLegerGroup" | "dLegerPeers" | "dLegerSelfId" | "storePathRootDir" => {}
-        "storePathCommitLog" => {}
-        "mappedFileSizeForEntryData" => config.store.data_segment_bytes = num()?,
-        "mappedFileSizeForEntryIndex" => config.store.index_segment_bytes = num()?,
-        "flushDiskType" => {
-            config.store.flush_disk_type = match p.value.as_str() {
-                "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
-                "SYNC_FLUSH" => FlushDiskType::SyncFlush,
-                _ => return Err(err("must be ASYNC_FLUSH or SYNC_FLUSH")),
-            }
+    match KEY_TABLE.iter().find(|k| k.key == p.key) {
+        Some(k) => (k.apply)(config, p),
+        None => {
+            unused.push(p.clone());
+            Ok(())
         }
-        "flushIntervalCommitLog" => {
-            config.store.flush_interval = Duration::from_millis(positive(num()?, &err)?)
-        }
-        "checkPointInterval" => {
-            config.store.checkpoint_interval = Duration::from_millis(positive(num()?, &err)?)
-        }
-        "heartBeatTimeIntervalMs" => config.heartbeat_interval_ms = num()?,
-        "electionTimeoutMinMs" => config.election_timeout_min_ms = num()?,
-        "electionTimeoutMaxMs" => config.election_timeout_max_ms = num()?,
-        "enablePreVote" => config.enable_pre_vote = boolean()?,
-        "enableCheckQuorum" => {
-            if !boolean()? {
-                return Err(err(
-                    "check-quorum cannot be turned off: the leader lease is always enforced",
-                ));
-            }
-        }
-        "preferredLeaderIds" | "preferredLeaderId" => {
-            config.preferred_leader_ids = p
-                .value
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-        }
-        "maxPendingRequestsNum" => {
-            config.max_pending_requests = usize::try_from(num()?).map_err(|_| err("too large"))?
-        }
-        "maxWaitAckTimeMs" => config.max_wait_ack_ms = positive(num()?, &err)?,
-        "maxBatchAppendEntries" => config.max_batch_entries = num()?,
-        "fileReservedTime" => config.file_reserved_time_hours = num()?,
-        "deleteWhen" => {
-            let mut hours = BTreeSet::new();
-            for h in p.value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let h: u32 = h
-                    .parse()
-                    .map_err(|_| err("must be hours of the day like 04 or 04;16"))?;
-                if h > 23 {
-                    return Err(err("hours must be 00..23"));
-                }
-                hours.insert(h);
-            }
-            config.delete_when_hours = hours;
-        }
-        "diskMaxUsedSpaceRatio" => {
-            config.disk_max_used_space_ratio =
-                u32::try_from(num()?).map_err(|_| err("must be 1..=95"))?
-        }
-        "cleanResourceInterval" => config.clean_resource_interval_ms = positive(num()?, &err)?,
-        "unsafeSkipFsync" => config.store.unsafe_skip_fsync = boolean()?,
-        _ => unused.push(p.clone()),
     }
+}
+
+/// Reads a key's value into a [`Config`].
+type Apply = fn(&mut Config, &Property) -> Result<(), ConfigError>;
+
+/// One key raft-log reads.
+struct KeySpec {
+    /// The key as RocketMQ and DLedger spell it.
+    key: &'static str,
+    /// How its value is applied.
+    apply: Apply,
+}
+
+const fn key(key: &'static str, apply: Apply) -> KeySpec {
+    KeySpec { key, apply }
+}
+
+/// Read before the table is applied (they place the store and name the group).
+fn read_up_front(_: &mut Config, _: &Property) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn positive(v: u64, err: &dyn Fn(&str) -> ConfigError) -> Result<u64, ConfigError> {
-    if v == 0 {
-        Err(err("must be positive"))
-    } else {
-        Ok(v)
+/// Every key raft-log reads: the one place where broker.conf names meet [`Config`] fields.
+const KEY_TABLE: [KeySpec; 25] = [
+    key("dLegerGroup", read_up_front),
+    key("dLegerPeers", read_up_front),
+    key("dLegerSelfId", read_up_front),
+    key("storePathRootDir", read_up_front),
+    // RocketMQ's commit log path; raft-log keeps its log under storePathRootDir.
+    key("storePathCommitLog", read_up_front),
+    key("mappedFileSizeForEntryData", |c, p| {
+        p.number().map(|n| c.store.data_segment_bytes = n)
+    }),
+    key("mappedFileSizeForEntryIndex", |c, p| {
+        p.number().map(|n| c.store.index_segment_bytes = n)
+    }),
+    key("flushDiskType", |c, p| {
+        c.store.flush_disk_type = match p.value.as_str() {
+            "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+            "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+            _ => return Err(p.invalid("must be ASYNC_FLUSH or SYNC_FLUSH")),
+        };
+        Ok(())
+    }),
+    key("flushIntervalCommitLog", |c, p| {
+        p.positive()
+            .map(|n| c.store.flush_interval = Duration::from_millis(n))
+    }),
+    key("checkPointInterval", |c, p| {
+        p.positive()
+            .map(|n| c.store.checkpoint_interval = Duration::from_millis(n))
+    }),
+    key("heartBeatTimeIntervalMs", |c, p| {
+        p.number().map(|n| c.heartbeat_interval_ms = n)
+    }),
+    key("electionTimeoutMinMs", |c, p| {
+        p.number().map(|n| c.election_timeout_min_ms = n)
+    }),
+    key("electionTimeoutMaxMs", |c, p| {
+        p.number().map(|n| c.election_timeout_max_ms = n)
+    }),
+    key("enablePreVote", |c, p| {
+        p.boolean().map(|b| c.enable_pre_vote = b)
+    }),
+    key("enableCheckQuorum", |_, p| {
+        if p.boolean()? {
+            Ok(())
+        } else {
+            Err(p.invalid("check-quorum cannot be turned off: the leader lease is always enforced"))
+        }
+    }),
+    key("preferredLeaderIds", set_preferred_leaders),
+    // DLedger 0.3's spelling, which RocketMQ passes on.
+    key("preferredLeaderId", set_preferred_leaders),
+    key("maxPendingRequestsNum", |c, p| {
+        let n = usize::try_from(p.number()?).map_err(|_| p.invalid("too large"))?;
+        c.max_pending_requests = n;
+        Ok(())
+    }),
+    key("maxWaitAckTimeMs", |c, p| {
+        p.positive().map(|n| c.max_wait_ack_ms = n)
+    }),
+    key("maxBatchAppendEntries", |c, p| {
+        p.number().map(|n| c.max_batch_entries = n)
+    }),
+    key("fileReservedTime", |c, p| {
+        p.number().map(|n| c.file_reserved_time_hours = n)
+    }),
+    key("deleteWhen", set_delete_when),
+    key("diskMaxUsedSpaceRatio", |c, p| {
+        let ratio = u32::try_from(p.number()?).map_err(|_| p.invalid("must be 1..=95"))?;
+        c.disk_max_used_space_ratio = ratio;
+        Ok(())
+    }),
+    key("cleanResourceInterval", |c, p| {
+        p.positive().map(|n| c.clean_resource_interval_ms = n)
+    }),
+    key("unsafeSkipFsync", |c, p| {
+        p.boolean().map(|b| c.store.unsafe_skip_fsync = b)
+    }),
+];
+
+fn set_preferred_leaders(config: &mut Config, p: &Property) -> Result<(), ConfigError> {
+    config.preferred_leader_ids = p
+        .value
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(())
+}
+
+fn set_delete_when(config: &mut Config, p: &Property) -> Result<(), ConfigError> {
+    let mut hours = BTreeSet::new();
+    for h in p.value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let h: u32 = h
+            .parse()
+            .map_err(|_| p.invalid("must be hours of the day like 04 or 04;16"))?;
+        if h > 23 {
+            return Err(p.invalid("hours must be 00..23"));
+        }
+        hours.insert(h);
+    }
+    config.delete_when_hours = hours;
+    Ok(())
+}
+
+impl Property {
+    /// The error for this property's value, naming its key and line.
+    fn invalid(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            line: self.line,
+            reason: reason.into(),
+        }
+    }
+
+    fn number(&self) -> Result<u64, ConfigError> {
+        self.value
+            .parse::<u64>()
+            .map_err(|_| self.invalid("must be a non-negative integer"))
+    }
+
+    fn positive(&self) -> Result<u64, ConfigError> {
+        match self.number()? {
+            0 => Err(self.invalid("must be positive")),
+            n => Ok(n),
+        }
+    }
+
+    /// The value as a boolean; see [`parse_bool`].
+    ///
+    /// # Errors
+    /// Any value but `true` or `false` (in any letter case), naming the key and line.
+    pub fn boolean(&self) -> Result<bool, ConfigError> {
+        parse_bool(&self.value).map_err(|e| self.invalid(e.to_string()))
     }
 }
 
@@ -669,6 +760,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unsafeSkipFsync") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn booleans_ignore_letter_case_and_refuse_anything_else() {
+        // Regression: enablePreVote=TRUE was refused while the broker read
+        // autoCreateTopicEnable=TRUE; every boolean now parses the same way.
+        let base = [
+            ("dLegerPeers", "n0-127.0.0.1:40911"),
+            ("dLegerSelfId", "n0"),
+        ];
+        for (value, expected) in [("TRUE", true), ("True", true), ("false", false)] {
+            let mut lines = base.to_vec();
+            lines.push(("enablePreVote", value));
+            let (c, _) = Config::from_properties(&props(&lines)).unwrap();
+            assert_eq!(c.enable_pre_vote, expected, "{value}");
+        }
+        for value in ["yes", "1", ""] {
+            let mut lines = base.to_vec();
+            lines.push(("enablePreVote", value));
+            let e = Config::from_properties(&props(&lines))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("enablePreVote") && e.contains("line 3"), "{e}");
+        }
+        assert_eq!(parse_bool("FALSE"), Ok(false));
+        assert_eq!(parse_bool("yes"), Err(NotABool));
+    }
+
+    #[test]
+    fn every_key_of_the_table_is_applied_by_its_row() {
+        assert_eq!(KEYS.len(), KEY_TABLE.len());
+        for k in &KEY_TABLE {
+            let mut c = Config::new("g", "n0-127.0.0.1:1", "n0", "/tmp/unused").unwrap();
+            let mut unused = Vec::new();
+            // The row is found (the value may be refused, which is fine here).
+            let _ = apply(&mut c, &Property::new(k.key, "1"), &mut unused);
+            assert!(unused.is_empty(), "{} is not applied", k.key);
+        }
+        let mut keys = KEYS.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), KEYS.len(), "a key is listed twice");
     }
 
     #[test]

@@ -5,8 +5,7 @@
 //! indexes once committed. Errors travel back as kinds, so the caller sees the same
 //! [`Error`] it would have seen on the leader.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,43 +15,36 @@ use tonic::transport::Channel;
 
 use crate::config::{Config, RPC_MESSAGE_BYTES_MAX};
 use crate::error::{Error, Result};
+use crate::net::PeerChannels;
 
-/// Clients to the peers' replication ports, created lazily.
+/// Sends proposals to the leader over the node's pooled channel to it.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     config: Arc<Config>,
-    clients: Mutex<HashMap<u64, RaftLogClient<Channel>>>,
+    channels: PeerChannels,
 }
 
 impl Forwarder {
-    pub(crate) fn new(config: Arc<Config>) -> Forwarder {
-        Forwarder {
-            config,
-            clients: Mutex::new(HashMap::new()),
-        }
+    pub(crate) fn new(config: Arc<Config>, channels: PeerChannels) -> Forwarder {
+        Forwarder { config, channels }
     }
 
     fn client(&self, leader: u64) -> Result<RaftLogClient<Channel>> {
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = clients.get(&leader) {
-            return Ok(c.clone());
-        }
         let peer = self
             .config
             .peer_by_node_id(leader)
             .ok_or_else(|| Error::UnknownNode {
                 node: format!("n{leader}"),
             })?;
-        let connect_timeout = Duration::from_millis(4 * self.config.heartbeat_interval_ms.max(50));
-        let channel =
-            crate::net::lazy_channel(&peer.addr, connect_timeout).map_err(|e| Error::Network {
+        let channel = self
+            .channels
+            .get(leader, &peer.addr)
+            .map_err(|e| Error::Network {
                 message: format!("address {} of {}: {e}", peer.addr, peer.id),
             })?;
-        let client = RaftLogClient::new(channel)
+        Ok(RaftLogClient::new(channel)
             .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX);
-        clients.insert(leader, client.clone());
-        Ok(client)
+            .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX))
     }
 
     /// Asks `leader` to append `bodies`; returns their indexes.

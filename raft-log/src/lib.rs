@@ -37,15 +37,20 @@
 
 #![warn(missing_docs)]
 
+mod append;
 pub mod config;
 mod engine;
 pub mod error;
 mod forward;
 pub mod net;
 mod node;
+mod preferred_leader;
+mod retention;
 pub mod snapshot;
 pub mod store;
+mod types;
 
 pub use config::{Config, FlushDiskType, StoreConfig};
 pub use error::{ConfigError, Error, Result, StoreError};
-pub use node::{Appended, CommittedEntries, Metrics, PeerProgress, RaftLogNode, Role, RoleState};
+pub use node::{CommittedEntries, RaftLogNode};
+pub use types::{Appended, Metrics, PeerProgress, Role, RoleState};

@@ -1,5 +1,11 @@
-//! Sockets between peers: the one dialer every channel to a peer uses, and a bind that waits out
-//! a port briefly held by someone else.
+//! Sockets between peers: the one pool of channels to the peers ([`PeerChannels`]), the one
+//! dialer every channel uses, and a bind that waits out a port briefly held by someone else.
+//!
+//! **One channel per peer.** Replication, votes and heartbeats (`engine/network.rs`) and
+//! forwarded proposals (`forward.rs`) to a peer multiplex over one lazily connecting HTTP/2
+//! channel, with one connect timeout. Traffic does not compete in practice: a leader dials its
+//! followers to replicate and never forwards, a follower forwards to its leader and dials it only
+//! to vote.
 //!
 //! **TCP self-connection.** While a node is down, its peers keep dialing its address. On
 //! loopback the kernel picks the dialer's source port from the ephemeral range (32768–60999 on
@@ -9,12 +15,66 @@
 //! bind fails with EADDRINUSE. [`dial`] drops such a connection at once (the channel reconnects
 //! later), and [`bind_retrying`] waits out the short window in which one may still exist.
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How long a TCP connect to a peer may take, in heartbeat intervals: long enough for a slow
+/// handshake, short enough that a dead address is reported (and backed off from) quickly.
+const CONNECT_TIMEOUT_HEARTBEATS: u32 = 4;
+
+/// The channels to a node's peers, one per peer, created lazily; clones share the pool.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerChannels {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    connect_timeout: Duration,
+    /// By node id: the address the channel dials, and the channel.
+    channels: Mutex<HashMap<u64, (String, Channel)>>,
+}
+
+impl PeerChannels {
+    /// An empty pool whose connects time out after [`CONNECT_TIMEOUT_HEARTBEATS`] heartbeats.
+    pub(crate) fn new(heartbeat_interval_ms: u64) -> PeerChannels {
+        let heartbeat = Duration::from_millis(heartbeat_interval_ms.max(1));
+        PeerChannels {
+            inner: Arc::new(PoolInner {
+                connect_timeout: heartbeat.saturating_mul(CONNECT_TIMEOUT_HEARTBEATS),
+                channels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The channel to node `node_id` at `addr`: the pooled one, or a new one when there is none
+    /// or the node's address changed (a membership change may move a node).
+    ///
+    /// # Errors
+    /// When `addr` is not a valid `host:port`.
+    pub(crate) fn get(&self, node_id: u64, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        // A panic while holding the lock cannot leave the map half-updated: keep using it.
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((pooled_addr, channel)) = channels.get(&node_id)
+            && pooled_addr == addr
+        {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(addr, self.inner.connect_timeout)?;
+        channels.insert(node_id, (addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+}
 
 /// How long [`bind_retrying`] waits between two attempts.
 const BIND_RETRY_INTERVAL: Duration = Duration::from_millis(50);
@@ -24,10 +84,7 @@ const BIND_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 ///
 /// # Errors
 /// When `addr` is not a valid `host:port`.
-pub(crate) fn lazy_channel(
-    addr: &str,
-    connect_timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
+fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?;
     let target = addr.to_string();
     let connector = tower::service_fn(move |_: Uri| {

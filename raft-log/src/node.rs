@@ -9,85 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::append::Appender;
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::engine::server::{ProposeFn, Proposer};
+use crate::engine::driver::Engine;
 use crate::error::{Error, Result};
 use crate::forward::Forwarder;
+use crate::net::PeerChannels;
 use crate::snapshot::{EmptySnapshot, SnapshotHook};
 use crate::store::{EntryKind, LogStore, StoredEntry};
-
-/// Where an append landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Appended {
-    /// The Raft index of the entry: the same on every replica.
-    pub index: u64,
-    /// The byte position of the entry in the leader's data log.
-    pub position: u64,
-}
-
-/// A node's role in its group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Accepts appends (while it hears from a quorum).
-    Leader,
-    /// Replicates the leader's log.
-    Follower,
-    /// Campaigning.
-    Candidate,
-    /// Replicates but does not vote.
-    Learner,
-    /// Stopped.
-    Shutdown,
-}
-
-/// What the role watch publishes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoleState {
-    /// This node's role.
-    pub role: Role,
-    /// The current term.
-    pub term: u64,
-    /// The leader this node knows, by DLedger id (`n0`).
-    pub leader: Option<String>,
-}
-
-/// Replication progress of one peer, as seen by the leader.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerProgress {
-    /// The peer's DLedger id.
-    pub id: String,
-    /// The last index known to be on the peer.
-    pub match_index: Option<u64>,
-    /// Entries the peer is behind the leader's last index.
-    pub lag: u64,
-}
-
-/// A snapshot of a node's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Metrics {
-    /// This node's DLedger id.
-    pub id: String,
-    /// Its role.
-    pub role: Role,
-    /// The current term.
-    pub term: u64,
-    /// The leader, if known.
-    pub leader: Option<String>,
-    /// The last index in the local log.
-    pub last_index: Option<u64>,
-    /// The highest index known committed.
-    pub commit_index: Option<u64>,
-    /// The highest index applied (visible to readers).
-    pub applied_index: Option<u64>,
-    /// The last index deleted by retention.
-    pub purged_index: Option<u64>,
-    /// Per-peer progress; present on the leader only.
-    pub peers: Vec<PeerProgress>,
-}
+use crate::types::{Appended, Metrics, RoleState};
+use crate::{preferred_leader, retention};
 
 /// One member of a raft-log group.
 #[derive(Clone, Debug)]
@@ -100,7 +34,7 @@ struct Inner {
     config: Arc<Config>,
     engine: Engine,
     store: LogStore,
-    pending: Arc<Semaphore>,
+    appender: Arc<Appender>,
     role_rx: watch::Receiver<RoleState>,
     server_stop: Mutex<Option<oneshot::Sender<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -135,60 +69,41 @@ impl RaftLogNode {
             );
         }
         let config = Arc::new(config);
-        let listener = crate::net::bind_retrying(config.self_addr(), BIND_PATIENCE)
-            .await
-            .map_err(|e| Error::Network {
-                message: format!(
-                    "bind {} (dLegerPeers entry of {}): {e}",
-                    config.self_addr(),
-                    config.self_id
-                ),
-            })?;
-        let local_addr = listener.local_addr().map_err(|e| Error::Network {
-            message: e.to_string(),
-        })?;
+        let (listener, local_addr) = bind(&config).await?;
         let store = LogStore::open(config.store.clone())?;
-        let engine = Engine::start(Arc::clone(&config), store.clone(), hook).await?;
+        // One channel per peer, for replication and forwarded proposals alike.
+        let channels = PeerChannels::new(config.heartbeat_interval_ms);
+        let engine =
+            Engine::start(Arc::clone(&config), store.clone(), hook, channels.clone()).await?;
+        // The append path exists before the server, so a follower's first proposal finds it.
+        let appender = Arc::new(Appender::new(
+            Arc::clone(&config),
+            engine.clone(),
+            store.clone(),
+        ));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let proposer: Proposer = Arc::default();
-        let server = engine.serve(listener, Arc::clone(&proposer), async move {
+        let server = engine.serve(listener, Arc::downgrade(&appender) as _, async move {
             let _ = stop_rx.await;
         });
         engine.initialize_if_pristine().await?;
         let (role_tx, role_rx) = watch::channel(engine.role_state());
         let mut tasks = vec![server, engine.spawn_role_watch(role_tx)];
-        if !config.preferred_leader_ids.is_empty() {
-            tasks.push(engine.spawn_preferred_leader());
-        }
-        tasks.push(engine.spawn_retention(store.clone()));
-        let pending = Arc::new(Semaphore::new(config.max_pending_requests));
-        let forwarder = Forwarder::new(Arc::clone(&config));
+        tasks.extend(spawn_policies(&config, &engine, &store));
+        let forwarder = Forwarder::new(Arc::clone(&config), channels);
         let inner = Inner {
             forwarder,
             config,
             engine,
             store,
-            pending,
+            appender,
             role_rx,
             server_stop: Mutex::new(Some(stop_tx)),
             tasks: Mutex::new(tasks),
             local_addr,
         };
-        let node = RaftLogNode {
+        Ok(RaftLogNode {
             inner: Arc::new(inner),
-        };
-        // Followers' proposals arrive through the server; they take the same path as local ones.
-        let weak = Arc::downgrade(&node.inner);
-        let propose: Arc<ProposeFn> = Arc::new(move |bodies| {
-            let weak = weak.clone();
-            Box::pin(async move {
-                let inner = weak.upgrade().ok_or(Error::Shutdown)?;
-                let appended = RaftLogNode { inner }.append_batch(bodies).await?;
-                Ok(appended.into_iter().map(|a| a.index).collect())
-            })
-        });
-        let _ = proposer.set(propose);
-        Ok(node)
+        })
     }
 
     /// The node's configuration.
@@ -219,37 +134,7 @@ impl RaftLogNode {
     /// # Errors
     /// As [`RaftLogNode::append`]. On an error some entries may have committed.
     pub async fn append_batch(&self, bodies: Vec<Bytes>) -> Result<Vec<Appended>> {
-        let max = self.inner.config.store.entry_body_bytes_max;
-        if let Some(b) = bodies.iter().find(|b| b.len() as u64 > max) {
-            return Err(Error::EntryTooLarge {
-                size_bytes: b.len(),
-                size_bytes_max: usize::try_from(max).unwrap_or(usize::MAX),
-            });
-        }
-        let n = u32::try_from(bodies.len()).map_err(|_| Error::Busy {
-            pending: bodies.len(),
-        })?;
-        let _permit = Arc::clone(&self.inner.pending)
-            .try_acquire_many_owned(n)
-            .map_err(|_| Error::Busy {
-                pending: self.inner.config.max_pending_requests
-                    - self.inner.pending.available_permits(),
-            })?;
-        let wait = Duration::from_millis(self.inner.config.max_wait_ack_ms);
-        let indexes = self.inner.engine.write_all(bodies, wait).await?;
-        indexes
-            .into_iter()
-            .map(|index| {
-                let position = self
-                    .inner
-                    .store
-                    .position_of(index)
-                    .ok_or_else(|| Error::Raft {
-                        message: format!("committed entry {index} is not in the local log"),
-                    })?;
-                Ok(Appended { index, position })
-            })
-            .collect()
+        self.inner.appender.append_batch(bodies).await
     }
 
     /// Appends entries through whichever node leads: locally on the leader, forwarded over the
@@ -453,6 +338,36 @@ impl RaftLogNode {
     }
 }
 
+/// Binds this node's replication address (see [`BIND_PATIENCE`]).
+async fn bind(config: &Config) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = crate::net::bind_retrying(config.self_addr(), BIND_PATIENCE)
+        .await
+        .map_err(|e| Error::Network {
+            message: format!(
+                "bind {} (dLegerPeers entry of {}): {e}",
+                config.self_addr(),
+                config.self_id
+            ),
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| Error::Network {
+        message: e.to_string(),
+    })?;
+    Ok((listener, local_addr))
+}
+
+/// The policy tasks around the engine: retention always, preferred leader when configured.
+fn spawn_policies(config: &Arc<Config>, engine: &Engine, store: &LogStore) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![retention::spawn(
+        Arc::clone(config),
+        engine.clone(),
+        store.clone(),
+    )];
+    if !config.preferred_leader_ids.is_empty() {
+        tasks.push(preferred_leader::spawn(Arc::clone(config), engine.clone()));
+    }
+    tasks
+}
+
 /// Committed application entries in index order; see [`RaftLogNode::committed_entries`].
 #[derive(Debug)]
 pub struct CommittedEntries {
@@ -520,10 +435,4 @@ impl CommittedEntries {
     pub fn next_index(&self) -> u64 {
         self.next
     }
-}
-
-pub(crate) fn peer_label(config: &Config, node_id: u64) -> String {
-    config
-        .peer_by_node_id(node_id)
-        .map_or_else(|| format!("n{node_id}"), |p| p.id.clone())
 }

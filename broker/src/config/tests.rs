@@ -233,3 +233,26 @@ fn the_table_lists_each_key_once() {
     keys.dedup();
     assert_eq!(before, keys.len());
 }
+
+#[test]
+fn broker_and_raft_log_booleans_accept_any_letter_case_and_refuse_yes() {
+    // Regression: enablePreVote=TRUE was an error while autoCreateTopicEnable=TRUE worked;
+    // both go through raft-log's one boolean parser now.
+    for (value, expected) in [
+        ("TRUE", true),
+        ("True", true),
+        ("true", true),
+        ("FALSE", false),
+    ] {
+        let (c, _) = load(&format!(
+            "{GROUP}enablePreVote={value}\nautoCreateTopicEnable={value}\n"
+        ));
+        assert_eq!(c.raft_log.enable_pre_vote, expected, "{value}");
+        assert_eq!(c.auto_create_topic_enable, expected, "{value}");
+    }
+    for key in ["enablePreVote", "autoCreateTopicEnable"] {
+        let e = load_err(&format!("{GROUP}{key}=yes\n"));
+        assert!(e.contains(key), "{key}: {e}");
+        assert!(e.contains("(line 5)"), "{key}: {e}");
+    }
+}

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -17,20 +17,16 @@ use tokio::task::JoinHandle;
 
 use super::log_store::RaftLogStore;
 use super::network::NetworkFactory;
+use super::partition::Blocked;
 use super::server;
-use super::state_machine::{AppliedWatch, StateMachine};
-use super::{CommitResponder, EntryData, Raft, TypeConfig};
+use super::state_machine::{AppliedWatch, Raft, StateMachine};
+use super::{CommitResponder, EntryData, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
-use crate::node::{Metrics, PeerProgress, Role, RoleState, peer_label};
+use crate::net::PeerChannels;
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
-
-/// Peers whose traffic this node drops, both ways (test partitions).
-pub(crate) type Blocked = Arc<RwLock<BTreeSet<u64>>>;
-
-/// How far behind (in entries) a preferred leader may be and still receive leadership.
-const PREFERRED_LEADER_LAG_MAX: u64 = 1000;
+use crate::types::{Metrics, PeerProgress, Role, RoleState};
 
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -59,6 +55,7 @@ impl Engine {
         config: Arc<Config>,
         store: LogStore,
         hook: Arc<dyn SnapshotHook>,
+        channels: PeerChannels,
     ) -> Result<Engine> {
         let sm_dir = config.store.dir.join("snapshot");
         let (sm, applied) = StateMachine::open(&sm_dir, hook)
@@ -85,7 +82,7 @@ impl Engine {
         .validate()
         .map_err(raft_error)?;
         let blocked = Blocked::default();
-        let network = NetworkFactory::new(&config, Arc::clone(&blocked));
+        let network = NetworkFactory::new(&config, blocked.clone(), channels);
         let raft = Raft::new(
             config.node_id(),
             Arc::new(raft_config),
@@ -112,7 +109,7 @@ impl Engine {
         let svc = server::grpc_service(
             self.raft.clone(),
             self.config.group.clone(),
-            Arc::clone(&self.blocked),
+            self.blocked.clone(),
             proposer,
         );
         tokio::spawn(async move {
@@ -151,7 +148,7 @@ impl Engine {
         RoleState {
             role: role_of(m.state),
             term: m.current_term,
-            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+            leader: m.current_leader.map(|l| self.config.peer_label(l)),
         }
     }
 
@@ -234,7 +231,7 @@ impl Engine {
                     .map(|(id, matched)| {
                         let match_index = matched.as_ref().map(|l| l.index);
                         PeerProgress {
-                            id: peer_label(&self.config, *id),
+                            id: self.config.peer_label(*id),
                             match_index,
                             lag: last.saturating_sub(match_index.unwrap_or(0)),
                         }
@@ -246,7 +243,7 @@ impl Engine {
             id: self.config.self_id.clone(),
             role: role_of(m.state),
             term: m.current_term,
-            leader: m.current_leader.map(|l| peer_label(&self.config, l)),
+            leader: m.current_leader.map(|l| self.config.peer_label(l)),
             last_index: m.last_log_index,
             commit_index: m.local_committed.map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
@@ -323,77 +320,17 @@ impl Engine {
         Ok(m.purged.map(|p| p.index))
     }
 
-    /// Every second on the leader: hand over to a caught-up preferred leader.
-    pub(crate) fn spawn_preferred_leader(&self) -> JoinHandle<()> {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if engine
-                    .config
-                    .preferred_leader_ids
-                    .contains(&engine.config.self_id)
-                {
-                    continue;
-                }
-                let m = engine.metrics();
-                if m.role != Role::Leader {
-                    continue;
-                }
-                let candidate = m.peers.iter().find(|p| {
-                    engine.config.preferred_leader_ids.contains(&p.id)
-                        && p.match_index.is_some()
-                        && p.lag < PREFERRED_LEADER_LAG_MAX
-                });
-                if let Some(p) = candidate
-                    && let Some(peer) = engine.config.peer(&p.id)
-                {
-                    tracing::info!(to = %p.id, lag = p.lag, "handing leadership to the preferred leader");
-                    if let Err(e) = engine.transfer_leader(peer.node_id).await {
-                        tracing::warn!(to = %p.id, error = %e, "preferred-leader transfer failed");
-                    }
-                }
-            }
-        })
-    }
-
-    /// Deletes whole old segments: expired ones (`fileReservedTime`) during the `deleteWhen`
-    /// hours, and the oldest one at any hour while the disk is fuller than
-    /// `diskMaxUsedSpaceRatio`. A snapshot is taken first, so lagging followers can catch up.
-    pub(crate) fn spawn_retention(&self, store: LogStore) -> JoinHandle<()> {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                engine.config.clean_resource_interval_ms,
-            ));
-            loop {
-                tick.tick().await;
-                let Some(upto) = retention_point(&engine.config, &store) else {
-                    continue;
-                };
-                match engine.snapshot_and_purge(upto).await {
-                    Ok(p) => tracing::info!(purged = ?p, "retention purged the log"),
-                    Err(e) => tracing::warn!(error = %e, "retention could not purge"),
-                }
-            }
-        })
-    }
-
     /// The leader this node knows, by numeric id.
     pub(crate) fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow_watched().current_leader
     }
 
     pub(crate) fn is_blocked(&self, id: u64) -> bool {
-        self.blocked
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id)
+        self.blocked.contains(id)
     }
 
     pub(crate) fn set_blocked(&self, ids: BTreeSet<u64>) {
-        *self.blocked.write().unwrap_or_else(|e| e.into_inner()) = ids;
+        self.blocked.set(ids);
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -411,43 +348,4 @@ fn role_of(state: ServerState) -> Role {
         ServerState::Learner => Role::Learner,
         ServerState::Shutdown => Role::Shutdown,
     }
-}
-
-/// The last index retention may delete now, if any.
-fn retention_point(config: &Config, store: &LogStore) -> Option<u64> {
-    let segments = store.segments();
-    if segments.len() < 2 {
-        return None;
-    }
-    let over_disk = crate::store::disk_used_percent(&config.store.dir)
-        .is_some_and(|p| p > config.disk_max_used_space_ratio);
-    let in_hours = config.delete_when_hours.contains(&local_hour());
-    let reserved = Duration::from_secs(config.file_reserved_time_hours * 3600);
-    let now = SystemTime::now();
-    let mut doomed = 0usize;
-    for (i, s) in segments[..segments.len() - 1].iter().enumerate() {
-        let expired = now
-            .duration_since(s.modified)
-            .is_ok_and(|age| age > reserved);
-        if (expired && in_hours) || (over_disk && i == 0) {
-            doomed = i + 1;
-        } else {
-            break;
-        }
-    }
-    if doomed == 0 {
-        return None;
-    }
-    if over_disk {
-        tracing::warn!(
-            ratio = config.disk_max_used_space_ratio,
-            "disk over diskMaxUsedSpaceRatio: deleting the oldest segment"
-        );
-    }
-    segments[doomed].first_index.map(|f| f.saturating_sub(1))
-}
-
-fn local_hour() -> u32 {
-    use chrono::Timelike;
-    chrono::Local::now().hour()
 }

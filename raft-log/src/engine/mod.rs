@@ -9,10 +9,10 @@ pub(crate) mod convert;
 pub(crate) mod driver;
 pub(crate) mod log_store;
 pub(crate) mod network;
+mod partition;
 pub(crate) mod server;
 pub(crate) mod state_machine;
 
-pub(crate) use driver::Engine;
 #[cfg(test)]
 mod storage_suite;
 
@@ -98,7 +98,6 @@ impl<T: openraft::OptionalSend + 'static> openraft::raft::responder::Responder<T
 /// Snapshot bytes as they travel between the state machine and the network.
 pub(crate) type SnapshotData = Bytes;
 
-pub(crate) type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
 pub(crate) type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub(crate) type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub(crate) type Vote = openraft::alias::VoteOf<TypeConfig>;

@@ -3,9 +3,9 @@
 //! This module owns the connections to the peers and the policy of every outgoing RPC: which
 //! timeout applies, how a transport failure is reported to openraft (so that it backs off from
 //! a peer that is down but retries a peer that merely timed out), and how large one message may
-//! grow. [`NetworkFactory`] keeps one lazily connected HTTP/2 channel per peer; every
-//! [`PeerClient`] openraft creates for that peer (replication, heartbeat, snapshot) multiplexes
-//! its RPCs over it.
+//! grow. [`NetworkFactory`] takes the channel to each peer from the node's [`PeerChannels`]
+//! (shared with the forwarder); every [`PeerClient`] openraft creates for that peer
+//! (replication, heartbeat, snapshot) multiplexes its RPCs over it.
 //!
 //! Timeouts follow [`RPCOption`]'s contract: the transport enforces `soft_ttl()` so that it
 //! reports [`RPCError::Timeout`] before openraft abandons the call at `hard_ttl()`. A stream is
@@ -38,11 +38,12 @@ use super::convert::{
     self, AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use super::driver::Blocked;
+use super::partition::Blocked;
 use super::{LogId, Snapshot, SnapshotData, TypeConfig, Vote, log_id};
 use crate::config::{
     Config, RPC_MESSAGE_BYTES_MAX, RPC_PAYLOAD_BYTES_TARGET, SNAPSHOT_CHUNK_BYTES,
 };
+use crate::net::PeerChannels;
 
 type RpcError = RPCError<TypeConfig>;
 
@@ -50,10 +51,6 @@ type RpcError = RPCError<TypeConfig>;
 /// may take `n / STREAM_MIN_BYTES_PER_SEC` longer than the soft TTL before the stream counts as
 /// stalled, so a 16 MiB batch on a slow link is not mistaken for a dead peer.
 const STREAM_MIN_BYTES_PER_SEC: u64 = 8 << 20;
-
-/// How long a TCP connect to a peer may take, in heartbeat intervals: long enough for a slow
-/// handshake, short enough that a dead address is reported (and backed off from) quickly.
-const CONNECT_TIMEOUT_HEARTBEATS: u32 = 4;
 
 /// Creates the per-peer clients openraft asks for; shares one channel per peer among them.
 #[derive(Clone, Debug)]
@@ -70,22 +67,15 @@ struct FactoryInner {
     /// proxy, a NAT, another interface. The membership's address is used only for a node this
     /// config does not list.
     peer_addrs: HashMap<u64, String>,
-    connect_timeout: Duration,
-    channels: Mutex<HashMap<u64, PeerChannel>>,
+    /// The node's channels to its peers, shared with the forwarder.
+    channels: PeerChannels,
     /// Peers this node is partitioned from (tests): every RPC to them is unreachable.
     blocked: Blocked,
 }
 
-#[derive(Debug)]
-struct PeerChannel {
-    addr: String,
-    channel: Channel,
-}
-
 impl NetworkFactory {
     /// A factory for the group and peers of `config`. Connects to nothing until an RPC is sent.
-    pub(crate) fn new(config: &Config, blocked: Blocked) -> Self {
-        let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.max(1));
+    pub(crate) fn new(config: &Config, blocked: Blocked, channels: PeerChannels) -> Self {
         NetworkFactory {
             inner: Arc::new(FactoryInner {
                 group: Arc::from(config.group.as_str()),
@@ -95,37 +85,18 @@ impl NetworkFactory {
                     .iter()
                     .map(|p| (p.node_id, p.addr.clone()))
                     .collect(),
-                connect_timeout: heartbeat.saturating_mul(CONNECT_TIMEOUT_HEARTBEATS),
-                channels: Mutex::new(HashMap::new()),
+                channels,
                 blocked,
             }),
         }
     }
 
-    /// The cached channel to `target` at `addr`, or a new lazily connecting one when there is
-    /// none or the peer's address changed (a membership change may move a node).
+    /// The pooled channel to `target` at `addr`.
     fn channel(&self, target: u64, addr: &str) -> Result<Channel, String> {
-        let inner = &self.inner;
-        // A panic while holding the lock cannot leave the map half-updated: keep using it.
-        let mut channels = inner
+        self.inner
             .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = channels.get(&target)
-            && c.addr == addr
-        {
-            return Ok(c.channel.clone());
-        }
-        let channel = crate::net::lazy_channel(addr, inner.connect_timeout)
-            .map_err(|e| format!("invalid address {addr:?} of node {target}: {e}"))?;
-        channels.insert(
-            target,
-            PeerChannel {
-                addr: addr.to_string(),
-                channel: channel.clone(),
-            },
-        );
-        Ok(channel)
+            .get(target, addr)
+            .map_err(|e| format!("invalid address {addr:?} of node {target}: {e}"))
     }
 }
 
@@ -172,12 +143,7 @@ pub(crate) struct PeerClient {
 
 impl PeerClient {
     fn client(&self) -> Result<RaftLogClient<Channel>, RpcError> {
-        if self
-            .blocked
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&self.target)
-        {
+        if self.blocked.contains(self.target) {
             return Err(RPCError::Unreachable(Unreachable::from_string(format!(
                 "partitioned from n{}",
                 self.target
@@ -350,11 +316,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     let next = reader.next_result().await;
                     // The test partition also cuts a stream that is already open: a result
                     // that arrives once the peer is blocked is dropped.
-                    if blocked
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .contains(&target)
-                    {
+                    if blocked.contains(target) {
                         let cut = RPCError::Unreachable(Unreachable::from_string(format!(
                             "partitioned from n{target}"
                         )));
@@ -731,7 +693,7 @@ mod tests {
             "/nonexistent",
         )
         .unwrap();
-        NetworkFactory::new(&config, Blocked::default())
+        NetworkFactory::new(&config, Blocked::default(), PeerChannels::new(50))
             .new_client(1, &BasicNode::new(addr))
             .await
     }
@@ -753,7 +715,7 @@ mod tests {
             "/nonexistent",
         )
         .unwrap();
-        let mut client = NetworkFactory::new(&config, Blocked::default())
+        let mut client = NetworkFactory::new(&config, Blocked::default(), PeerChannels::new(50))
             .new_client(1, &BasicNode::new("127.0.0.1:9"))
             .await;
         let results: Vec<_> = client

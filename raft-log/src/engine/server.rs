@@ -8,9 +8,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use openraft::errors::{Fatal, RaftError};
 use proto::raftlog::v1 as pb;
@@ -20,8 +21,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, AppendEntriesRequest};
-use super::driver::Blocked;
-use super::{Raft, Snapshot, TypeConfig};
+use super::partition::Blocked;
+use super::state_machine::Raft;
+use super::{Snapshot, TypeConfig};
 use crate::config::RPC_MESSAGE_BYTES_MAX;
 
 /// The most snapshot bytes reserved up front. `total_bytes` comes from the peer; reserving it
@@ -37,13 +39,17 @@ pub(crate) struct RaftLogService {
     proposer: Proposer,
 }
 
-/// Appends on this node on behalf of a follower; installed by the node once it exists.
-pub(crate) type ProposeFn = dyn Fn(Vec<bytes::Bytes>) -> futures::future::BoxFuture<'static, crate::Result<Vec<u64>>>
-    + Send
-    + Sync;
+/// The node's append path, which the server calls for a follower's proposal. The node builds it
+/// before the server, so the server never runs without it.
+pub(crate) trait Propose: Send + Sync + 'static {
+    /// Appends `bodies` in order as this node's own; returns their indexes once committed.
+    fn propose(&self, bodies: Vec<Bytes>) -> BoxFuture<'_, crate::Result<Vec<u64>>>;
+}
 
-/// Where the service finds the node's append path (set after the node is built).
-pub(crate) type Proposer = Arc<std::sync::OnceLock<Arc<ProposeFn>>>;
+/// The append path as the server holds it: weakly, because tonic's connection tasks outlive the
+/// server's shutdown while peers keep their connections open, and a strong reference there would
+/// keep the node's store (and its directory lock) open after the node stopped.
+pub(crate) type Proposer = Weak<dyn Propose>;
 
 impl std::fmt::Debug for RaftLogService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,9 +78,8 @@ impl RaftLogService {
 
 /// Refuses messages from peers in the test partition set, as a cut link would.
 fn check_sender(blocked: &Blocked, sender: Option<&pb::Vote>) -> Result<(), Status> {
-    let blocked = blocked.read().unwrap_or_else(PoisonError::into_inner);
     match sender {
-        Some(v) if blocked.contains(&v.node_id) => Err(Status::unavailable(format!(
+        Some(v) if blocked.contains(v.node_id) => Err(Status::unavailable(format!(
             "partitioned from n{}",
             v.node_id
         ))),
@@ -300,12 +305,11 @@ impl RaftLog for RaftLogService {
     ) -> Result<Response<pb::ProposeResponse>, Status> {
         let message = request.into_inner();
         check_group(&self.group, &message.group)?;
-        let proposer = self
-            .proposer
-            .get()
-            .cloned()
-            .ok_or_else(|| Status::unavailable("node is starting"))?;
-        let response = match proposer(message.bodies).await {
+        let result = match self.proposer.upgrade() {
+            Some(proposer) => proposer.propose(message.bodies).await,
+            None => Err(crate::Error::Shutdown),
+        };
+        let response = match result {
             Ok(indexes) => pb::ProposeResponse {
                 indexes,
                 error: None,

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::snapshot::SnapshotHook;
 
+/// An openraft instance over raft-log's state machine.
+pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
 /// What a reader of the state machine sees: the last applied index (0 before any).
 pub(crate) type AppliedWatch = watch::Receiver<Option<u64>>;
 
