@@ -16,7 +16,7 @@
 //! Exit status: 0 when the run completed with at least one success; 1 on a setup failure (no
 //! broker, no leader, the topic refused) or when nothing succeeded; 2 on a usage error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,19 +29,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::apache::rocketmq::v2;
-use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
-use proto::client::{
-    ClientIdentity, duration as prost_duration, resource, timestamp_now as now_timestamp,
-};
 use proto::raftmq::admin::v1 as pb;
-use proto::raftmq::admin::v1::admin_client::AdminClient;
+use raftmq_client::{
+    AdminClient, ClientError, ClientIdentity, MessageSpec, MessagingClient, Receive, cluster_views,
+    resource,
+};
 use serde::Serialize;
 use tokio::sync::watch;
-use tonic::Request;
-use tonic::transport::{Channel, Endpoint};
-
-/// How long to wait for a TCP connection to one address.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+use tonic::transport::Channel;
 /// Deadline of the setup calls (ClusterList, UpdateTopic, QueryRoute).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed call so that a dead connection does not turn into a busy loop. The failed
@@ -494,65 +489,41 @@ fn grpc_failure(status: &tonic::Status) -> Failure {
     }
 }
 
+/// A failed call as counted: its gRPC status, or (never from a call) the client's reason.
+fn client_failure(error: &ClientError) -> Failure {
+    match error.grpc_status() {
+        Some(status) => grpc_failure(status),
+        None => Failure {
+            code: "CLIENT".to_string(),
+            message: error.to_string(),
+        },
+    }
+}
+
 // ---- connections -------------------------------------------------------------------------------
 
-/// The addresses of `-n` (or `$NAMESRV_ADDR`), in order.
-fn addresses(flag: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let raw = match flag {
-        Some(v) => v.to_string(),
-        None => std::env::var("NAMESRV_ADDR").map_err(|_| {
-            anyhow!("no broker address: pass -n HOST:PORT[;HOST:PORT…] or set NAMESRV_ADDR")
-        })?,
-    };
-    let addrs: Vec<String> = raw
-        .split(';')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_string)
-        .collect();
-    if addrs.is_empty() {
-        bail!("-n {raw:?} names no address; expected HOST:PORT[;HOST:PORT…]");
+/// A setup call's error, naming the topic as mqbench's setup errors do.
+fn setup_error(error: ClientError, topic: &str) -> anyhow::Error {
+    match error {
+        ClientError::Rpc { call, addr, source } => {
+            anyhow::Error::new(source).context(format!("{call} {topic} at {addr}"))
+        }
+        other => other.into(),
     }
-    Ok(addrs)
-}
-
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(uri)
-        .with_context(|| format!("-n: bad address {addr:?}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))
-}
-
-fn request<T>(message: T, timeout: Duration) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(timeout);
-    request
 }
 
 /// The `-n` address whose node says it leads (the highest term if two do), with its id.
 async fn find_leader(addrs: &[String]) -> anyhow::Result<(String, String)> {
-    let ask = |addr: String| async move {
-        let channel = connect(&addr).await.ok()?;
-        let view = AdminClient::new(channel)
-            .cluster_list(request(pb::ClusterListRequest {}, SETUP_TIMEOUT))
-            .await
-            .ok()?
-            .into_inner();
-        let me = view.nodes.iter().find(|n| n.is_self)?;
-        (me.role == pb::Role::Leader as i32).then(|| (me.term.unwrap_or(0), me.id.clone(), addr))
-    };
-    let answers = futures::future::join_all(addrs.iter().cloned().map(ask)).await;
-    answers
-        .into_iter()
-        .flatten()
+    let views = cluster_views(addrs, SETUP_TIMEOUT).await;
+    addrs
+        .iter()
+        .zip(views)
+        .filter_map(|(addr, view)| {
+            let view = view?;
+            let me = view.nodes.iter().find(|n| n.is_self)?;
+            (me.role == pb::Role::Leader as i32)
+                .then(|| (me.term.unwrap_or(0), me.id.clone(), addr.clone()))
+        })
         .max_by_key(|(term, _, _)| *term)
         .map(|(_, id, addr)| (addr, id))
         .ok_or_else(|| {
@@ -565,7 +536,7 @@ async fn find_leader(addrs: &[String]) -> anyhow::Result<(String, String)> {
 
 /// The addresses the connections go to, and a description for the report.
 async fn targets(common: &Common) -> anyhow::Result<(Vec<String>, String)> {
-    let addrs = addresses(common.namesrv_addr.as_deref())?;
+    let addrs = raftmq_client::access_point(common.namesrv_addr.as_deref())?;
     match common.target {
         Target::Leader => {
             let (addr, id) = find_leader(&addrs).await?;
@@ -584,25 +555,18 @@ async fn channels(addrs: &[String], connections: u32) -> anyhow::Result<Vec<(Str
     let mut out = Vec::new();
     for i in 0..connections as usize {
         let addr = &addrs[i % addrs.len()];
-        out.push((addr.clone(), connect(addr).await?));
+        out.push((addr.clone(), raftmq_client::connect(addr).await?));
     }
     Ok(out)
 }
 
 /// Creates `topic` with `queues` queues (or sets its queue count) through the admin service.
 async fn create_topic(addr: &str, topic: &str, queues: u32) -> anyhow::Result<()> {
-    let channel = connect(addr).await?;
-    let response = AdminClient::new(channel)
-        .update_topic(request(
-            pb::UpdateTopicRequest {
-                topic: topic.to_string(),
-                queues,
-            },
-            SETUP_TIMEOUT,
-        ))
+    let response = AdminClient::connect(addr)
+        .await?
+        .update_topic(topic, queues, SETUP_TIMEOUT)
         .await
-        .with_context(|| format!("UpdateTopic {topic} at {addr}"))?
-        .into_inner();
+        .map_err(|e| setup_error(e, topic))?;
     let status = response
         .status
         .ok_or_else(|| anyhow!("UpdateTopic {topic} at {addr}: the response has no status"))?;
@@ -618,31 +582,15 @@ async fn create_topic(addr: &str, topic: &str, queues: u32) -> anyhow::Result<()
 
 /// QueryRoute as an SDK does before its first send or receive; fails unless the topic has a
 /// route.
-async fn query_route(
-    client: &mut MessagingServiceClient<Channel>,
-    identity: &ClientIdentity,
-    addr: &str,
-    topic: &str,
-) -> anyhow::Result<usize> {
-    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
-    let route = v2::QueryRouteRequest {
-        topic: Some(resource(topic)),
-        endpoints: Some(v2::Endpoints {
-            scheme: v2::AddressScheme::IPv4 as i32,
-            addresses: vec![v2::Address {
-                host: host.to_string(),
-                port: port.parse().unwrap_or(0),
-            }],
-        }),
-    };
+async fn query_route(client: &mut MessagingClient, topic: &str) -> anyhow::Result<usize> {
     let response = client
-        .query_route(identity.request(route, SETUP_TIMEOUT))
+        .query_route(topic, SETUP_TIMEOUT)
         .await
-        .with_context(|| format!("QueryRoute {topic} at {addr}"))?
-        .into_inner();
+        .map_err(|e| setup_error(e, topic))?;
     if let Some(f) = v2_failure(response.status.as_ref()) {
         bail!(
-            "QueryRoute {topic} refused by {addr}: {}: {}",
+            "QueryRoute {topic} refused by {}: {}: {}",
+            client.addr(),
             f.code,
             f.message
         );
@@ -908,7 +856,7 @@ fn spawn_deadline(shared: Arc<Shared>) {
 /// What every send shares: the body, its digest, the topic, the message groups.
 #[derive(Debug)]
 struct SendTemplate {
-    identity: ClientIdentity,
+    identity: Arc<ClientIdentity>,
     topic: v2::Resource,
     body: Bytes,
     digest: String,
@@ -920,41 +868,24 @@ struct SendTemplate {
 }
 
 impl SendTemplate {
-    fn request(&self) -> Request<v2::SendMessageRequest> {
-        let messages = (0..self.batch).map(|_| self.message()).collect();
-        self.identity
-            .request(v2::SendMessageRequest { messages }, self.timeout)
+    /// The messages of one request.
+    fn messages(&self) -> Vec<v2::Message> {
+        (0..self.batch).map(|_| self.message()).collect()
     }
 
     fn message(&self) -> v2::Message {
         let (message_id, sequence) = self.identity.message_id();
         let message_group = (!self.message_groups.is_empty())
             .then(|| self.message_groups[sequence as usize % self.message_groups.len()].clone());
-        let message_type = if message_group.is_some() {
-            v2::MessageType::Fifo
-        } else {
-            v2::MessageType::Normal
-        };
-        let system_properties = v2::SystemProperties {
-            tag: self.tag.clone(),
+        let spec = MessageSpec {
             message_id,
-            body_digest: Some(v2::Digest {
-                r#type: v2::DigestType::Crc32 as i32,
-                checksum: self.digest.clone(),
-            }),
-            body_encoding: v2::Encoding::Identity as i32,
-            message_type: message_type as i32,
-            born_timestamp: Some(now_timestamp()),
-            born_host: self.identity.host.clone(),
+            tag: self.tag.clone(),
+            keys: Vec::new(),
             message_group,
-            ..Default::default()
+            body_crc32: Some(self.digest.clone()),
+            born_host: self.identity.host.clone(),
         };
-        v2::Message {
-            topic: Some(self.topic.clone()),
-            user_properties: HashMap::new(),
-            system_properties: Some(system_properties),
-            body: self.body.clone(),
-        }
+        raftmq_client::message(self.topic.clone(), self.body.clone(), spec)
     }
 }
 
@@ -972,35 +903,32 @@ fn body(size: usize) -> Bytes {
 }
 
 async fn send_loop(
-    mut client: MessagingServiceClient<Channel>,
+    mut client: MessagingClient,
     template: Arc<SendTemplate>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     let body_len = template.body.len() as u64;
     while let Some(measured) = shared.admit(template.batch as u64) {
-        let request = template.request();
+        let messages = template.messages();
         let started = Instant::now();
-        let outcome = client.send_message(request).await;
+        let outcome = client.send(messages, template.timeout).await;
         let done = Instant::now();
         // One outcome per message: its result entry's status (the top status when the broker
         // sent no entries), or the transport error for every message of the request.
         let failures: Vec<Option<Failure>> = match &outcome {
-            Ok(response) => {
-                let response = response.get_ref();
-                (0..template.batch)
-                    .map(|i| {
-                        let status = response
-                            .entries
-                            .get(i)
-                            .and_then(|e| e.status.as_ref())
-                            .or(response.status.as_ref());
-                        v2_failure(status)
-                    })
-                    .collect()
-            }
-            Err(status) => (0..template.batch)
-                .map(|_| Some(grpc_failure(status)))
+            Ok(response) => (0..template.batch)
+                .map(|i| {
+                    let status = response
+                        .entries
+                        .get(i)
+                        .and_then(|e| e.status.as_ref())
+                        .or(response.status.as_ref());
+                    v2_failure(status)
+                })
+                .collect(),
+            Err(error) => (0..template.batch)
+                .map(|_| Some(client_failure(error)))
                 .collect(),
         };
         let transport_error = outcome.is_err();
@@ -1047,11 +975,11 @@ async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
     let watch = BrokerWatch::new(&common.broker_pids)?;
     let (addrs, target) = targets(common).await?;
     create_topic(&addrs[0], &args.topic, args.queues).await?;
-    let identity = ClientIdentity::new(0)?;
+    let identity = Arc::new(ClientIdentity::new(0)?);
     let mut clients = Vec::new();
     for (addr, channel) in channels(&addrs, common.connections).await? {
-        let mut client = MessagingServiceClient::new(channel);
-        query_route(&mut client, &identity, &addr, &args.topic).await?;
+        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        query_route(&mut client, &args.topic).await?;
         clients.push(client);
     }
     let body = body(args.size as usize);
@@ -1104,97 +1032,41 @@ async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug)]
 struct ReceiveTemplate {
-    identity: ClientIdentity,
-    group: v2::Resource,
-    topic: v2::Resource,
-    tag: String,
-    batch: i32,
-    invisible: Duration,
-    long_poll: Duration,
+    receive: Receive,
+    /// The deadline of each ack.
     timeout: Duration,
 }
 
 /// One receive: the messages, or a failure.
 async fn receive_once(
-    client: &mut MessagingServiceClient<Channel>,
+    client: &mut MessagingClient,
     t: &ReceiveTemplate,
 ) -> Result<Vec<v2::Message>, Failure> {
-    use v2::receive_message_response::Content;
-    let receive = v2::ReceiveMessageRequest {
-        group: Some(t.group.clone()),
-        message_queue: Some(v2::MessageQueue {
-            topic: Some(t.topic.clone()),
-            id: -1,
-            permission: v2::Permission::ReadWrite as i32,
-            broker: None,
-            accept_message_types: vec![],
-        }),
-        filter_expression: Some(v2::FilterExpression {
-            r#type: v2::FilterType::Tag as i32,
-            expression: t.tag.clone(),
-        }),
-        batch_size: t.batch,
-        invisible_duration: Some(prost_duration(t.invisible)),
-        auto_renew: false,
-        long_polling_timeout: Some(prost_duration(t.long_poll)),
-        attempt_id: None,
-    };
     // The gRPC deadline bounds the long poll: the broker answers shortly before it.
-    let deadline = t.long_poll + BROKER_DEADLINE_MARGIN;
-    let mut stream = client
-        .receive_message(t.identity.request(receive, deadline))
+    let deadline = t.receive.long_poll + BROKER_DEADLINE_MARGIN;
+    let received = client
+        .receive(&t.receive, deadline)
         .await
-        .map_err(|s| grpc_failure(&s))?
-        .into_inner();
-    let (mut status, mut messages) = (None, Vec::new());
-    while let Some(frame) = stream.message().await.map_err(|s| grpc_failure(&s))? {
-        match frame.content {
-            Some(Content::Status(s)) => status = Some(s),
-            Some(Content::Message(m)) => messages.push(m),
-            Some(Content::DeliveryTimestamp(_)) | None => {}
-        }
-    }
-    if status
-        .as_ref()
-        .is_some_and(|s| s.code == v2::Code::MessageNotFound as i32)
-    {
+        .map_err(|e| client_failure(&e))?;
+    if received.is_not_found() {
         return Ok(Vec::new());
     }
-    match v2_failure(status.as_ref()) {
+    match v2_failure(received.status.as_ref()) {
         Some(f) => Err(f),
-        None => Ok(messages),
+        None => Ok(received.messages),
     }
 }
 
 /// Acks `messages`; per message: acknowledged, or the failure.
 async fn ack_batch(
-    client: &mut MessagingServiceClient<Channel>,
+    client: &mut MessagingClient,
     t: &ReceiveTemplate,
     messages: &[v2::Message],
 ) -> Result<Vec<Option<Failure>>, Failure> {
-    let entries = messages
-        .iter()
-        .map(|m| {
-            let sys = m.system_properties.as_ref();
-            v2::AckMessageEntry {
-                message_id: sys.map(|s| s.message_id.clone()).unwrap_or_default(),
-                receipt_handle: sys
-                    .and_then(|s| s.receipt_handle.clone())
-                    .unwrap_or_default(),
-                lite_topic: None,
-            }
-        })
-        .collect();
-    let request = v2::AckMessageRequest {
-        group: Some(t.group.clone()),
-        topic: Some(t.topic.clone()),
-        entries,
-    };
     let response = client
-        .ack_message(t.identity.request(request, t.timeout))
+        .ack(&t.receive.group, &t.receive.topic, messages, t.timeout)
         .await
-        .map_err(|s| grpc_failure(&s))?
-        .into_inner();
+        .map_err(|e| client_failure(&e))?;
     if response.entries.len() != messages.len() {
         // Without one entry per message, only the top status says anything.
         return Err(v2_failure(response.status.as_ref()).unwrap_or(Failure {
@@ -1229,7 +1101,7 @@ fn e2e_us(m: &v2::Message) -> Option<u64> {
 }
 
 async fn receive_loop(
-    mut client: MessagingServiceClient<Channel>,
+    mut client: MessagingClient,
     template: Arc<ReceiveTemplate>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<Tally> {
@@ -1327,21 +1199,22 @@ async fn consume(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
     let (flush, flush_source) = flush_policy(common.flush.as_deref(), &common.broker_pids);
     let watch = BrokerWatch::new(&common.broker_pids)?;
     let (addrs, target) = targets(common).await?;
-    let identity = ClientIdentity::new(0)?;
+    let identity = Arc::new(ClientIdentity::new(0)?);
     let mut clients = Vec::new();
     for (addr, channel) in channels(&addrs, common.connections).await? {
-        let mut client = MessagingServiceClient::new(channel);
-        query_route(&mut client, &identity, &addr, &args.topic).await?;
+        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        query_route(&mut client, &args.topic).await?;
         clients.push(client);
     }
     let template = Arc::new(ReceiveTemplate {
-        identity,
-        group: resource(&args.group),
-        topic: resource(&args.topic),
-        tag: args.tag.clone(),
-        batch: i32::try_from(args.batch).unwrap_or(i32::MAX),
-        invisible: Duration::from_secs(args.invisible),
-        long_poll: Duration::from_secs(args.long_poll),
+        receive: Receive {
+            group: resource(&args.group),
+            topic: resource(&args.topic),
+            tag: args.tag.clone(),
+            batch: i32::try_from(args.batch).unwrap_or(i32::MAX),
+            invisible: Duration::from_secs(args.invisible),
+            long_poll: Duration::from_secs(args.long_poll),
+        },
         timeout: Duration::from_secs(common.timeout),
     });
 
