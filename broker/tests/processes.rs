@@ -15,6 +15,8 @@
     clippy::cast_possible_truncation
 )]
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -112,7 +114,7 @@ impl Group {
     }
 
     fn mqadmin(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+        Command::new(support::tool("mqadmin"))
             .args(args)
             .output()
             .unwrap()
