@@ -23,6 +23,7 @@ use raftmq_client::{
     AdminClient, ClientError, ClientIdentity, MessageSpec, MessagingClient, Receive, check_admin,
     check_v2, cluster_views, resource,
 };
+
 /// How often `--wait-leader` asks again.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// The broker ends a long poll this long before the request's gRPC deadline (`grpc.rs`), so a
