@@ -20,6 +20,7 @@
 //!
 //! Architecture invariant: this crate depends on `proto` only, never on `broker`; it speaks the
 //! wire protocol and knows no broker internals.
+#![warn(missing_docs)]
 
 mod access;
 mod admin;
