@@ -181,8 +181,8 @@ run_workload() { # name run
 mkdir -p "$OUT"
 : >"$OUT/commands.txt"
 if [ -z "$BIN_GIVEN" ]; then
-  say "building release binaries (cargo build --release --locked -p broker --bins)"
-  cargo build --release --locked -p broker --bins >>"$OUT/build.log" 2>&1 || {
+  say "building release binaries (cargo build --release --locked -p broker -p raftmq-tools --bins)"
+  cargo build --release --locked -p broker -p raftmq-tools --bins >>"$OUT/build.log" 2>&1 || {
     tail -20 "$OUT/build.log" >&2
     die "build failed"
   }

@@ -52,8 +52,8 @@ build() {
     need=1
   fi
   if [ "$need" = 1 ]; then
-    echo "fast-try: building release binaries (cargo build --release -p broker --bins)"
-    cargo build --release --locked -p broker --bins
+    echo "fast-try: building release binaries (cargo build --release -p broker -p raftmq-tools --bins)"
+    cargo build --release --locked -p broker -p raftmq-tools --bins
   fi
 }
 

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -171,7 +173,7 @@ fn leader_index(views: &[pb::ClusterListResponse]) -> usize {
 async fn mqadmin(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+        std::process::Command::new(support::tool("mqadmin"))
             .args(&args)
             .env_remove("NAMESRV_ADDR")
             .output()

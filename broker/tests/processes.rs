@@ -15,7 +15,9 @@
     clippy::cast_possible_truncation
 )]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,8 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto::apache::rocketmq::v2;
-use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
-use tonic::transport::Channel;
+use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, Receive, error_chain, resource};
 
 const TOTAL: usize = 10_000;
 const FIFO_GROUPS: [&str; 2] = ["fifo-a", "fifo-b"];
@@ -113,7 +114,7 @@ impl Group {
     }
 
     fn mqadmin(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+        Command::new(support::tool("mqadmin"))
             .args(args)
             .output()
             .unwrap()
@@ -166,34 +167,21 @@ impl Drop for Group {
     }
 }
 
-async fn client(port: u16) -> MessagingServiceClient<Channel> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_lazy();
-    MessagingServiceClient::new(ch)
+async fn client(port: u16) -> MessagingClient {
+    let addr = format!("127.0.0.1:{port}");
+    let channel = raftmq_client::endpoint(&addr).unwrap().connect_lazy();
+    let identity = Arc::new(ClientIdentity::new(0).unwrap());
+    MessagingClient::new(addr, channel, identity)
 }
 
 fn message(topic: &str, id: &str, group: Option<&str>, body: String) -> v2::Message {
-    v2::Message {
-        topic: Some(v2::Resource {
-            resource_namespace: String::new(),
-            name: topic.into(),
-        }),
-        user_properties: HashMap::new(),
-        system_properties: Some(v2::SystemProperties {
-            message_id: id.into(),
-            message_type: if group.is_some() {
-                v2::MessageType::Fifo
-            } else {
-                v2::MessageType::Normal
-            } as i32,
-            message_group: group.map(String::from),
-            body_encoding: v2::Encoding::Identity as i32,
-            born_host: "test".into(),
-            ..Default::default()
-        }),
-        body: Bytes::from(body),
-    }
+    let spec = MessageSpec {
+        message_id: id.into(),
+        message_group: group.map(String::from),
+        born_host: "test".into(),
+        ..MessageSpec::default()
+    };
+    raftmq_client::message(resource(topic), Bytes::from(body), spec)
 }
 
 #[derive(Default)]
@@ -224,15 +212,13 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
             .map(|m| m.system_properties.as_ref().unwrap().message_id.clone())
             .collect();
         let t0 = Instant::now();
-        let mut req = tonic::Request::new(v2::SendMessageRequest { messages: msgs });
-        req.set_timeout(Duration::from_secs(10));
-        let r = c.send_message(req).await;
+        let r = c.send(msgs, Duration::from_secs(10)).await;
         let took = t0.elapsed();
         let mut l = ledger.lock().unwrap();
         l.max_send_pause = l.max_send_pause.max(took);
         match r {
             Ok(resp) => {
-                for (k, e) in resp.into_inner().entries.iter().enumerate() {
+                for (k, e) in resp.entries.iter().enumerate() {
                     if e.status
                         .as_ref()
                         .is_some_and(|s| s.code == v2::Code::Ok as i32)
@@ -248,7 +234,7 @@ async fn produce(port: u16, topic: String, from: usize, to: usize, ledger: Arc<M
             }
             Err(e) => {
                 if l.unknown_sends.is_empty() {
-                    eprintln!("first failed send: {e}");
+                    eprintln!("first failed send: {}", error_chain(&e));
                 }
                 l.unknown_sends.extend(ids)
             }
@@ -264,50 +250,23 @@ async fn consume(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut c = client(port).await;
+    let receive = Receive {
+        group: resource("ProcGroup"),
+        topic: resource(&topic),
+        tag: "*".into(),
+        batch: 64,
+        invisible: Duration::from_secs(10),
+        long_poll: Duration::from_secs(5),
+    };
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let mut req = tonic::Request::new(v2::ReceiveMessageRequest {
-            group: Some(v2::Resource {
-                resource_namespace: String::new(),
-                name: "ProcGroup".into(),
-            }),
-            message_queue: Some(v2::MessageQueue {
-                topic: Some(v2::Resource {
-                    resource_namespace: String::new(),
-                    name: topic.clone(),
-                }),
-                ..Default::default()
-            }),
-            filter_expression: Some(v2::FilterExpression {
-                r#type: v2::FilterType::Tag as i32,
-                expression: "*".into(),
-            }),
-            batch_size: 64,
-            invisible_duration: Some(prost_types::Duration {
-                seconds: 10,
-                nanos: 0,
-            }),
-            long_polling_timeout: Some(prost_types::Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            ..Default::default()
-        });
-        req.set_timeout(Duration::from_secs(8));
-        let Ok(resp) = c.receive_message(req).await else {
+        let Ok(received) = c.receive(&receive, Duration::from_secs(8)).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let mut stream = resp.into_inner();
-        let mut got = Vec::new();
-        while let Ok(Some(item)) = stream.message().await {
-            if let Some(v2::receive_message_response::Content::Message(m)) = item.content {
-                got.push(m);
-            }
-        }
+        let got = received.messages;
         if got.is_empty() {
             continue;
         }
-        let mut entries = Vec::new();
         {
             let mut l = ledger.lock().unwrap();
             for m in &got {
@@ -319,30 +278,25 @@ async fn consume(
                         sys.delivery_attempt
                     ));
                 }
-                l.received.insert(id.clone());
-                entries.push(v2::AckMessageEntry {
-                    message_id: id,
-                    receipt_handle: sys.receipt_handle.clone().unwrap(),
-                    lite_topic: None,
-                });
+                assert!(
+                    sys.receipt_handle.is_some(),
+                    "{id} came without a receipt handle"
+                );
+                l.received.insert(id);
             }
         }
-        let topic_res = Some(v2::Resource {
-            resource_namespace: String::new(),
-            name: topic.clone(),
-        });
-        let mut req = tonic::Request::new(v2::AckMessageRequest {
-            group: Some(v2::Resource {
-                resource_namespace: String::new(),
-                name: "ProcGroup".into(),
-            }),
-            topic: topic_res,
-            entries: entries.clone(),
-        });
-        req.set_timeout(Duration::from_secs(10));
-        if let Ok(resp) = c.ack_message(req).await {
+        let entries = raftmq_client::ack_entries(&got);
+        let acked = c
+            .ack(
+                &receive.group,
+                &receive.topic,
+                &got,
+                Duration::from_secs(10),
+            )
+            .await;
+        if let Ok(resp) = acked {
             let mut l = ledger.lock().unwrap();
-            for (k, e) in resp.into_inner().entries.iter().enumerate() {
+            for (k, e) in resp.entries.iter().enumerate() {
                 if e.status
                     .as_ref()
                     .is_some_and(|s| s.code == v2::Code::Ok as i32)

@@ -1,4 +1,4 @@
-//! A minimal RocketMQ 5 gRPC client, the way the SDKs talk to a broker: SendMessage,
+//! The harness's view of the RocketMQ 5 calls it makes through `raftmq-client`: SendMessage,
 //! ReceiveMessage (long polling) and AckMessage, with SDK-style identity headers.
 //!
 //! Every call ends in an [`Outcome`]: `Ok`, `Fail` only when the broker's answer proves nothing
@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::apache::rocketmq::v2;
-use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
-use proto::client::{ClientIdentity, duration, resource, timestamp_now};
-use tonic::transport::{Channel, Endpoint};
+use raftmq_client::{
+    ClientError, ClientIdentity, MessageSpec, MessagingClient, Receive, code_name, resource,
+};
+
+/// How long a lazily made connection may take; shorter than the tools' default so that a
+/// partitioned node fails a call quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +56,19 @@ fn transport_outcome<T>(status: &tonic::Status) -> Outcome<T> {
     }
 }
 
-fn code_name(code: i32) -> &'static str {
-    v2::Code::try_from(code).map_or("UNKNOWN_CODE", |c| c.as_str_name())
+/// A failed call's outcome: its status decides, as for [`transport_outcome`].
+fn call_outcome<T>(error: &ClientError) -> Outcome<T> {
+    match error.grpc_status() {
+        Some(status) => transport_outcome(status),
+        None => Outcome::Unknown(error.to_string()),
+    }
+}
+
+/// A failed call as text, `grpc <status>` as the harness has always logged it.
+fn grpc_text(error: &ClientError) -> String {
+    error
+        .grpc_status()
+        .map_or_else(|| error.to_string(), |status| format!("grpc {status}"))
 }
 
 /// One client connection to one broker node.
@@ -61,8 +76,7 @@ fn code_name(code: i32) -> &'static str {
 pub struct Client {
     /// The node's client address.
     pub addr: SocketAddr,
-    identity: Arc<ClientIdentity>,
-    rpc: MessagingServiceClient<Channel>,
+    rpc: MessagingClient,
 }
 
 impl Client {
@@ -72,14 +86,13 @@ impl Client {
     /// # Errors
     /// An address tonic cannot parse, or a host name that makes no header.
     pub fn new(addr: SocketAddr, index: u32) -> anyhow::Result<Client> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
+        let channel = raftmq_client::endpoint(&addr.to_string())?
+            .connect_timeout(CONNECT_TIMEOUT)
             .connect_lazy();
+        let identity = Arc::new(ClientIdentity::new(index)?);
         Ok(Client {
             addr,
-            identity: Arc::new(ClientIdentity::new(index)?),
-            rpc: MessagingServiceClient::new(channel),
+            rpc: MessagingClient::new(addr.to_string(), channel, identity),
         })
     }
 
@@ -92,37 +105,19 @@ impl Client {
         timeout: Duration,
     ) -> Outcome<()> {
         let body = bytes::Bytes::from(value.to_string().into_bytes());
-        let system_properties = v2::SystemProperties {
-            message_id: self.identity.message_id().0,
-            body_digest: Some(v2::Digest {
-                r#type: v2::DigestType::Crc32 as i32,
-                checksum: String::new(),
-            }),
-            body_encoding: v2::Encoding::Identity as i32,
-            message_type: if group.is_some() {
-                v2::MessageType::Fifo as i32
-            } else {
-                v2::MessageType::Normal as i32
-            },
-            born_timestamp: Some(timestamp_now()),
-            born_host: "chaos".into(),
+        let spec = MessageSpec {
+            message_id: self.rpc.identity().message_id().0,
             message_group: group.map(str::to_string),
-            ..Default::default()
+            body_crc32: Some(String::new()),
+            born_host: "chaos".into(),
+            ..MessageSpec::default()
         };
-        let send = v2::SendMessageRequest {
-            messages: vec![v2::Message {
-                topic: Some(resource(topic)),
-                user_properties: Default::default(),
-                system_properties: Some(system_properties),
-                body,
-            }],
-        };
-        let request = self.identity.request(send, timeout);
-        let call = self.rpc.send_message(request);
+        let message = raftmq_client::message(resource(topic), body, spec);
+        let call = self.rpc.send(vec![message], timeout);
         let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
             Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
-            Ok(Err(status)) => return transport_outcome(&status),
-            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(error)) => return call_outcome(&error),
+            Ok(Ok(r)) => r,
         };
         let status = response
             .entries
@@ -150,47 +145,22 @@ impl Client {
         poll: Duration,
         invisible: Duration,
     ) -> Outcome<(Vec<u64>, Option<String>)> {
-        use v2::receive_message_response::Content;
-        let receive = v2::ReceiveMessageRequest {
-            group: Some(resource(group)),
-            message_queue: Some(v2::MessageQueue {
-                topic: Some(resource(topic)),
-                id: -1,
-                permission: v2::Permission::ReadWrite as i32,
-                broker: None,
-                accept_message_types: vec![],
-            }),
-            filter_expression: Some(v2::FilterExpression {
-                r#type: v2::FilterType::Tag as i32,
-                expression: "*".into(),
-            }),
-            batch_size: batch,
-            invisible_duration: Some(duration(invisible)),
-            auto_renew: false,
-            long_polling_timeout: Some(duration(poll)),
-            attempt_id: None,
+        let receive = Receive {
+            group: resource(group),
+            topic: resource(topic),
+            tag: "*".into(),
+            batch,
+            invisible,
+            long_poll: poll,
         };
         let timeout = poll + Duration::from_secs(3);
-        let request = self.identity.request(receive, timeout);
-        let mut rpc = self.rpc.clone();
-        let call = async move {
-            let mut stream = rpc.receive_message(request).await?.into_inner();
-            let (mut status, mut messages) = (None, Vec::new());
-            while let Some(frame) = stream.message().await? {
-                match frame.content {
-                    Some(Content::Status(s)) => status = Some(s),
-                    Some(Content::Message(m)) => messages.push(m),
-                    Some(Content::DeliveryTimestamp(_)) | None => {}
-                }
-            }
-            Ok::<_, tonic::Status>((status, messages))
+        let call = self.rpc.receive(&receive, timeout);
+        let received = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
+            Ok(Err(error)) => return Outcome::Unknown(grpc_text(&error)),
+            Ok(Ok(r)) => r,
         };
-        let (status, messages) =
-            match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
-                Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
-                Ok(Err(status)) => return Outcome::Unknown(format!("grpc {status}")),
-                Ok(Ok(r)) => r,
-            };
+        let (status, messages) = (received.status, received.messages);
         match &status {
             Some(s) if s.code == v2::Code::MessageNotFound as i32 => {
                 return Outcome::Ok((Vec::new(), None));
@@ -207,7 +177,6 @@ impl Client {
             None => {}
         }
         let mut values = Vec::new();
-        let mut entries = Vec::new();
         for m in &messages {
             match std::str::from_utf8(&m.body)
                 .ok()
@@ -216,40 +185,33 @@ impl Client {
                 Some(v) => values.push(v),
                 None => tracing::warn!("a message not written by the harness: {:?}", m.body),
             }
-            if let Some(sys) = &m.system_properties {
-                entries.push(v2::AckMessageEntry {
-                    message_id: sys.message_id.clone(),
-                    receipt_handle: sys.receipt_handle.clone().unwrap_or_default(),
-                    lite_topic: None,
-                });
-            }
         }
-        if entries.is_empty() {
+        // Only messages with system properties carry a receipt handle to ack.
+        let ackable: Vec<v2::Message> = messages
+            .into_iter()
+            .filter(|m| m.system_properties.is_some())
+            .collect();
+        if ackable.is_empty() {
             return Outcome::Ok((values, None));
         }
-        let ack = v2::AckMessageRequest {
-            group: Some(resource(group)),
-            topic: Some(resource(topic)),
-            entries,
+        let (group, topic) = (resource(group), resource(topic));
+        let call = self
+            .rpc
+            .ack(&group, &topic, &ackable, Duration::from_secs(5));
+        let ack_error = match tokio::time::timeout(Duration::from_secs(6), call).await {
+            Err(_) => Some("ack: no answer".to_string()),
+            Ok(Err(error)) => Some(format!("ack: {}", grpc_text(&error))),
+            Ok(Ok(r)) => {
+                let bad: Vec<String> = r
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.status.as_ref())
+                    .filter(|s| s.code != v2::Code::Ok as i32)
+                    .map(|s| code_name(s.code).to_string())
+                    .collect();
+                (!bad.is_empty()).then(|| format!("ack: {}", bad.join(",")))
+            }
         };
-        let request = self.identity.request(ack, Duration::from_secs(5));
-        let ack_error =
-            match tokio::time::timeout(Duration::from_secs(6), self.rpc.ack_message(request)).await
-            {
-                Err(_) => Some("ack: no answer".to_string()),
-                Ok(Err(status)) => Some(format!("ack: grpc {status}")),
-                Ok(Ok(r)) => {
-                    let r = r.into_inner();
-                    let bad: Vec<String> = r
-                        .entries
-                        .iter()
-                        .filter_map(|e| e.status.as_ref())
-                        .filter(|s| s.code != v2::Code::Ok as i32)
-                        .map(|s| code_name(s.code).to_string())
-                        .collect();
-                    (!bad.is_empty()).then(|| format!("ack: {}", bad.join(",")))
-                }
-            };
         Outcome::Ok((values, ack_error))
     }
 }

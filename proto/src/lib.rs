@@ -38,5 +38,3 @@ pub mod raftmq {
         }
     }
 }
-
-pub mod client;

@@ -12,22 +12,18 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
 use proto::apache::rocketmq::v2;
-use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
-use proto::client::{
-    ClientIdentity, duration as prost_duration, resource, timestamp_now as now_timestamp,
-};
 use proto::raftmq::admin::v1 as pb;
-use proto::raftmq::admin::v1::admin_client::AdminClient;
-use tonic::Request;
-use tonic::transport::{Channel, Endpoint};
+use raftmq_client::{
+    AdminClient, ClientError, ClientIdentity, MessageSpec, MessagingClient, Receive, check_admin,
+    check_v2, cluster_views, resource,
+};
 
-/// How long to wait for a TCP connection to one address before trying the next.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often `--wait-leader` asks again.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// The broker ends a long poll this long before the request's gRPC deadline (`grpc.rs`), so a
@@ -198,7 +194,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let addrs = addresses(args.namesrv_addr.as_deref())?;
+    let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
     match args.verb {
         Verb::ClusterList {
@@ -261,104 +257,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-// ---- connections -------------------------------------------------------------------------------
-
-/// The addresses of `-n` (or `$NAMESRV_ADDR`), in order.
-fn addresses(flag: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let raw = match flag {
-        Some(v) => v.to_string(),
-        None => std::env::var("NAMESRV_ADDR").map_err(|_| {
-            anyhow!("no broker address: pass -n HOST:PORT[;HOST:PORT…] or set NAMESRV_ADDR")
-        })?,
-    };
-    let addrs: Vec<String> = raw
-        .split(';')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .map(str::to_string)
-        .collect();
-    if addrs.is_empty() {
-        bail!("-n {raw:?} names no address; expected HOST:PORT[;HOST:PORT…]");
-    }
-    Ok(addrs)
-}
-
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint =
-        Endpoint::from_shared(uri).with_context(|| format!("-n: bad address {addr:?}"))?;
-    endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))
-}
-
-/// The first address that accepts a connection.
-async fn first_reachable(addrs: &[String]) -> anyhow::Result<(String, Channel)> {
-    let mut failures = Vec::new();
-    for addr in addrs {
-        match connect(addr).await {
-            Ok(channel) => return Ok((addr.clone(), channel)),
-            Err(e) => failures.push(format!("{e:#}")),
-        }
-    }
-    bail!("no broker reachable: {}", failures.join("; "))
-}
-
-async fn admin_client(addrs: &[String]) -> anyhow::Result<(String, AdminClient<Channel>)> {
-    let (addr, channel) = first_reachable(addrs).await?;
-    Ok((addr, AdminClient::new(channel)))
-}
-
-fn request<T>(message: T, timeout: Duration) -> Request<T> {
-    let mut request = Request::new(message);
-    request.set_timeout(timeout);
-    request
-}
-
-/// Fails with the server's code and message unless `status` is OK.
-fn check(status: Option<&pb::Status>, what: &str, addr: &str) -> anyhow::Result<()> {
-    let Some(status) = status else {
-        bail!("{what} at {addr}: the response has no status");
-    };
-    if status.code == pb::Code::Ok as i32 {
-        return Ok(());
-    }
-    let name = pb::Code::try_from(status.code).map_or("UNKNOWN_CODE", |c| c.as_str_name());
-    bail!(
-        "{what} refused by {addr}: {name} ({}): {}",
-        status.code,
-        status.message
-    )
-}
-
 // ---- clusterList -------------------------------------------------------------------------------
-
-/// Every address's ClusterList answer, in `-n` order; `None` where the node is unreachable.
-async fn cluster_views(
-    addrs: &[String],
-    timeout: Duration,
-) -> Vec<Option<pb::ClusterListResponse>> {
-    let ask = |addr: String| async move {
-        let channel = connect(&addr).await.ok()?;
-        let response = AdminClient::new(channel)
-            .cluster_list(request(pb::ClusterListRequest {}, timeout))
-            .await
-            .ok()?
-            .into_inner();
-        let ok = response
-            .status
-            .as_ref()
-            .is_some_and(|s| s.code == pb::Code::Ok as i32);
-        ok.then_some(response)
-    };
-    futures::future::join_all(addrs.iter().cloned().map(ask)).await
-}
 
 fn self_row(view: &pb::ClusterListResponse) -> Option<&pb::Node> {
     view.nodes.iter().find(|n| n.is_self)
@@ -512,13 +411,9 @@ async fn cluster_list(
 // ---- topics and progress -----------------------------------------------------------------------
 
 async fn topic_list(addrs: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
-    let (addr, mut client) = admin_client(addrs).await?;
-    let response = client
-        .topic_list(request(pb::TopicListRequest {}, timeout))
-        .await
-        .with_context(|| format!("TopicList at {addr}"))?
-        .into_inner();
-    check(response.status.as_ref(), "TopicList", &addr)?;
+    let mut client = AdminClient::first_reachable(addrs).await?;
+    let response = client.topic_list(timeout).await?;
+    check_admin(response.status.as_ref(), "TopicList", client.addr())?;
     for topic in &response.topics {
         println!("{}", topic.name);
     }
@@ -543,20 +438,10 @@ async fn update_topic(
             "mqadmin: RaftMQ topics have one queue count; using {queues} (the larger of -r and -w)"
         );
     }
-    let (addr, mut client) = admin_client(addrs).await?;
-    let response = client
-        .update_topic(request(
-            pb::UpdateTopicRequest {
-                topic: topic.to_string(),
-                queues,
-            },
-            timeout,
-        ))
-        .await
-        .with_context(|| format!("UpdateTopic at {addr}"))?
-        .into_inner();
-    check(response.status.as_ref(), "UpdateTopic", &addr)?;
-    println!("create topic to {addr} success.");
+    let mut client = AdminClient::first_reachable(addrs).await?;
+    let response = client.update_topic(topic, queues, timeout).await?;
+    check_admin(response.status.as_ref(), "UpdateTopic", client.addr())?;
+    println!("create topic to {} success.", client.addr());
     println!(
         "TopicConfig [topicName={topic}, readQueueNums={queues}, writeQueueNums={queues}, perm=RW-]"
     );
@@ -568,18 +453,9 @@ async fn delete_topic(
     timeout: Duration,
     topic: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (addr, mut client) = admin_client(addrs).await?;
-    let response = client
-        .delete_topic(request(
-            pb::DeleteTopicRequest {
-                topic: topic.to_string(),
-            },
-            timeout,
-        ))
-        .await
-        .with_context(|| format!("DeleteTopic at {addr}"))?
-        .into_inner();
-    check(response.status.as_ref(), "DeleteTopic", &addr)?;
+    let mut client = AdminClient::first_reachable(addrs).await?;
+    let response = client.delete_topic(topic, timeout).await?;
+    check_admin(response.status.as_ref(), "DeleteTopic", client.addr())?;
     println!("delete topic [{topic}] success.");
     Ok(ExitCode::SUCCESS)
 }
@@ -589,18 +465,9 @@ async fn topic_status(
     timeout: Duration,
     topic: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (addr, mut client) = admin_client(addrs).await?;
-    let response = client
-        .topic_status(request(
-            pb::TopicStatusRequest {
-                topic: topic.to_string(),
-            },
-            timeout,
-        ))
-        .await
-        .with_context(|| format!("TopicStatus at {addr}"))?
-        .into_inner();
-    check(response.status.as_ref(), "TopicStatus", &addr)?;
+    let mut client = AdminClient::first_reachable(addrs).await?;
+    let response = client.topic_status(topic, timeout).await?;
+    check_admin(response.status.as_ref(), "TopicStatus", client.addr())?;
     println!(
         "{:<32}  {:<4}  {:<20}  #Max Offset",
         "#Topic", "#QID", "#Min Offset"
@@ -620,19 +487,11 @@ async fn consumer_progress(
     group: &str,
     topic: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let (addr, mut client) = admin_client(addrs).await?;
+    let mut client = AdminClient::first_reachable(addrs).await?;
     let response = client
-        .consumer_progress(request(
-            pb::ConsumerProgressRequest {
-                group: group.to_string(),
-                topic: topic.unwrap_or_default().to_string(),
-            },
-            timeout,
-        ))
-        .await
-        .with_context(|| format!("ConsumerProgress at {addr}"))?
-        .into_inner();
-    check(response.status.as_ref(), "ConsumerProgress", &addr)?;
+        .consumer_progress(group, topic.unwrap_or_default(), timeout)
+        .await?;
+    check_admin(response.status.as_ref(), "ConsumerProgress", client.addr())?;
     println!(
         "{:<32}  {:<4}  {:<16}  {:<16}  {:<16}  {:<10}  #Diff",
         "#Topic", "#QID", "#Broker Offset", "#Consumer Offset", "#Next Offset", "#Inflight"
@@ -654,22 +513,6 @@ async fn consumer_progress(
 
 // ---- leadershipTransfer ------------------------------------------------------------------------
 
-async fn transfer_at(
-    addr: &str,
-    channel: Channel,
-    to: &str,
-    timeout: Duration,
-) -> anyhow::Result<pb::LeadershipTransferResponse> {
-    Ok(AdminClient::new(channel)
-        .leadership_transfer(request(
-            pb::LeadershipTransferRequest { to: to.to_string() },
-            timeout,
-        ))
-        .await
-        .with_context(|| format!("LeadershipTransfer at {addr}"))?
-        .into_inner())
-}
-
 /// The `-n` address of node `id`, found by asking every address who it is.
 async fn address_of(addrs: &[String], id: &str, timeout: Duration) -> Option<String> {
     let views = cluster_views(addrs, timeout).await;
@@ -687,8 +530,8 @@ async fn leadership_transfer(
     timeout: Duration,
     to: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (mut addr, channel) = first_reachable(addrs).await?;
-    let mut response = transfer_at(&addr, channel, to, timeout).await?;
+    let mut client = AdminClient::first_reachable(addrs).await?;
+    let mut response = client.leadership_transfer(to, timeout).await?;
     let not_leader = response
         .status
         .as_ref()
@@ -697,39 +540,32 @@ async fn leadership_transfer(
         let leader = response.leader_id.clone();
         if leader.is_empty() {
             // No leader known: nowhere to retry, report the refusal as it is.
-            check(response.status.as_ref(), "LeadershipTransfer", &addr)?;
+            check_admin(
+                response.status.as_ref(),
+                "LeadershipTransfer",
+                client.addr(),
+            )?;
         }
-        addr = address_of(addrs, &leader, timeout).await.ok_or_else(|| {
+        let addr = address_of(addrs, &leader, timeout).await.ok_or_else(|| {
             anyhow!(
-                "{addr} is not the leader; the leader {leader} is not among -n {}",
+                "{} is not the leader; the leader {leader} is not among -n {}",
+                client.addr(),
                 addrs.join(";")
             )
         })?;
-        let channel = connect(&addr).await?;
-        response = transfer_at(&addr, channel, to, timeout).await?;
+        client = AdminClient::connect(&addr).await?;
+        response = client.leadership_transfer(to, timeout).await?;
     }
-    check(response.status.as_ref(), "LeadershipTransfer", &addr)?;
+    check_admin(
+        response.status.as_ref(),
+        "LeadershipTransfer",
+        client.addr(),
+    )?;
     println!("leadership transferred to {}", response.leader_id);
     Ok(ExitCode::SUCCESS)
 }
 
 // ---- RocketMQ 5 gRPC client --------------------------------------------------------------------
-
-/// Fails with the broker's code and message unless `status` is OK.
-fn check_v2(status: Option<&v2::Status>, what: &str, addr: &str) -> anyhow::Result<()> {
-    let Some(status) = status else {
-        bail!("{what} at {addr}: the response has no status");
-    };
-    if status.code == v2::Code::Ok as i32 {
-        return Ok(());
-    }
-    let name = v2::Code::try_from(status.code).map_or("UNKNOWN_CODE", |c| c.as_str_name());
-    bail!(
-        "{what} refused by {addr}: {name} ({}): {}",
-        status.code,
-        status.message
-    )
-}
 
 #[derive(Debug)]
 struct OutgoingMessage {
@@ -740,6 +576,13 @@ struct OutgoingMessage {
     message_group: Option<String>,
 }
 
+/// A RocketMQ 5 client on the first reachable address, with a fresh identity.
+async fn messaging_client(addrs: &[String]) -> anyhow::Result<MessagingClient> {
+    let identity = Arc::new(ClientIdentity::new(0)?);
+    let (addr, channel) = raftmq_client::first_reachable(addrs).await?;
+    Ok(MessagingClient::new(addr, channel, identity))
+}
+
 async fn send_message(
     addrs: &[String],
     timeout: Duration,
@@ -748,50 +591,26 @@ async fn send_message(
     if message.body.is_empty() {
         bail!("-p/--body is empty; RocketMQ refuses empty messages");
     }
-    let identity = ClientIdentity::new(0)?;
-    let (addr, channel) = first_reachable(addrs).await?;
-    let (message_id, _) = identity.message_id();
+    let mut client = messaging_client(addrs).await?;
+    let (message_id, _) = client.identity().message_id();
     let body = bytes::Bytes::from(message.body.into_bytes());
-    let message_type = if message.message_group.is_some() {
-        v2::MessageType::Fifo
-    } else {
-        v2::MessageType::Normal
-    };
-    let system_properties = v2::SystemProperties {
+    let spec = MessageSpec {
+        message_id: message_id.clone(),
         tag: message.tag,
         keys: message.keys,
-        message_id: message_id.clone(),
-        body_digest: Some(v2::Digest {
-            r#type: v2::DigestType::Crc32 as i32,
-            checksum: format!("{:08X}", crc32fast::hash(&body)),
-        }),
-        body_encoding: v2::Encoding::Identity as i32,
-        message_type: message_type as i32,
-        born_timestamp: Some(now_timestamp()),
-        born_host: identity.host.clone(),
         message_group: message.message_group,
-        ..Default::default()
+        body_crc32: Some(format!("{:08X}", crc32fast::hash(&body))),
+        born_host: client.identity().host.clone(),
     };
-    let send = v2::SendMessageRequest {
-        messages: vec![v2::Message {
-            topic: Some(resource(&message.topic)),
-            user_properties: HashMap::new(),
-            system_properties: Some(system_properties),
-            body,
-        }],
-    };
-    let response = MessagingServiceClient::new(channel)
-        .send_message(identity.request(send, timeout))
-        .await
-        .with_context(|| format!("SendMessage at {addr}"))?
-        .into_inner();
+    let outgoing = raftmq_client::message(resource(&message.topic), body, spec);
+    let response = client.send(vec![outgoing], timeout).await?;
     let entry = response.entries.first();
     check_v2(
         entry
             .and_then(|e| e.status.as_ref())
             .or(response.status.as_ref()),
         "SendMessage",
-        &addr,
+        client.addr(),
     )?;
     let offset = entry.map_or(0, |e| e.offset);
     println!("{:<34}  {:<10}  #Send Result", "#MsgId", "#Offset");
@@ -812,9 +631,7 @@ struct Consume {
 
 /// Receives, prints and acks until `count` messages came or `wait` passed.
 async fn consume_message(addrs: &[String], consume: &Consume) -> anyhow::Result<ExitCode> {
-    let identity = ClientIdentity::new(0)?;
-    let (addr, channel) = first_reachable(addrs).await?;
-    let mut client = MessagingServiceClient::new(channel);
+    let mut client = messaging_client(addrs).await?;
     let deadline = Instant::now() + consume.wait;
     let mut received: u32 = 0;
     println!(
@@ -824,11 +641,11 @@ async fn consume_message(addrs: &[String], consume: &Consume) -> anyhow::Result<
     while received < consume.count {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let batch = (consume.count - received).min(RECEIVE_BATCH_MAX);
-        let messages = receive(&mut client, &identity, &addr, consume, batch, remaining).await?;
+        let messages = receive(&mut client, consume, batch, remaining).await?;
         for m in &messages {
             print_message(m);
         }
-        ack(&mut client, &identity, &addr, consume, &messages).await?;
+        ack(&mut client, consume, &messages).await?;
         received = received.saturating_add(u32::try_from(messages.len()).unwrap_or(u32::MAX));
         if Instant::now() >= deadline {
             break;
@@ -847,66 +664,34 @@ async fn consume_message(addrs: &[String], consume: &Consume) -> anyhow::Result<
 
 /// One long poll of up to `poll`: the messages, or none when nothing came in time.
 async fn receive(
-    client: &mut MessagingServiceClient<Channel>,
-    identity: &ClientIdentity,
-    addr: &str,
+    client: &mut MessagingClient,
     consume: &Consume,
     batch: u32,
     poll: Duration,
 ) -> anyhow::Result<Vec<v2::Message>> {
-    use v2::receive_message_response::Content;
-    let receive = v2::ReceiveMessageRequest {
-        group: Some(resource(&consume.group)),
-        message_queue: Some(v2::MessageQueue {
-            topic: Some(resource(&consume.topic)),
-            id: -1,
-            permission: v2::Permission::ReadWrite as i32,
-            broker: None,
-            accept_message_types: vec![],
-        }),
-        filter_expression: Some(v2::FilterExpression {
-            r#type: v2::FilterType::Tag as i32,
-            expression: consume.tag.clone().unwrap_or_else(|| "*".to_string()),
-        }),
-        batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
-        invisible_duration: Some(prost_duration(INVISIBLE)),
-        auto_renew: false,
-        long_polling_timeout: Some(prost_duration(poll)),
-        attempt_id: None,
+    let receive = Receive {
+        group: resource(&consume.group),
+        topic: resource(&consume.topic),
+        tag: consume.tag.clone().unwrap_or_else(|| "*".to_string()),
+        batch: i32::try_from(batch).unwrap_or(i32::MAX),
+        invisible: INVISIBLE,
+        long_poll: poll,
     };
     // The gRPC deadline bounds the long poll: the broker answers shortly before it.
     let timeout = poll + BROKER_DEADLINE_MARGIN;
-    let call = async {
-        let mut stream = client
-            .receive_message(identity.request(receive, timeout))
-            .await
-            .with_context(|| format!("ReceiveMessage at {addr}"))?
-            .into_inner();
-        let (mut status, mut messages) = (None, Vec::new());
-        while let Some(frame) = stream
-            .message()
-            .await
-            .with_context(|| format!("ReceiveMessage at {addr}"))?
-        {
-            match frame.content {
-                Some(Content::Status(s)) => status = Some(s),
-                Some(Content::Message(m)) => messages.push(m),
-                Some(Content::DeliveryTimestamp(_)) | None => {}
-            }
-        }
-        anyhow::Ok((status, messages))
-    };
-    let (status, messages) = tokio::time::timeout(timeout + RECEIVE_GUARD, call)
+    let addr = client.addr().to_string();
+    let received = tokio::time::timeout(timeout + RECEIVE_GUARD, client.receive(&receive, timeout))
         .await
-        .map_err(|_| anyhow!("ReceiveMessage at {addr}: no answer within {timeout:?}"))??;
-    if status
-        .as_ref()
-        .is_some_and(|s| s.code == v2::Code::MessageNotFound as i32)
-    {
+        .map_err(|_| ClientError::NoAnswer {
+            call: "ReceiveMessage",
+            addr: addr.clone(),
+            timeout,
+        })??;
+    if received.is_not_found() {
         return Ok(Vec::new());
     }
-    check_v2(status.as_ref(), "ReceiveMessage", addr)?;
-    Ok(messages)
+    check_v2(received.status.as_ref(), "ReceiveMessage", &addr)?;
+    Ok(received.messages)
 }
 
 fn print_message(m: &v2::Message) {
@@ -922,35 +707,19 @@ fn print_message(m: &v2::Message) {
 }
 
 async fn ack(
-    client: &mut MessagingServiceClient<Channel>,
-    identity: &ClientIdentity,
-    addr: &str,
+    client: &mut MessagingClient,
     consume: &Consume,
     messages: &[v2::Message],
 ) -> anyhow::Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
-    let entries = messages
-        .iter()
-        .filter_map(|m| m.system_properties.as_ref())
-        .map(|s| v2::AckMessageEntry {
-            message_id: s.message_id.clone(),
-            receipt_handle: s.receipt_handle.clone().unwrap_or_default(),
-            lite_topic: None,
-        })
-        .collect();
-    let request = v2::AckMessageRequest {
-        group: Some(resource(&consume.group)),
-        topic: Some(resource(&consume.topic)),
-        entries,
-    };
+    let (group, topic) = (resource(&consume.group), resource(&consume.topic));
     let response = client
-        .ack_message(identity.request(request, consume.request_timeout))
-        .await
-        .with_context(|| format!("AckMessage at {addr}"))?
-        .into_inner();
-    check_v2(response.status.as_ref(), "AckMessage", addr)
+        .ack(&group, &topic, messages, consume.request_timeout)
+        .await?;
+    check_v2(response.status.as_ref(), "AckMessage", client.addr())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1028,12 +797,5 @@ mod tests {
         assert_eq!((rows[0].role, rows[0].commit), (Some("FOLLOWER"), Some(7)));
         assert_eq!((rows[1].role, rows[1].commit), (None, None));
         assert_eq!((rows[2].role, rows[2].commit), (Some("FOLLOWER"), Some(7)));
-    }
-
-    #[test]
-    fn addresses_split_on_semicolons() {
-        let addrs = addresses(Some(" a:1; ;b:2;")).unwrap();
-        assert_eq!(addrs, ["a:1", "b:2"]);
-        assert!(addresses(Some(";")).is_err());
     }
 }

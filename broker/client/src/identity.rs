@@ -1,6 +1,5 @@
-//! Building blocks of a RocketMQ 5 gRPC client that behaves like the official SDKs: the
-//! identity headers every call carries, SDK-layout message ids, and the resource and time fields
-//! of requests. Shared by `mqadmin`, `mqbench` and the chaos harness.
+//! Who a client is, as the official SDKs tell the broker: the `x-mq-*` headers every call
+//! carries, and message ids in the SDKs' layout.
 
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Request;
 use tonic::metadata::{Ascii, MetadataValue};
 
-use crate::apache::rocketmq::v2;
+use crate::error::ClientError;
 
 /// Seconds since the Unix epoch at 2021-01-01T00:00:00Z, the SDKs' message id epoch.
 const MESSAGE_ID_EPOCH_SECS: u64 = 1_609_459_200;
@@ -32,9 +31,7 @@ impl ClientIdentity {
     ///
     /// # Errors
     /// The host name does not make a valid header value.
-    pub fn new(
-        index: u32,
-    ) -> Result<ClientIdentity, tonic::metadata::errors::InvalidMetadataValue> {
+    pub fn new(index: u32) -> Result<ClientIdentity, ClientError> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok())
@@ -60,7 +57,8 @@ impl ClientIdentity {
         let mut node = [0u8; 6];
         node.copy_from_slice(&random[..6]);
         let client_id =
-            MetadataValue::try_from(format!("{host}@{pid}@{index}@{}", hex(&random[2..])))?;
+            MetadataValue::try_from(format!("{host}@{pid}@{index}@{}", hex(&random[2..])))
+                .map_err(|source| ClientError::Identity { source })?;
         Ok(ClientIdentity {
             host,
             pid,
@@ -120,33 +118,6 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The current time as a protobuf timestamp.
-pub fn timestamp_now() -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// `d` as a protobuf duration.
-pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// A topic or group name in the default namespace.
-pub fn resource(name: &str) -> v2::Resource {
-    v2::Resource {
-        resource_namespace: String::new(),
-        name: name.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -179,7 +150,32 @@ mod tests {
         assert_eq!(m.get("x-mq-client-id").unwrap(), identity.client_id());
         assert_eq!(m.get("x-mq-protocol").unwrap(), "v2");
         assert_eq!(m.get("grpc-timeout").unwrap(), "1500000u");
-        assert_eq!(duration(Duration::from_millis(2500)).nanos, 500_000_000);
+        assert_eq!(m.get("x-mq-language").unwrap(), "RUST");
+        assert_eq!(
+            m.get("x-mq-client-version").unwrap(),
+            env!("CARGO_PKG_VERSION")
+        );
         assert_eq!(hex(&[0x0a, 0xff]), "0AFF");
+    }
+
+    #[test]
+    fn client_ids_are_host_pid_index_random() {
+        let identity = ClientIdentity::new(7).unwrap();
+        let parts: Vec<&str> = identity.client_id().split('@').collect();
+        assert_eq!(parts.len(), 4, "{}", identity.client_id());
+        assert_eq!(parts[0], identity.host);
+        assert_eq!(parts[1], std::process::id().to_string());
+        assert_eq!(parts[2], "7");
+        assert_eq!(parts[3].len(), 12);
+        assert!(parts[3].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn message_ids_carry_the_pid_and_the_sequence() {
+        let identity = ClientIdentity::new(0).unwrap();
+        let (id, sequence) = identity.message_id();
+        let pid = std::process::id().to_be_bytes();
+        assert_eq!(&id[14..18], hex(&pid[2..]));
+        assert_eq!(&id[26..34], hex(&sequence.to_be_bytes()));
     }
 }

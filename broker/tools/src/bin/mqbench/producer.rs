@@ -1,0 +1,208 @@
+//! The producer: one SendMessage per batch on every worker, each result counted.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proto::apache::rocketmq::v2;
+use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, resource};
+
+use crate::ProducerArgs;
+use crate::connect::{channels, create_topic, query_route, targets};
+use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
+use crate::procfs::{BrokerWatch, flush_policy};
+use crate::progress::progress_bar;
+use crate::report::{Setup, finish, measure};
+
+/// Pause after a failed call so that a dead connection does not turn into a busy loop. The failed
+/// call is counted; the next one is a new message, not a retry.
+pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// What every send shares: the body, its digest, the topic, the message groups.
+#[derive(Debug)]
+pub(crate) struct SendTemplate {
+    pub(crate) identity: Arc<ClientIdentity>,
+    pub(crate) topic: v2::Resource,
+    pub(crate) body: Bytes,
+    pub(crate) digest: String,
+    pub(crate) tag: Option<String>,
+    pub(crate) message_groups: Vec<String>,
+    pub(crate) timeout: Duration,
+    /// Messages per request.
+    pub(crate) batch: usize,
+}
+
+impl SendTemplate {
+    /// The messages of one request.
+    pub(crate) fn messages(&self) -> Vec<v2::Message> {
+        (0..self.batch).map(|_| self.message()).collect()
+    }
+
+    pub(crate) fn message(&self) -> v2::Message {
+        let (message_id, sequence) = self.identity.message_id();
+        let message_group = (!self.message_groups.is_empty())
+            .then(|| self.message_groups[sequence as usize % self.message_groups.len()].clone());
+        let spec = MessageSpec {
+            message_id,
+            tag: self.tag.clone(),
+            keys: Vec::new(),
+            message_group,
+            body_crc32: Some(self.digest.clone()),
+            born_host: self.identity.host.clone(),
+        };
+        raftmq_client::message(self.topic.clone(), self.body.clone(), spec)
+    }
+}
+
+/// A body of `size` bytes: printable, not all one byte (so nothing on the path can shortcut it).
+pub(crate) fn body(size: usize) -> Bytes {
+    let pattern = b"RaftMQ-mqbench-0123456789abcdefghijklmnopqrstuvwxyz.";
+    Bytes::from(
+        pattern
+            .iter()
+            .copied()
+            .cycle()
+            .take(size)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+pub(crate) async fn send_loop(
+    mut client: MessagingClient,
+    template: Arc<SendTemplate>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new()?;
+    let body_len = template.body.len() as u64;
+    while let Some(measured) = shared.admit(template.batch as u64) {
+        let messages = template.messages();
+        let started = Instant::now();
+        let outcome = client.send(messages, template.timeout).await;
+        let done = Instant::now();
+        // One outcome per message: its result entry's status (the top status when the broker
+        // sent no entries), or the transport error for every message of the request.
+        let failures: Vec<Option<Failure>> = match &outcome {
+            Ok(response) => (0..template.batch)
+                .map(|i| {
+                    let status = response
+                        .entries
+                        .get(i)
+                        .and_then(|e| e.status.as_ref())
+                        .or(response.status.as_ref());
+                    v2_failure(status)
+                })
+                .collect(),
+            Err(error) => (0..template.batch)
+                .map(|_| Some(client_failure(error)))
+                .collect(),
+        };
+        let transport_error = outcome.is_err();
+        for failure in failures {
+            match failure {
+                None => {
+                    shared.ok_all.fetch_add(1, Ordering::Relaxed);
+                    if measured {
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                        tally.ok += 1;
+                        tally.bytes += body_len;
+                        // Each message's latency is its request's round trip.
+                        tally.latency_us.saturating_record(micros(done - started));
+                        tally.last_ok = Some(done);
+                    }
+                }
+                Some(f) => {
+                    if measured {
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                        tally.error(f.code, f.message);
+                    }
+                }
+            }
+        }
+        if measured {
+            tally.last_done = Some(done);
+        }
+        if transport_error {
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+    Ok(tally)
+}
+
+pub(crate) async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
+    let common = &args.common;
+    if args.size as usize > 4 << 20 {
+        eprintln!(
+            "mqbench: -s {} exceeds the broker's default maxMessageSize (4 MiB); expect MESSAGE_BODY_TOO_LARGE",
+            args.size
+        );
+    }
+    let (flush, flush_source) = flush_policy(common.flush.as_deref(), &common.broker_pids);
+    let watch = BrokerWatch::new(&common.broker_pids)?;
+    let (addrs, target) = targets(common).await?;
+    create_topic(&addrs[0], &args.topic, args.queues).await?;
+    let identity = Arc::new(ClientIdentity::new(0)?);
+    let mut clients = Vec::new();
+    for (addr, channel) in channels(&addrs, common.connections).await? {
+        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        query_route(&mut client, &args.topic).await?;
+        clients.push(client);
+    }
+    let body = body(args.size as usize);
+    let template = Arc::new(SendTemplate {
+        digest: format!("{:08X}", crc32fast::hash(&body)),
+        body,
+        identity,
+        topic: resource(&args.topic),
+        tag: args.tag.clone(),
+        message_groups: (0..args.message_groups)
+            .map(|g| format!("mqbench-{g}"))
+            .collect(),
+        timeout: Duration::from_secs(common.timeout),
+        batch: args.batch as usize,
+    });
+
+    let plan = Plan::new(common);
+    let shared = Shared::new(plan, true);
+    let bar = progress_bar(common, &plan);
+    let mut workers = Vec::new();
+    for client in &clients {
+        for _ in 0..args.inflight {
+            workers.push(tokio::spawn(send_loop(
+                client.clone(),
+                Arc::clone(&template),
+                Arc::clone(&shared),
+            )));
+        }
+    }
+    let measured = measure(&shared, watch, bar, workers, "msgs").await?;
+
+    let setup = Setup {
+        mode: "producer",
+        target,
+        topic: args.topic.clone(),
+        group: None,
+        message_size: Some(args.size),
+        queues: Some(args.queues),
+        connections: common.connections,
+        inflight: args.inflight,
+        batch: Some(args.batch),
+        message_groups: args.message_groups,
+        flush,
+        flush_source,
+    };
+    finish(common, setup, &plan, measured)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_the_asked_size() {
+        assert_eq!(body(1).len(), 1);
+        assert_eq!(body(1024).len(), 1024);
+        assert_eq!(body(128)[..6], *b"RaftMQ");
+    }
+}
