@@ -18,9 +18,8 @@ use proto::raftmq::admin::v1::admin_server::Admin as AdminRpc;
 use raft_log::{Config as LogConfig, Error as LogError, Metrics, Role};
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::command::Command;
-use crate::state::{ApplyError, ApplyResult, BrokerState};
-use crate::store::{MessageStore, StoreError};
+use crate::state::{ApplyError, BrokerState};
+use crate::store::{MessageStore, StoreError, StoreErrorKind};
 
 /// Why an admin request failed; [`AdminError::status`] turns it into the response's `Status`.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +64,6 @@ pub enum AdminError {
     /// Applying the command failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
-    /// The store answered a command with the result of another kind (a bug).
-    #[error("unexpected result {result}")]
-    UnexpectedResult {
-        /// The result, debug-formatted.
-        result: String,
-    },
 }
 
 fn leader_hint(leader: &Option<String>) -> String {
@@ -96,10 +89,9 @@ impl AdminError {
             | AdminError::GroupNotFound { .. }
             | AdminError::UnknownNode { .. } => Code::NotFound,
             AdminError::NotLeader { .. } => Code::NotLeader,
-            AdminError::Store(StoreError::Log(e)) => log_code(e),
-            AdminError::Store(_) | AdminError::UnexpectedResult { .. } => Code::Internal,
-            AdminError::Apply(ApplyError::TopicNotFound(_)) => Code::NotFound,
-            AdminError::Apply(ApplyError::InvalidHandle(_) | ApplyError::Invalid(_)) => {
+            AdminError::Store(e) => store_code(e.kind()),
+            AdminError::Apply(ApplyError::TopicNotFound { .. }) => Code::NotFound,
+            AdminError::Apply(ApplyError::InvalidHandle { .. } | ApplyError::QueueCount { .. }) => {
                 Code::InvalidArgument
             }
         };
@@ -107,16 +99,16 @@ impl AdminError {
     }
 }
 
-fn log_code(e: &LogError) -> pb::Code {
+fn store_code(kind: StoreErrorKind) -> pb::Code {
     use pb::Code;
-    match e {
-        // `execute` already waited for a leader; a refusal here means there still is none.
-        LogError::NotLeader { .. } | LogError::Busy { .. } | LogError::Shutdown => {
+    match kind {
+        // The store already waited for a leader; a refusal here means there still is none.
+        StoreErrorKind::NoLeader | StoreErrorKind::Busy | StoreErrorKind::Shutdown => {
             Code::Unavailable
         }
-        LogError::Timeout { .. } | LogError::OutcomeUnknown { .. } => Code::Timeout,
-        LogError::UnknownNode { .. } => Code::NotFound,
-        _ => Code::Internal,
+        StoreErrorKind::OutcomeUnknown => Code::Timeout,
+        StoreErrorKind::UnknownNode => Code::NotFound,
+        StoreErrorKind::TooLarge | StoreErrorKind::Internal => Code::Internal,
     }
 }
 
@@ -324,21 +316,15 @@ impl Admin {
         }
     }
 
-    /// Writes a topic command and checks that it applied.
-    async fn change_topic(&self, command: &Command) -> Result<(), AdminError> {
-        match self.store.execute(command).await? {
-            ApplyResult::TopicChanged(Ok(())) => Ok(()),
-            // The state's only refusal of an update is a queue count out of range.
-            ApplyResult::TopicChanged(Err(ApplyError::Invalid(reason))) => {
-                Err(AdminError::InvalidArgument {
-                    field: "queues",
-                    reason,
-                })
-            }
-            ApplyResult::TopicChanged(Err(e)) => Err(e.into()),
-            other => Err(AdminError::UnexpectedResult {
-                result: format!("{other:?}"),
+    /// Checks that a topic command applied.
+    fn topic_changed(applied: Result<(), ApplyError>) -> Result<(), AdminError> {
+        match applied {
+            Ok(()) => Ok(()),
+            Err(e @ ApplyError::QueueCount { .. }) => Err(AdminError::InvalidArgument {
+                field: "queues",
+                reason: e.to_string(),
             }),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -436,11 +422,7 @@ impl AdminRpc for Admin {
         let req = request.into_inner();
         let result = async {
             check_name("topic", &req.topic)?;
-            self.change_topic(&Command::UpdateTopic {
-                topic: req.topic.clone(),
-                queues: req.queues,
-            })
-            .await?;
+            Self::topic_changed(self.store.update_topic(&req.topic, req.queues).await?)?;
             tracing::info!("topic updated");
             Ok::<_, AdminError>(pb::UpdateTopicResponse::default())
         };
@@ -455,10 +437,7 @@ impl AdminRpc for Admin {
         let req = request.into_inner();
         let result = async {
             check_name("topic", &req.topic)?;
-            self.change_topic(&Command::DeleteTopic {
-                topic: req.topic.clone(),
-            })
-            .await?;
+            Self::topic_changed(self.store.delete_topic(&req.topic).await?)?;
             tracing::info!("topic deleted");
             Ok::<_, AdminError>(pb::DeleteTopicResponse::default())
         };
@@ -681,7 +660,7 @@ mod tests {
                 pb::Code::Unavailable,
             ),
             (
-                ApplyError::Invalid("x".into()).into(),
+                ApplyError::QueueCount { queues: 0 }.into(),
                 pb::Code::InvalidArgument,
             ),
         ];

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
-use crate::command::{Command, MessageType, StoredMessage};
-use crate::state::{ApplyError, ApplyResult, Delivery};
-use crate::store::{MessageStore, StoreError};
+use crate::command::{MessageType, Receive, StoredMessage};
+use crate::state::{ApplyError, Delivery};
+use crate::store::{MessageStore, StoreError, StoreErrorKind};
 
 /// The shortest invisible time a receive may ask for (RocketMQ's `minInvisibleTimeMillsForRecv`).
 pub const INVISIBLE_MS_MIN: u64 = 10_000;
@@ -165,34 +165,30 @@ pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
 
 /// The status for a store failure. A timeout's outcome is unknown: the write may still land.
 fn store_status(e: &StoreError) -> v2::Status {
-    use raft_log::Error as L;
-    match e {
-        StoreError::Log(L::NotLeader { .. }) => status(
+    match e.kind() {
+        StoreErrorKind::NoLeader => status(
             v2::Code::HaNotAvailable,
             "no leader in the broker group; retry",
         ),
-        StoreError::Log(L::Busy { .. }) => {
-            status(v2::Code::TooManyRequests, "broker is busy; retry later")
-        }
-        StoreError::Log(L::Timeout { .. } | L::OutcomeUnknown { .. }) => status(
+        StoreErrorKind::Busy => status(v2::Code::TooManyRequests, "broker is busy; retry later"),
+        StoreErrorKind::OutcomeUnknown => status(
             v2::Code::MasterPersistenceTimeout,
             format!("write not confirmed in time, outcome unknown: {e}"),
         ),
-        StoreError::Log(L::EntryTooLarge { .. }) => {
-            status(v2::Code::PayloadTooLarge, e.to_string())
+        StoreErrorKind::TooLarge => status(v2::Code::PayloadTooLarge, e.to_string()),
+        StoreErrorKind::Shutdown | StoreErrorKind::UnknownNode | StoreErrorKind::Internal => {
+            status(v2::Code::InternalServerError, e.to_string())
         }
-        _ => status(v2::Code::InternalServerError, e.to_string()),
     }
 }
 
 fn apply_status(e: &ApplyError) -> v2::Status {
-    match e {
-        ApplyError::TopicNotFound(t) => {
-            status(v2::Code::TopicNotFound, format!("topic {t} does not exist"))
-        }
-        ApplyError::InvalidHandle(_) => status(v2::Code::InvalidReceiptHandle, e.to_string()),
-        ApplyError::Invalid(m) => status(v2::Code::BadRequest, m.clone()),
-    }
+    let code = match e {
+        ApplyError::TopicNotFound { .. } => v2::Code::TopicNotFound,
+        ApplyError::InvalidHandle { .. } => v2::Code::InvalidReceiptHandle,
+        ApplyError::QueueCount { .. } => v2::Code::BadRequest,
+    };
+    status(code, e.to_string())
 }
 
 fn resource(name: &str, namespace: &str) -> v2::Resource {
@@ -264,17 +260,10 @@ impl Messaging {
                 format!("topic {topic} does not exist (autoCreateTopicEnable=false)"),
             ));
         }
-        let create = Command::UpdateTopic {
-            topic: topic.to_string(),
-            queues: self.config.default_topic_queues,
-        };
-        match self.store.execute(&create).await {
-            Ok(ApplyResult::TopicChanged(Ok(()))) => Ok(self.config.default_topic_queues),
-            Ok(ApplyResult::TopicChanged(Err(e))) => Err(apply_status(&e)),
-            Ok(other) => Err(status(
-                v2::Code::InternalServerError,
-                format!("unexpected result {other:?}"),
-            )),
+        let queues = self.config.default_topic_queues;
+        match self.store.update_topic(topic, queues).await {
+            Ok(Ok(())) => Ok(queues),
+            Ok(Err(e)) => Err(apply_status(&e)),
             Err(e) => Err(store_status(&e)),
         }
     }
@@ -634,29 +623,18 @@ impl MessagingService for Messaging {
             .iter()
             .map(|e| e.receipt_handle.clone())
             .collect();
-        let outcome = self
-            .store
-            .execute(&Command::Ack {
-                group,
-                topic,
-                handles,
-            })
-            .await;
+        let outcome = self.store.ack(&group, &topic, handles).await;
         let entries: Vec<v2::AckMessageResultEntry> = req
             .entries
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let s = match &outcome {
-                    Ok(ApplyResult::Acked(r)) => match r.get(i) {
+                    Ok(r) => match r.get(i) {
                         Some(Ok(())) => ok(),
                         Some(Err(err)) => apply_status(err),
                         None => status(v2::Code::InternalServerError, "missing result"),
                     },
-                    Ok(other) => status(
-                        v2::Code::InternalServerError,
-                        format!("unexpected result {other:?}"),
-                    ),
                     Err(err) => store_status(err),
                 };
                 v2::AckMessageResultEntry {
@@ -678,18 +656,15 @@ impl MessagingService for Messaging {
         request: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let cmd = Command::ForwardToDeadLetter {
-            group: req.group.map(|g| g.name).unwrap_or_default(),
-            topic: req.topic.map(|t| t.name).unwrap_or_default(),
-            handle: req.receipt_handle,
-        };
-        let s = match self.store.execute(&cmd).await {
-            Ok(ApplyResult::DeadLettered(Ok(()))) => ok(),
-            Ok(ApplyResult::DeadLettered(Err(e))) => apply_status(&e),
-            Ok(other) => status(
-                v2::Code::InternalServerError,
-                format!("unexpected result {other:?}"),
-            ),
+        let group = req.group.map(|g| g.name).unwrap_or_default();
+        let topic = req.topic.map(|t| t.name).unwrap_or_default();
+        let s = match self
+            .store
+            .forward_to_dead_letter(&group, &topic, req.receipt_handle)
+            .await
+        {
+            Ok(Ok(())) => ok(),
+            Ok(Err(e)) => apply_status(&e),
             Err(e) => store_status(&e),
         };
         Ok(Response::new(v2::ForwardMessageToDeadLetterQueueResponse {
@@ -819,23 +794,15 @@ impl MessagingService for Messaging {
                 String::new(),
             );
         }
-        let cmd = Command::ChangeInvisible {
-            now_ms: now_ms(),
-            group: req.group.map(|g| g.name).unwrap_or_default(),
-            topic: req.topic.map(|t| t.name).unwrap_or_default(),
-            handle: req.receipt_handle,
-            invisible_ms,
-        };
-        match self.store.execute(&cmd).await {
-            Ok(ApplyResult::Changed(Ok(handle))) => reply(ok(), handle),
-            Ok(ApplyResult::Changed(Err(e))) => reply(apply_status(&e), String::new()),
-            Ok(other) => reply(
-                status(
-                    v2::Code::InternalServerError,
-                    format!("unexpected result {other:?}"),
-                ),
-                String::new(),
-            ),
+        let group = req.group.map(|g| g.name).unwrap_or_default();
+        let topic = req.topic.map(|t| t.name).unwrap_or_default();
+        let changed = self
+            .store
+            .change_invisible(now_ms(), &group, &topic, req.receipt_handle, invisible_ms)
+            .await;
+        match changed {
+            Ok(Ok(handle)) => reply(ok(), handle),
+            Ok(Err(e)) => reply(apply_status(&e), String::new()),
             Err(e) => reply(store_status(&e), String::new()),
         }
     }
@@ -987,7 +954,7 @@ impl Messaging {
                     .state()
                     .has_deliverable(&group, &topic_res.name, &tags, now_ms());
             if ready {
-                let cmd = Command::Receive {
+                let ask = Receive {
                     now_ms: now_ms(),
                     group: group.clone(),
                     topic: topic_res.name.clone(),
@@ -996,8 +963,8 @@ impl Messaging {
                     invisible_ms,
                     max_attempts: self.config.max_delivery_attempts,
                 };
-                match self.store.execute(&cmd).await {
-                    Ok(ApplyResult::Received(Ok(deliveries))) if !deliveries.is_empty() => {
+                match self.store.receive(ask).await {
+                    Ok(Ok(deliveries)) if !deliveries.is_empty() => {
                         let mut out = vec![Ok(send_status(ok()))];
                         for d in &deliveries {
                             match self.delivered_message(d, &topic_res.resource_namespace) {
@@ -1019,15 +986,8 @@ impl Messaging {
                         }
                         return;
                     }
-                    Ok(ApplyResult::Received(Ok(_))) => {}
-                    Ok(ApplyResult::Received(Err(e))) => return fail(apply_status(&e)).await,
-                    Ok(other) => {
-                        return fail(status(
-                            v2::Code::InternalServerError,
-                            format!("unexpected result {other:?}"),
-                        ))
-                        .await;
-                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return fail(apply_status(&e)).await,
                     Err(e) => return fail(store_status(&e)).await,
                 }
             }
