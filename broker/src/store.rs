@@ -73,9 +73,10 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the message store is shut down")]
     Shutdown,
-    /// The failure of a group-commit entry, shared by every send in it.
+    /// One failure reported to several waiters: the sends of one group-commit entry, the
+    /// messages of one send.
     #[error(transparent)]
-    Batch {
+    Shared {
         /// The entry's failure.
         source: Arc<StoreError>,
     },
@@ -113,7 +114,7 @@ impl StoreError {
     pub fn log_error(&self) -> Option<&LogError> {
         match self {
             StoreError::Log(e) => Some(e),
-            StoreError::Batch { source } => source.log_error(),
+            StoreError::Shared { source } => source.log_error(),
             _ => None,
         }
     }
@@ -134,7 +135,7 @@ impl StoreError {
             },
             StoreError::ApplyTimeout { .. } => StoreErrorKind::OutcomeUnknown,
             StoreError::Shutdown => StoreErrorKind::Shutdown,
-            StoreError::Batch { source } => source.kind(),
+            StoreError::Shared { source } => source.kind(),
             StoreError::Decode { .. }
             | StoreError::ResultLost { .. }
             | StoreError::ResultMismatch { .. }
@@ -541,7 +542,7 @@ impl MessageStore {
             Err(e) => {
                 let source = Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Batch {
+                    let _ = reply.send(Err(StoreError::Shared {
                         source: Arc::clone(&source),
                     }));
                 }

@@ -12,7 +12,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use broker::admin::Admin;
-use broker::grpc::{Messaging, ServiceConfig};
+use broker::grpc::Messaging;
+use broker::service::{BrokerService, ServiceConfig};
 use broker::state::StateConfig;
 use broker::store::MessageStore;
 use proto::apache::rocketmq::v2;
@@ -59,17 +60,16 @@ async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u
     let addr = listener.local_addr().unwrap();
     let config = ServiceConfig {
         broker_name: "RaftNode00".into(),
+        broker_addr: addr.to_string(),
         max_message_size: 4 << 20,
-        auto_create_topic: true,
-        default_topic_queues: 4,
         max_delivery_attempts: 17,
-        store_host: addr.to_string(),
         store_dir: store.node().config().store.dir.clone(),
         disk_max_used_space_ratio,
         unsafe_ack_before_replication: false,
     };
-    let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), config));
-    let admin = AdminServer::new(Admin::new(store, addr.to_string()));
+    let service = BrokerService::new(store, config);
+    let messaging = MessagingServiceServer::new(Messaging::new(service.clone()));
+    let admin = AdminServer::new(Admin::new(service));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(
         tonic::transport::Server::builder()

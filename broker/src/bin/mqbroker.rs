@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use broker::admin::Admin;
 use broker::config::BrokerConfig;
-use broker::grpc::{Messaging, ServiceConfig};
-use broker::state::StateConfig;
+use broker::grpc::Messaging;
+use broker::service::{BrokerService, ServiceConfig, state_config};
 use broker::store::MessageStore;
 use clap::Parser;
 use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
@@ -96,35 +96,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let state = StateConfig {
-        auto_create_topic: config.auto_create_topic_enable,
-        default_queues: config.default_topic_queue_nums,
-    };
-    let store = MessageStore::start(config.raft_log.clone(), state)
+    let store = MessageStore::start(config.raft_log.clone(), state_config(&config))
         .await
         .context("cannot start the raft-log store")?;
     // The same patience as the replication port: a port held for a moment is no reason to fail.
     let listener = raft_log::net::bind_retrying(&config.bind_addr().to_string(), BIND_PATIENCE)
         .await
         .with_context(|| format!("cannot listen on {} (listenPort)", config.bind_addr()))?;
-    let service = ServiceConfig {
-        broker_name: config.broker_name.clone(),
-        max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
-        auto_create_topic: config.auto_create_topic_enable,
-        default_topic_queues: config.default_topic_queue_nums,
-        max_delivery_attempts: config.default_retry_max_times + 1,
-        store_host: format!(
-            "{}:{}",
-            config
-                .broker_ip1
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            config.listen_port
-        ),
-        store_dir: config.raft_log.store.dir.clone(),
-        disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
-        unsafe_ack_before_replication: config.unsafe_ack_before_replication,
-    };
+    let service = ServiceConfig::from_broker_config(&config);
     if config.unsafe_ack_before_replication {
         tracing::warn!(
             "unsafeAckBeforeReplication=true: sends are acknowledged before replication and \
@@ -136,8 +115,9 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         raft = %config.raft_log.self_addr(),
         "mqbroker serving apache.rocketmq.v2.MessagingService and raftmq.admin.v1.Admin"
     );
-    let admin = AdminServer::new(Admin::new(store.clone(), service.store_host.clone()));
-    let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), service))
+    let service = BrokerService::new(store.clone(), service);
+    let admin = AdminServer::new(Admin::new(service.clone()));
+    let messaging = MessagingServiceServer::new(Messaging::new(service))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let incoming = broker::listener::incoming(listener);
