@@ -14,6 +14,8 @@
 //! - [`listener`]: accepted client connections (TCP_NODELAY, the multi-address `:authority`
 //!   repair) for the gRPC server.
 //! - [`admin`]: RaftMQ's admin service (`raftmq.admin.v1.Admin`), spoken by `mqadmin`.
+//! - [`server`]: [`Broker::start`](server::Broker::start), one node wired from a
+//!   [`BrokerConfig`]: store, service, listener, gRPC server.
 //!
 //! Not built yet: `mqbench`; see ARCHITECTURE.md.
 
@@ -25,9 +27,11 @@ pub mod command;
 pub mod config;
 pub mod grpc;
 pub mod listener;
+pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;
 
 pub use codec::DecodeError;
 pub use config::{BrokerConfig, BrokerConfigError, Warning};
+pub use server::{Broker, BrokerError};

@@ -692,3 +692,60 @@ async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
     );
     shutdown(&nodes).await;
 }
+
+/// Goal: `Broker::start` wires a node from nothing but a broker.conf, as mqbroker runs it.
+/// Method: a single-node group on a free port; the admin view reports `brokerIP1:listenPort`
+/// as the node's address, a route auto-creates the topic with `defaultTopicQueueNums` queues,
+/// and a shutdown returns cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_start_serves_both_services_from_a_broker_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "brokerName=b\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={port}\n\
+         defaultTopicQueueNums=3\nstorePathRootDir={}\n",
+        dir.path().join("store").display()
+    );
+    let (config, _) = broker::BrokerConfig::from_str(&text, "test.conf").unwrap();
+    let broker = broker::Broker::start(config).await.unwrap();
+    let addr = broker.local_addr();
+    assert_eq!(addr.port(), port);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let view = AdminClient::new(channel(addr))
+            .cluster_list(pb::ClusterListRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if self_row(&view).role == pb::Role::Leader as i32 {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "no leader: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(self_row(&view).listen_addr, format!("127.0.0.1:{port}"));
+
+    let route = MessagingServiceClient::new(channel(addr))
+        .query_route(v2::QueryRouteRequest {
+            topic: Some(v2::Resource {
+                name: "auto".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        route.status.as_ref().map(|s| s.code),
+        Some(v2::Code::Ok as i32),
+        "{route:?}"
+    );
+    assert_eq!(route.message_queues.len(), 3);
+    broker.shutdown().await.unwrap();
+}
