@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
 use crate::grpc::Messaging;
-use crate::service::{BrokerService, ServiceConfig, state_config};
+use crate::service::{BrokerService, ServiceConfig};
+use crate::state::StateConfig;
 use crate::store::{MessageStore, StoreError};
 
 /// How long the client listener waits for `listenPort` while something else holds it: the
@@ -81,9 +82,12 @@ impl Broker {
     /// [`BrokerError::Store`] or [`BrokerError::Listen`].
     #[tracing::instrument(skip_all, fields(broker = %config.broker_name, self_id = %config.raft_log.self_id))]
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        let store = MessageStore::start(config.raft_log.clone(), state_config(&config))
-            .await
-            .map_err(|source| BrokerError::Store { source })?;
+        let store = MessageStore::start(
+            config.raft_log.clone(),
+            StateConfig::from_broker_config(&config),
+        )
+        .await
+        .map_err(|source| BrokerError::Store { source })?;
         let addr = config.bind_addr();
         let listener = raft_log::net::bind_retrying(&addr.to_string(), BIND_PATIENCE)
             .await

@@ -34,17 +34,29 @@ pub const DLQ_PREFIX: &str = "%DLQ%";
 /// Settings that shape how commands apply; identical on every replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateConfig {
-    /// Create an unknown topic on first send (`autoCreateTopicEnable`).
-    pub auto_create_topic: bool,
+    /// Create an unknown topic on first send (`autoCreateTopicEnable`). The snapshot keeps
+    /// the field's earlier name.
+    #[serde(rename = "auto_create_topic")]
+    pub auto_create_topic_enable: bool,
     /// Queues of an auto-created topic (`defaultTopicQueueNums`).
-    pub default_queues: u32,
+    #[serde(rename = "default_queues")]
+    pub default_topic_queue_nums: u32,
 }
 
 impl StateConfig {
+    /// The state-machine settings of a broker.conf.
+    pub fn from_broker_config(config: &crate::config::BrokerConfig) -> StateConfig {
+        StateConfig {
+            auto_create_topic_enable: config.auto_create_topic_enable,
+            default_topic_queue_nums: config.default_topic_queue_nums,
+        }
+    }
+
     /// The auto-create rule, the one copy of it: a topic nobody created gets this many queues
     /// on first use, or `None` when `autoCreateTopicEnable` is off.
     pub fn auto_create_queues(&self) -> Option<u32> {
-        self.auto_create_topic.then_some(self.default_queues)
+        self.auto_create_topic_enable
+            .then_some(self.default_topic_queue_nums)
     }
 }
 
@@ -689,8 +701,8 @@ mod tests {
         fn new() -> Harness {
             Harness {
                 state: BrokerState::new(StateConfig {
-                    auto_create_topic: true,
-                    default_queues: 4,
+                    auto_create_topic_enable: true,
+                    default_topic_queue_nums: 4,
                 }),
                 index: 0,
             }
@@ -879,8 +891,8 @@ mod tests {
     #[test]
     fn unknown_topic_without_auto_create_is_refused() {
         let mut s = BrokerState::new(StateConfig {
-            auto_create_topic: false,
-            default_queues: 4,
+            auto_create_topic_enable: false,
+            default_topic_queue_nums: 4,
         });
         let r = s.apply(
             1,
@@ -896,6 +908,43 @@ mod tests {
             })]))
         );
         assert!(s.topics().is_empty());
+    }
+
+    #[test]
+    fn an_auto_create_queue_count_out_of_range_refuses_the_message_instead_of_panicking() {
+        // broker.conf checks 1..=1024, but the state must not trust its caller: before this
+        // test, a send to a new topic with 0 default queues panicked on every replica.
+        let mut s = BrokerState::new(StateConfig {
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 0,
+        });
+        let r = s.apply(
+            1,
+            &Command::Send {
+                now_ms: 1,
+                messages: vec![msg("new", None, None, 0)],
+            },
+        );
+        assert_eq!(
+            r,
+            Some(ApplyResult::Sent(vec![Err(ApplyError::QueueCount {
+                queues: 0
+            })]))
+        );
+        assert!(s.topics().is_empty());
+    }
+
+    #[test]
+    fn snapshots_keep_the_state_config_field_names() {
+        let json = serde_json::to_value(StateConfig {
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"auto_create_topic": true, "default_queues": 8})
+        );
     }
 
     #[test]
@@ -916,8 +965,8 @@ mod tests {
             }),
         ];
         let mut a = BrokerState::new(StateConfig {
-            auto_create_topic: true,
-            default_queues: 4,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
         });
         let mut b = a.clone();
         for (i, c) in cmds.iter().enumerate() {

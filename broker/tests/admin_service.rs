@@ -103,8 +103,8 @@ async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
         c.store.index_segment_bytes = 64 << 10;
         c.store.entry_body_bytes_max = 64 << 10;
         let state = StateConfig {
-            auto_create_topic: true,
-            default_queues: 4,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
         };
         let store = MessageStore::start(c, state).await.unwrap();
         let addr = serve(store.clone()).await;

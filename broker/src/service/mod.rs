@@ -8,7 +8,8 @@
 //! - **validation**: topic and group names, bodies, delivery and invisible times, filters;
 //! - **admission**: the disk guard (`diskMaxUsedSpaceRatio`); busy and no-leader come from the
 //!   store as [`StoreErrorKind`](crate::store::StoreErrorKind);
-//! - **topic auto-create**: the rule is [`StateConfig::auto_create_queues`], applied here
+//! - **topic auto-create**: the rule is
+//!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
 //!   before a route or a send and by the state machine itself on apply;
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
 //! - **cluster and progress views** for the admin API ([`manage`]).
@@ -36,7 +37,6 @@ pub use receive::{
 
 use crate::command::StoredMessage;
 use crate::config::BrokerConfig;
-use crate::state::StateConfig;
 use crate::store::{MessageStore, StoreError};
 use error::check_topic;
 
@@ -75,14 +75,6 @@ impl ServiceConfig {
             disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
             unsafe_ack_before_replication: config.unsafe_ack_before_replication,
         }
-    }
-}
-
-/// The state-machine settings of a broker.conf.
-pub fn state_config(config: &BrokerConfig) -> StateConfig {
-    StateConfig {
-        auto_create_topic: config.auto_create_topic_enable,
-        default_queues: config.default_topic_queue_nums,
     }
 }
 
