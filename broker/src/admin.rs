@@ -1,122 +1,73 @@
 //! `raftmq.admin.v1.Admin`: RaftMQ's admin service, what `mqadmin` speaks.
 //!
-//! It serves on the same listenPort as the RocketMQ MessagingService and works on any node:
-//! - reads (cluster view, topic table, queue offsets, consumer progress) answer from this node's
-//!   applied state, so a follower may trail the leader by the entries it has not applied yet;
-//! - topic writes go through [`MessageStore::execute`], which forwards them to the leader and
-//!   answers once this node applied them (read-your-writes on the same node);
-//! - a leadership transfer needs the leader. A follower does not forward it, because it knows
-//!   the other members' replication addresses but not their listen addresses; it answers
-//!   `CODE_NOT_LEADER` naming the leader, and `mqadmin` retries at that node.
+//! A mapping between the admin protobuf and [`BrokerService`]'s operator operations
+//! (`crate::service::manage` has the rules: which node answers what, and why a follower
+//! refuses a leadership transfer). It serves on the same listenPort as the RocketMQ
+//! MessagingService and works on any node.
 //!
 //! Every outcome travels in the response's `Status` with gRPC OK (as RocketMQ's v2 API does);
-//! [`AdminError::status`] is the single mapping. This module knows nothing of the RocketMQ wire
-//! protocol.
+//! [`error_status`] is the single mapping of a [`ServiceError`]. This module knows nothing of
+//! the RocketMQ wire protocol.
 
 use proto::raftmq::admin::v1 as pb;
 use proto::raftmq::admin::v1::admin_server::Admin as AdminRpc;
-use raft_log::{Config as LogConfig, Error as LogError, Metrics, Role};
+use raft_log::Role;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::command::Command;
-use crate::state::{ApplyError, ApplyResult, BrokerState};
-use crate::store::{MessageStore, StoreError};
+use crate::service::{BrokerService, ClusterView, NodeView, QueueProgress, ServiceError};
+use crate::state::ApplyError;
+use crate::store::StoreErrorKind;
 
-/// Why an admin request failed; [`AdminError::status`] turns it into the response's `Status`.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// A request field is missing or invalid.
-    #[error("{field}: {reason}")]
-    InvalidArgument {
-        /// The request field.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The topic does not exist.
-    #[error("topic {topic} does not exist")]
-    TopicNotFound {
-        /// The topic asked for.
-        topic: String,
-    },
-    /// The consumer group has no progress on any topic.
-    #[error("consumer group {group} has not consumed from any topic")]
-    GroupNotFound {
-        /// The group asked for.
-        group: String,
-    },
-    /// The node is not a member of the group.
-    #[error("unknown node {node} (not in dLegerPeers)")]
-    UnknownNode {
-        /// The node asked for.
-        node: String,
-    },
-    /// Only the leader can do this.
-    #[error("{node} is not the leader; {}", leader_hint(.leader))]
-    NotLeader {
-        /// The node that was asked.
-        node: String,
-        /// The leader it knows.
-        leader: Option<String>,
-    },
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Applying the command failed.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    /// The store answered a command with the result of another kind (a bug).
-    #[error("unexpected result {result}")]
-    UnexpectedResult {
-        /// The result, debug-formatted.
-        result: String,
-    },
-}
-
-fn leader_hint(leader: &Option<String>) -> String {
-    match leader {
-        Some(id) => format!("the leader is {id}"),
-        None => "no leader is known".to_string(),
-    }
-}
-
-impl From<LogError> for AdminError {
-    fn from(e: LogError) -> Self {
-        AdminError::Store(StoreError::Log(e))
-    }
-}
-
-impl AdminError {
-    /// The code and message the response carries.
-    pub fn status(&self) -> pb::Status {
-        use pb::Code;
-        let code = match self {
-            AdminError::InvalidArgument { .. } => Code::InvalidArgument,
-            AdminError::TopicNotFound { .. }
-            | AdminError::GroupNotFound { .. }
-            | AdminError::UnknownNode { .. } => Code::NotFound,
-            AdminError::NotLeader { .. } => Code::NotLeader,
-            AdminError::Store(StoreError::Log(e)) => log_code(e),
-            AdminError::Store(_) | AdminError::UnexpectedResult { .. } => Code::Internal,
-            AdminError::Apply(ApplyError::TopicNotFound(_)) => Code::NotFound,
-            AdminError::Apply(ApplyError::InvalidHandle(_) | ApplyError::Invalid(_)) => {
+/// The code and message a response carries for `e`. Argument errors name the request field.
+pub fn error_status(e: &ServiceError) -> pb::Status {
+    use ServiceError as E;
+    use pb::Code;
+    let code = match e {
+        E::InvalidName { .. }
+        | E::MissingField { .. }
+        | E::NoMessages
+        | E::EmptyBody
+        | E::BodyTooLarge { .. }
+        | E::FifoWithoutGroup
+        | E::DeliveryTooLate { .. }
+        | E::InvisibleTimeMissing
+        | E::InvisibleTimeTooLong { .. }
+        | E::InvisibleTimeOutOfRange { .. } => Code::InvalidArgument,
+        E::TopicNotFound { .. }
+        | E::TopicNotAutoCreated { .. }
+        | E::GroupNotFound { .. }
+        | E::UnknownNode { .. } => Code::NotFound,
+        E::NotLeader { .. } => Code::NotLeader,
+        E::Refused { source } => match source {
+            ApplyError::TopicNotFound { .. } => Code::NotFound,
+            ApplyError::InvalidHandle { .. } | ApplyError::QueueCount { .. } => {
                 Code::InvalidArgument
             }
-        };
-        status(code, self.to_string())
-    }
+        },
+        E::Store { source } => store_code(source.kind()),
+        E::Unsupported { .. } | E::DiskFull { .. } | E::ResultMissing => Code::Internal,
+    };
+    let message = match e {
+        E::InvalidName { source, .. } => format!("{}: {source}", source.field()),
+        E::MissingField { field } => format!("{field}: is empty"),
+        E::Refused {
+            source: source @ ApplyError::QueueCount { .. },
+        } => format!("queues: {source}"),
+        other => other.to_string(),
+    };
+    status(code, message)
 }
 
-fn log_code(e: &LogError) -> pb::Code {
+fn store_code(kind: StoreErrorKind) -> pb::Code {
     use pb::Code;
-    match e {
-        // `execute` already waited for a leader; a refusal here means there still is none.
-        LogError::NotLeader { .. } | LogError::Busy { .. } | LogError::Shutdown => {
+    match kind {
+        // The store already waited for a leader; a refusal here means there still is none.
+        StoreErrorKind::NoLeader | StoreErrorKind::Busy | StoreErrorKind::Shutdown => {
             Code::Unavailable
         }
-        LogError::Timeout { .. } | LogError::OutcomeUnknown { .. } => Code::Timeout,
-        LogError::UnknownNode { .. } => Code::NotFound,
-        _ => Code::Internal,
+        StoreErrorKind::OutcomeUnknown => Code::Timeout,
+        StoreErrorKind::UnknownNode => Code::NotFound,
+        StoreErrorKind::TooLarge | StoreErrorKind::Internal => Code::Internal,
     }
 }
 
@@ -157,7 +108,7 @@ with_status!(
 );
 
 /// The response for `result`: the answer with OK, or an empty answer with the error's status.
-fn answer<R: WithStatus>(result: Result<R, AdminError>) -> Result<Response<R>, GrpcStatus> {
+fn answer<R: WithStatus>(result: Result<R, ServiceError>) -> Result<Response<R>, GrpcStatus> {
     let response = match result {
         Ok(mut r) => {
             r.set_status(ok());
@@ -166,226 +117,74 @@ fn answer<R: WithStatus>(result: Result<R, AdminError>) -> Result<Response<R>, G
         Err(e) => {
             tracing::debug!(error = %e, "admin request refused");
             let mut r = R::default();
-            r.set_status(e.status());
+            r.set_status(error_status(&e));
             r
         }
     };
     Ok(Response::new(response))
 }
 
-/// RocketMQ's topic and group name rule, shared with the messaging API.
-fn check_name(field: &'static str, name: &str) -> Result<(), AdminError> {
-    crate::grpc::check_name(field, name)
-        .map_err(|reason| AdminError::InvalidArgument { field, reason })
-}
-
-fn role_to_pb(role: Role) -> pb::Role {
+fn role_to_pb(role: Option<Role>) -> pb::Role {
     match role {
-        Role::Leader => pb::Role::Leader,
-        Role::Follower => pb::Role::Follower,
-        Role::Candidate => pb::Role::Candidate,
-        Role::Learner => pb::Role::Learner,
-        Role::Shutdown => pb::Role::Shutdown,
+        None => pb::Role::Unspecified,
+        Some(Role::Leader) => pb::Role::Leader,
+        Some(Role::Follower) => pb::Role::Follower,
+        Some(Role::Candidate) => pb::Role::Candidate,
+        Some(Role::Learner) => pb::Role::Learner,
+        Some(Role::Shutdown) => pb::Role::Shutdown,
     }
 }
 
-/// This node's view of its group: its own row complete, the others as far as it knows them.
-fn cluster_view(
-    config: &LogConfig,
-    metrics: &Metrics,
-    listen_addr: &str,
-) -> pb::ClusterListResponse {
-    let leader = metrics.leader.clone().unwrap_or_default();
-    let nodes = config
-        .peers
-        .iter()
-        .map(|peer| {
-            if peer.id == metrics.id {
-                let leads = metrics.role == Role::Leader;
-                return pb::Node {
-                    id: peer.id.clone(),
-                    raft_addr: peer.addr.clone(),
-                    listen_addr: listen_addr.to_string(),
-                    is_self: true,
-                    role: role_to_pb(metrics.role) as i32,
-                    term: Some(metrics.term),
-                    leader_id: leader.clone(),
-                    last_index: metrics.last_index,
-                    commit_index: metrics.commit_index,
-                    applied_index: metrics.applied_index,
-                    purged_index: metrics.purged_index,
-                    // The leader is by definition caught up with itself.
-                    match_index: if leads { metrics.last_index } else { None },
-                    lag: leads.then_some(0),
-                };
-            }
-            // Replication progress is known on the leader only.
-            let progress = metrics.peers.iter().find(|p| p.id == peer.id);
-            let role = if peer.id == leader {
-                pb::Role::Leader
-            } else {
-                pb::Role::Unspecified
-            };
-            pb::Node {
-                id: peer.id.clone(),
-                raft_addr: peer.addr.clone(),
-                role: role as i32,
-                match_index: progress.and_then(|p| p.match_index),
-                lag: progress.map(|p| p.lag),
-                ..Default::default()
-            }
-        })
-        .collect();
+fn node_to_pb(n: NodeView) -> pb::Node {
+    pb::Node {
+        id: n.id,
+        raft_addr: n.raft_addr,
+        listen_addr: n.listen_addr,
+        is_self: n.is_self,
+        role: role_to_pb(n.role) as i32,
+        term: n.term,
+        leader_id: n.leader_id,
+        last_index: n.last_index,
+        commit_index: n.commit_index,
+        applied_index: n.applied_index,
+        purged_index: n.purged_index,
+        match_index: n.match_index,
+        lag: n.lag,
+    }
+}
+
+fn cluster_to_pb(view: ClusterView) -> pb::ClusterListResponse {
     pb::ClusterListResponse {
         status: None,
-        group: config.group.clone(),
-        self_id: metrics.id.clone(),
-        leader_id: leader,
-        nodes,
+        group: view.group,
+        self_id: view.self_id,
+        leader_id: view.leader_id,
+        nodes: view.nodes.into_iter().map(node_to_pb).collect(),
     }
 }
 
-/// Per queue of `topic`, `group`'s progress. Queues the group never touched count as unread;
-/// the two lists may differ in length when the queue count changed.
-fn progress_rows(
-    topic: &str,
-    depths: &[u64],
-    progress: &[(u64, u64, usize)],
-) -> Vec<pb::QueueProgress> {
-    let queues = depths.len().max(progress.len());
-    (0..queues)
-        .map(|queue| {
-            let depth = depths.get(queue).copied().unwrap_or(0);
-            let (acked, next, inflight) = progress.get(queue).copied().unwrap_or((0, 0, 0));
-            pb::QueueProgress {
-                topic: topic.to_string(),
-                queue_id: u32::try_from(queue).unwrap_or(u32::MAX),
-                broker_offset: depth,
-                acked_offset: acked,
-                next_offset: next,
-                inflight: u64::try_from(inflight).unwrap_or(u64::MAX),
-                lag: depth.saturating_sub(acked),
-            }
-        })
-        .collect()
-}
-
-fn consumer_progress(
-    state: &BrokerState,
-    group: &str,
-    topic: &str,
-) -> Result<Vec<pb::QueueProgress>, AdminError> {
-    let topics: Vec<&String> = if topic.is_empty() {
-        let topics: Vec<&String> = state
-            .topics()
-            .keys()
-            .filter(|t| state.group_progress(group, t).is_some())
-            .collect();
-        if topics.is_empty() {
-            return Err(AdminError::GroupNotFound {
-                group: group.to_string(),
-            });
-        }
-        topics
-    } else {
-        let (name, _) =
-            state
-                .topics()
-                .get_key_value(topic)
-                .ok_or_else(|| AdminError::TopicNotFound {
-                    topic: topic.to_string(),
-                })?;
-        vec![name]
-    };
-    Ok(topics
-        .into_iter()
-        .flat_map(|t| {
-            let depths = state.queue_depths(t).unwrap_or_default();
-            let progress = state.group_progress(group, t).unwrap_or_default();
-            progress_rows(t, &depths, &progress)
-        })
-        .collect())
+fn progress_to_pb(p: QueueProgress) -> pb::QueueProgress {
+    pb::QueueProgress {
+        topic: p.topic,
+        queue_id: p.queue_id,
+        broker_offset: p.broker_offset,
+        acked_offset: p.acked_offset,
+        next_offset: p.next_offset,
+        inflight: p.inflight,
+        lag: p.lag,
+    }
 }
 
 /// The Admin service of one broker node.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    store: MessageStore,
-    listen_addr: String,
+    service: BrokerService,
 }
 
 impl Admin {
-    /// A service over `store`. `listen_addr` is this broker's RocketMQ address
-    /// (`brokerIP1:listenPort`), reported in its own cluster row.
-    pub fn new(store: MessageStore, listen_addr: impl Into<String>) -> Admin {
-        Admin {
-            store,
-            listen_addr: listen_addr.into(),
-        }
-    }
-
-    /// Writes a topic command and checks that it applied.
-    async fn change_topic(&self, command: &Command) -> Result<(), AdminError> {
-        match self.store.execute(command).await? {
-            ApplyResult::TopicChanged(Ok(())) => Ok(()),
-            // The state's only refusal of an update is a queue count out of range.
-            ApplyResult::TopicChanged(Err(ApplyError::Invalid(reason))) => {
-                Err(AdminError::InvalidArgument {
-                    field: "queues",
-                    reason,
-                })
-            }
-            ApplyResult::TopicChanged(Err(e)) => Err(e.into()),
-            other => Err(AdminError::UnexpectedResult {
-                result: format!("{other:?}"),
-            }),
-        }
-    }
-
-    async fn transfer(&self, to: &str) -> Result<pb::LeadershipTransferResponse, AdminError> {
-        let node = self.store.node();
-        if to.is_empty() {
-            return Err(AdminError::InvalidArgument {
-                field: "to",
-                reason: "is empty".into(),
-            });
-        }
-        if node.config().peer(to).is_none() {
-            return Err(AdminError::UnknownNode {
-                node: to.to_string(),
-            });
-        }
-        let metrics = node.metrics();
-        // Asking again for a transfer that already happened is not an error.
-        if metrics.leader.as_deref() == Some(to) {
-            return Ok(transferred(to));
-        }
-        if metrics.role != Role::Leader {
-            return Err(AdminError::NotLeader {
-                node: metrics.id,
-                leader: metrics.leader,
-            });
-        }
-        tracing::info!(from = %metrics.id, term = metrics.term, "leadership transfer");
-        match node.transfer_leadership(to).await {
-            Ok(()) => Ok(transferred(to)),
-            // Leadership moved elsewhere while we were asked.
-            Err(LogError::NotLeader { .. }) => {
-                let metrics = node.metrics();
-                Err(AdminError::NotLeader {
-                    node: metrics.id,
-                    leader: metrics.leader,
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-fn transferred(to: &str) -> pb::LeadershipTransferResponse {
-    pb::LeadershipTransferResponse {
-        status: None,
-        leader_id: to.to_string(),
+    /// The Admin service over `service`.
+    pub fn new(service: BrokerService) -> Admin {
+        Admin { service }
     }
 }
 
@@ -396,12 +195,7 @@ impl AdminRpc for Admin {
         &self,
         _request: Request<pb::ClusterListRequest>,
     ) -> Result<Response<pb::ClusterListResponse>, GrpcStatus> {
-        let node = self.store.node();
-        answer(Ok(cluster_view(
-            node.config(),
-            &node.metrics(),
-            &self.listen_addr,
-        )))
+        answer(Ok(cluster_to_pb(self.service.cluster())))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -410,14 +204,10 @@ impl AdminRpc for Admin {
         _request: Request<pb::TopicListRequest>,
     ) -> Result<Response<pb::TopicListResponse>, GrpcStatus> {
         let topics = self
-            .store
-            .state()
+            .service
             .topics()
-            .iter()
-            .map(|(name, t)| pb::Topic {
-                name: name.clone(),
-                queues: t.queues,
-            })
+            .into_iter()
+            .map(|(name, queues)| pb::Topic { name, queues })
             .collect();
         answer(Ok(pb::TopicListResponse {
             status: None,
@@ -434,17 +224,8 @@ impl AdminRpc for Admin {
         request: Request<pb::UpdateTopicRequest>,
     ) -> Result<Response<pb::UpdateTopicResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let result = async {
-            check_name("topic", &req.topic)?;
-            self.change_topic(&Command::UpdateTopic {
-                topic: req.topic.clone(),
-                queues: req.queues,
-            })
-            .await?;
-            tracing::info!("topic updated");
-            Ok::<_, AdminError>(pb::UpdateTopicResponse::default())
-        };
-        answer(result.await)
+        let result = self.service.update_topic(&req.topic, req.queues).await;
+        answer(result.map(|()| pb::UpdateTopicResponse::default()))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic))]
@@ -453,16 +234,8 @@ impl AdminRpc for Admin {
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let result = async {
-            check_name("topic", &req.topic)?;
-            self.change_topic(&Command::DeleteTopic {
-                topic: req.topic.clone(),
-            })
-            .await?;
-            tracing::info!("topic deleted");
-            Ok::<_, AdminError>(pb::DeleteTopicResponse::default())
-        };
-        answer(result.await)
+        let result = self.service.delete_topic(&req.topic).await;
+        answer(result.map(|()| pb::DeleteTopicResponse::default()))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -471,12 +244,7 @@ impl AdminRpc for Admin {
         request: Request<pb::TopicStatusRequest>,
     ) -> Result<Response<pb::TopicStatusResponse>, GrpcStatus> {
         let topic = request.into_inner().topic;
-        let result = check_name("topic", &topic).and_then(|()| {
-            let depths = self.store.state().queue_depths(&topic).ok_or_else(|| {
-                AdminError::TopicNotFound {
-                    topic: topic.clone(),
-                }
-            })?;
+        let result = self.service.queue_depths(&topic).map(|depths| {
             let queues = depths
                 .iter()
                 .enumerate()
@@ -486,10 +254,10 @@ impl AdminRpc for Admin {
                     max_offset: depth,
                 })
                 .collect();
-            Ok(pb::TopicStatusResponse {
+            pb::TopicStatusResponse {
                 status: None,
                 queues,
-            })
+            }
         });
         answer(result)
     }
@@ -500,18 +268,12 @@ impl AdminRpc for Admin {
         request: Request<pb::ConsumerProgressRequest>,
     ) -> Result<Response<pb::ConsumerProgressResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let result = check_name("group", &req.group)
-            .and_then(|()| {
-                if req.topic.is_empty() {
-                    Ok(())
-                } else {
-                    check_name("topic", &req.topic)
-                }
-            })
-            .and_then(|()| consumer_progress(&self.store.state(), &req.group, &req.topic))
-            .map(|queues| pb::ConsumerProgressResponse {
+        let result = self
+            .service
+            .consumer_progress(&req.group, &req.topic)
+            .map(|rows| pb::ConsumerProgressResponse {
                 status: None,
-                queues,
+                queues: rows.into_iter().map(progress_to_pb).collect(),
             });
         answer(result)
     }
@@ -522,19 +284,19 @@ impl AdminRpc for Admin {
         request: Request<pb::LeadershipTransferRequest>,
     ) -> Result<Response<pb::LeadershipTransferResponse>, GrpcStatus> {
         let to = request.into_inner().to;
-        let response = match self.transfer(&to).await {
-            Ok(mut r) => {
-                r.status = Some(ok());
-                r
-            }
+        let response = match self.service.transfer_leadership(&to).await {
+            Ok(()) => pb::LeadershipTransferResponse {
+                status: Some(ok()),
+                leader_id: to,
+            },
             Err(e) => {
                 // The caller retries at the leader, so name it in the response, not only in text.
                 let leader_id = match &e {
-                    AdminError::NotLeader { leader, .. } => leader.clone().unwrap_or_default(),
+                    ServiceError::NotLeader { leader, .. } => leader.clone().unwrap_or_default(),
                     _ => String::new(),
                 };
                 pb::LeadershipTransferResponse {
-                    status: Some(e.status()),
+                    status: Some(error_status(&e)),
                     leader_id,
                 }
             }
@@ -546,124 +308,31 @@ impl AdminRpc for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_log::PeerProgress;
-
-    fn config() -> LogConfig {
-        LogConfig::new(
-            "g",
-            "n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3",
-            "n1",
-            "/nonexistent",
-        )
-        .unwrap()
-    }
-
-    fn metrics(role: Role, leader: &str, peers: Vec<PeerProgress>) -> Metrics {
-        Metrics {
-            id: "n1".into(),
-            role,
-            term: 7,
-            leader: Some(leader.into()),
-            last_index: Some(42),
-            commit_index: Some(41),
-            applied_index: Some(40),
-            purged_index: None,
-            peers,
-        }
-    }
+    use crate::service::check_name;
+    use raft_log::Error as LogError;
 
     #[test]
-    fn leader_view_has_every_member_with_progress() {
-        let peers = vec![
-            PeerProgress {
-                id: "n0".into(),
-                match_index: Some(40),
-                lag: 2,
-            },
-            PeerProgress {
-                id: "n2".into(),
-                match_index: None,
-                lag: 42,
-            },
-        ];
-        let view = cluster_view(&config(), &metrics(Role::Leader, "n1", peers), "h:1");
-        assert_eq!(view.self_id, "n1");
-        assert_eq!(view.leader_id, "n1");
-        let ids: Vec<&str> = view.nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["n0", "n1", "n2"]);
-        let me = &view.nodes[1];
-        assert!(me.is_self);
-        assert_eq!(me.role, pb::Role::Leader as i32);
-        assert_eq!(me.listen_addr, "h:1");
-        assert_eq!((me.commit_index, me.applied_index), (Some(41), Some(40)));
-        assert_eq!((me.match_index, me.lag), (Some(42), Some(0)));
-        assert_eq!(
-            (view.nodes[0].match_index, view.nodes[0].lag),
-            (Some(40), Some(2))
-        );
-        assert_eq!(
-            (view.nodes[2].match_index, view.nodes[2].lag),
-            (None, Some(42))
-        );
-        assert_eq!(view.nodes[0].role, pb::Role::Unspecified as i32);
-        assert!(view.nodes[0].listen_addr.is_empty() && view.nodes[0].commit_index.is_none());
-    }
-
-    #[test]
-    fn follower_view_names_the_leader_and_no_progress() {
-        let view = cluster_view(&config(), &metrics(Role::Follower, "n2", vec![]), "h:1");
-        let leaders: Vec<&str> = view
-            .nodes
-            .iter()
-            .filter(|n| n.role == pb::Role::Leader as i32)
-            .map(|n| n.id.as_str())
-            .collect();
-        assert_eq!(leaders, ["n2"]);
-        assert_eq!(view.nodes[1].role, pb::Role::Follower as i32);
-        assert!(view.nodes.iter().all(|n| n.lag.is_none()));
-    }
-
-    #[test]
-    fn progress_rows_cover_queues_the_group_never_read() {
-        let rows = progress_rows("t", &[5, 3, 0], &[(2, 4, 2)]);
-        let got: Vec<(u32, u64, u64, u64, u64, u64)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.queue_id,
-                    r.broker_offset,
-                    r.acked_offset,
-                    r.next_offset,
-                    r.inflight,
-                    r.lag,
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [(0, 5, 2, 4, 2, 3), (1, 3, 0, 0, 0, 3), (2, 0, 0, 0, 0, 0)]
-        );
-    }
-
-    #[test]
-    fn names_follow_rocketmq_rules() {
-        assert!(check_name("topic", "Topic_1-a%b|c").is_ok());
+    fn bad_names_are_invalid_arguments_naming_the_field() {
         for bad in ["", "a b", "a/b", &"x".repeat(128)] {
-            let e = check_name("topic", bad).unwrap_err();
-            assert!(e.to_string().starts_with("topic: "), "{e}");
-            assert_eq!(e.status().code, pb::Code::InvalidArgument as i32);
+            let e = ServiceError::InvalidName {
+                kind: crate::service::NameKind::Topic,
+                source: check_name("topic", bad).unwrap_err(),
+            };
+            let s = error_status(&e);
+            assert!(s.message.starts_with("topic: "), "{}", s.message);
+            assert_eq!(s.code, pb::Code::InvalidArgument as i32);
         }
     }
 
     #[test]
     fn every_error_maps_to_its_code() {
-        let cases: Vec<(AdminError, pb::Code)> = vec![
+        let cases: Vec<(ServiceError, pb::Code)> = vec![
             (
-                AdminError::TopicNotFound { topic: "t".into() },
+                ServiceError::TopicNotFound { topic: "t".into() },
                 pb::Code::NotFound,
             ),
             (
-                AdminError::NotLeader {
+                ServiceError::NotLeader {
                     node: "n1".into(),
                     leader: Some("n0".into()),
                 },
@@ -681,17 +350,24 @@ mod tests {
                 pb::Code::Unavailable,
             ),
             (
-                ApplyError::Invalid("x".into()).into(),
+                ApplyError::QueueCount { queues: 0 }.into(),
+                pb::Code::InvalidArgument,
+            ),
+            (
+                ServiceError::MissingField { field: "to" },
                 pb::Code::InvalidArgument,
             ),
         ];
         for (e, code) in cases {
-            assert_eq!(e.status().code, code as i32, "{e}");
+            assert_eq!(error_status(&e).code, code as i32, "{e}");
         }
-        let e = AdminError::NotLeader {
-            node: "n1".into(),
-            leader: Some("n0".into()),
-        };
-        assert_eq!(e.to_string(), "n1 is not the leader; the leader is n0");
+        assert_eq!(
+            error_status(&ApplyError::QueueCount { queues: 0 }.into()).message,
+            "queues: queue count 0 must be 1..=1024"
+        );
+        assert_eq!(
+            error_status(&ServiceError::MissingField { field: "to" }).message,
+            "to: is empty"
+        );
     }
 }

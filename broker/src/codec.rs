@@ -7,8 +7,51 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed log record: {0}")]
-pub struct DecodeError(pub String);
+pub enum DecodeError {
+    /// The record ends inside a field.
+    #[error("malformed log record: {what}: need {need} bytes, have {have}")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+        /// Bytes the field needs.
+        need: usize,
+        /// Bytes left.
+        have: usize,
+    },
+    /// A string field is not UTF-8.
+    #[error("malformed log record: string is not UTF-8")]
+    NotUtf8,
+    /// A list claims more strings than the record can hold.
+    #[error("malformed log record: list of {count} strings is longer than the record")]
+    ListTooLong {
+        /// The claimed length.
+        count: usize,
+    },
+    /// Bytes follow the last field.
+    #[error("malformed log record: {count} trailing bytes")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// The record's format version is not this one.
+    #[error("malformed log record: record version {version}")]
+    Version {
+        /// The version found.
+        version: u8,
+    },
+    /// An unknown command kind.
+    #[error("malformed log record: command kind {kind}")]
+    CommandKind {
+        /// The kind found.
+        kind: u8,
+    },
+    /// An unknown message type.
+    #[error("malformed log record: message type {code}")]
+    MessageType {
+        /// The code found.
+        code: u8,
+    },
+}
 
 pub(crate) struct Writer {
     buf: BytesMut,
@@ -68,12 +111,13 @@ impl Reader {
     pub(crate) fn new(buf: Bytes) -> Reader {
         Reader { buf }
     }
-    fn need(&self, n: usize, what: &str) -> Result<(), DecodeError> {
+    fn need(&self, n: usize, what: &'static str) -> Result<(), DecodeError> {
         if self.buf.remaining() < n {
-            return Err(DecodeError(format!(
-                "{what}: need {n} bytes, have {}",
-                self.buf.remaining()
-            )));
+            return Err(DecodeError::Truncated {
+                what,
+                need: n,
+                have: self.buf.remaining(),
+            });
         }
         Ok(())
     }
@@ -97,7 +141,7 @@ impl Reader {
     }
     pub(crate) fn str(&mut self) -> Result<String, DecodeError> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError("string is not UTF-8".into()))
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8)
     }
     pub(crate) fn opt_str(&mut self) -> Result<Option<String>, DecodeError> {
         Ok(if self.u8()? == 1 {
@@ -110,18 +154,15 @@ impl Reader {
         let n = self.u32()? as usize;
         // Each string takes at least its 4-byte length: bound the allocation by the input.
         if n > self.buf.remaining() / 4 {
-            return Err(DecodeError(format!(
-                "list of {n} strings is longer than the record"
-            )));
+            return Err(DecodeError::ListTooLong { count: n });
         }
         (0..n).map(|_| self.str()).collect()
     }
     pub(crate) fn done(&self) -> Result<(), DecodeError> {
         if self.buf.has_remaining() {
-            return Err(DecodeError(format!(
-                "{} trailing bytes",
-                self.buf.remaining()
-            )));
+            return Err(DecodeError::TrailingBytes {
+                count: self.buf.remaining(),
+            });
         }
         Ok(())
     }

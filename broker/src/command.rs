@@ -40,7 +40,7 @@ impl MessageType {
             2 => MessageType::Fifo,
             3 => MessageType::Delay,
             4 => MessageType::Transaction,
-            _ => return Err(DecodeError(format!("message type {c}"))),
+            _ => return Err(DecodeError::MessageType { code: c }),
         })
     }
 }
@@ -95,23 +95,8 @@ pub enum Command {
         /// Topic name.
         topic: String,
     },
-    /// Hand out up to `batch` messages to `group`, invisible for `invisible_ms`.
-    Receive {
-        /// Proposer's clock.
-        now_ms: u64,
-        /// Consumer group.
-        group: String,
-        /// Topic.
-        topic: String,
-        /// Tags to accept; empty = all.
-        tags: Vec<String>,
-        /// At most this many messages.
-        batch: u32,
-        /// Invisible time.
-        invisible_ms: u64,
-        /// Delivery attempts before the dead-letter queue.
-        max_attempts: u32,
-    },
+    /// Hand out messages to a consumer group.
+    Receive(Receive),
     /// Acknowledge messages by receipt handle.
     Ack {
         /// Consumer group.
@@ -145,6 +130,25 @@ pub enum Command {
     },
 }
 
+/// Hand out up to `batch` messages to `group`, invisible for `invisible_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receive {
+    /// Proposer's clock.
+    pub now_ms: u64,
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Tags to accept; empty = all.
+    pub tags: Vec<String>,
+    /// At most this many messages.
+    pub batch: u32,
+    /// Invisible time.
+    pub invisible_ms: u64,
+    /// Delivery attempts before the dead-letter queue.
+    pub max_attempts: u32,
+}
+
 const SEND: u8 = 1;
 const UPDATE_TOPIC: u8 = 2;
 const DELETE_TOPIC: u8 = 3;
@@ -154,6 +158,19 @@ const CHANGE_INVISIBLE: u8 = 6;
 const FORWARD_DLQ: u8 = 7;
 
 impl Command {
+    /// The command's name, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Send { .. } => "Send",
+            Command::UpdateTopic { .. } => "UpdateTopic",
+            Command::DeleteTopic { .. } => "DeleteTopic",
+            Command::Receive(_) => "Receive",
+            Command::Ack { .. } => "Ack",
+            Command::ChangeInvisible { .. } => "ChangeInvisible",
+            Command::ForwardToDeadLetter { .. } => "ForwardToDeadLetter",
+        }
+    }
+
     /// Encodes the command as a log entry body.
     pub fn encode(&self) -> Bytes {
         let body_bytes: usize = match self {
@@ -187,7 +204,7 @@ impl Command {
             Command::DeleteTopic { topic } => {
                 w.u8(DELETE_TOPIC).str(topic);
             }
-            Command::Receive {
+            Command::Receive(Receive {
                 now_ms,
                 group,
                 topic,
@@ -195,7 +212,7 @@ impl Command {
                 batch,
                 invisible_ms,
                 max_attempts,
-            } => {
+            }) => {
                 w.u8(RECEIVE)
                     .u64(*now_ms)
                     .str(group)
@@ -245,7 +262,7 @@ impl Command {
         let mut r = Reader::new(entry);
         let version = r.u8()?;
         if version != VERSION {
-            return Err(DecodeError(format!("record version {version}")));
+            return Err(DecodeError::Version { version });
         }
         let cmd = match r.u8()? {
             SEND => {
@@ -274,7 +291,7 @@ impl Command {
                 queues: r.u32()?,
             },
             DELETE_TOPIC => Command::DeleteTopic { topic: r.str()? },
-            RECEIVE => Command::Receive {
+            RECEIVE => Command::Receive(Receive {
                 now_ms: r.u64()?,
                 group: r.str()?,
                 topic: r.str()?,
@@ -282,7 +299,7 @@ impl Command {
                 batch: r.u32()?,
                 invisible_ms: r.u64()?,
                 max_attempts: r.u32()?,
-            },
+            }),
             ACK => Command::Ack {
                 group: r.str()?,
                 topic: r.str()?,
@@ -300,7 +317,7 @@ impl Command {
                 topic: r.str()?,
                 handle: r.str()?,
             },
-            other => return Err(DecodeError(format!("command kind {other}"))),
+            other => return Err(DecodeError::CommandKind { kind: other }),
         };
         r.done()?;
         Ok(cmd)
@@ -339,7 +356,7 @@ mod tests {
                 queues: 8,
             },
             Command::DeleteTopic { topic: "t".into() },
-            Command::Receive {
+            Command::Receive(Receive {
                 now_ms: 2,
                 group: "g".into(),
                 topic: "t".into(),
@@ -347,7 +364,7 @@ mod tests {
                 batch: 32,
                 invisible_ms: 30_000,
                 max_attempts: 17,
-            },
+            }),
             Command::Ack {
                 group: "g".into(),
                 topic: "t".into(),

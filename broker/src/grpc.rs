@@ -1,15 +1,15 @@
 //! `apache.rocketmq.v2.MessagingService`: the RocketMQ 5 gRPC API the official SDKs speak.
 //!
-//! Every node serves every RPC. Writes (send, receive bookkeeping, ack, invisible-time changes)
-//! are commands executed through the leader by [`MessageStore::execute`]; routes advertise the
-//! endpoint the client dialled, so a client never needs another address. Business errors
-//! travel in the response's `Status` with gRPC OK, using only codes the 2023 SDKs know
+//! A mapping between protobuf and [`BrokerService`], nothing more: each RPC decodes its request
+//! into the service's types, calls one operation, and encodes the result, or maps the
+//! [`ServiceError`] to a `Code` in [`error_status`]. Routes advertise the endpoint the client
+//! dialled, so a client never needs another address. Business errors travel in the response's
+//! `Status` with gRPC OK, using only codes the 2023 SDKs know
 //! (../shared/reference/rocketmq-clients.md lists what each SDK demands).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use proto::apache::rocketmq::v2;
@@ -18,87 +18,26 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
-use crate::command::{Command, MessageType, StoredMessage};
-use crate::state::{ApplyError, ApplyResult, Delivery};
-use crate::store::{MessageStore, StoreError};
-
-/// The shortest invisible time a receive may ask for (RocketMQ's `minInvisibleTimeMillsForRecv`).
-pub const INVISIBLE_MS_MIN: u64 = 10_000;
-/// The longest invisible time (RocketMQ's `maxInvisibleTimeMills`: 12 h).
-pub const INVISIBLE_MS_MAX: u64 = 12 * 3600 * 1000;
-/// The furthest a delay message may be scheduled (RocketMQ's `timerMaxDelaySec`: 3 days).
-pub const DELAY_MS_MAX: u64 = 3 * 24 * 3600 * 1000;
-/// Long polls are clamped to this range (as the Java proxy does).
-const LONG_POLL_MS_MIN: u64 = 5_000;
-const LONG_POLL_MS_MAX: u64 = 20_000;
-/// Answer this long before the client's gRPC deadline.
-const DEADLINE_MARGIN_MS: u64 = 500;
-/// Messages one receive returns at most.
-const RECEIVE_BATCH_MAX: u32 = 1024;
-
-/// What the service needs to know from broker.conf.
-#[derive(Clone, Debug)]
-pub struct ServiceConfig {
-    /// `brokerName`, advertised in routes.
-    pub broker_name: String,
-    /// `maxMessageSize`: the largest body accepted.
-    pub max_message_size: usize,
-    /// Create unknown topics on first use (`autoCreateTopicEnable`).
-    pub auto_create_topic: bool,
-    /// Queues of an auto-created topic (`defaultTopicQueueNums`).
-    pub default_topic_queues: u32,
-    /// Delivery attempts before the dead-letter queue (a group's `retryMaxTimes` + 1).
-    pub max_delivery_attempts: u32,
-    /// The host:port stored as `store_host`.
-    pub store_host: String,
-    /// The store directory whose file system is watched for `diskMaxUsedSpaceRatio`.
-    pub store_dir: std::path::PathBuf,
-    /// Above this disk usage (percent) sends are refused; receives go on.
-    pub disk_max_used_space_ratio: u32,
-    /// `unsafeAckBeforeReplication` (negative control, tests only): answer a send OK before it
-    /// is proposed, and store it in the background.
-    pub unsafe_ack_before_replication: bool,
-}
+use crate::command::MessageType;
+use crate::service::{
+    BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled,
+    ReceiveRequest, ReceivedMessage, SendResults, ServiceConfig, ServiceError, now_ms,
+};
+use crate::state::ApplyError;
+use crate::store::StoreErrorKind;
 
 /// The MessagingService of one broker node.
 #[derive(Clone, Debug)]
 pub struct Messaging {
-    store: MessageStore,
-    config: ServiceConfig,
-    disk: std::sync::Arc<DiskGuard>,
-}
-
-/// Disk usage of the store's file system, looked up at most once a second.
-#[derive(Debug, Default)]
-struct DiskGuard {
-    checked_ms: std::sync::atomic::AtomicU64,
-    used_percent: std::sync::atomic::AtomicU32,
-}
-
-impl DiskGuard {
-    fn used_percent(&self, dir: &std::path::Path) -> u32 {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = now_ms();
-        if now.saturating_sub(self.checked_ms.load(Relaxed)) >= 1000 {
-            self.checked_ms.store(now, Relaxed);
-            if let Some(used) = raft_log::store::disk_used_percent(dir) {
-                self.used_percent.store(used, Relaxed);
-            }
-        }
-        self.used_percent.load(Relaxed)
-    }
+    service: BrokerService,
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>> + Send + 'static>>;
 
 impl Messaging {
-    /// A service over `store`.
-    pub fn new(store: MessageStore, config: ServiceConfig) -> Messaging {
-        Messaging {
-            store,
-            config,
-            disk: std::sync::Arc::default(),
-        }
+    /// The MessagingService over `service`.
+    pub fn new(service: BrokerService) -> Messaging {
+        Messaging { service }
     }
 }
 
@@ -113,10 +52,60 @@ fn ok() -> v2::Status {
     status(v2::Code::Ok, "OK")
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The status for a service error: the one mapping of this protocol. A timeout's outcome is
+/// unknown: the write may still land.
+fn error_status(e: &ServiceError) -> v2::Status {
+    use ServiceError as E;
+    let code = match e {
+        E::InvalidName {
+            kind: NameKind::Topic,
+            ..
+        } => v2::Code::IllegalTopic,
+        E::InvalidName {
+            kind: NameKind::Group,
+            ..
+        } => v2::Code::IllegalConsumerGroup,
+        E::NoMessages | E::EmptyBody | E::FifoWithoutGroup | E::MissingField { .. } => {
+            v2::Code::BadRequest
+        }
+        E::BodyTooLarge { .. } => v2::Code::MessageBodyTooLarge,
+        E::Unsupported { .. } => v2::Code::NotImplemented,
+        E::DeliveryTooLate { .. } => v2::Code::IllegalDeliveryTime,
+        E::InvisibleTimeMissing
+        | E::InvisibleTimeTooLong { .. }
+        | E::InvisibleTimeOutOfRange { .. } => v2::Code::IllegalInvisibleTime,
+        E::TopicNotAutoCreated { .. } | E::TopicNotFound { .. } => v2::Code::TopicNotFound,
+        E::Refused { source } => match source {
+            ApplyError::TopicNotFound { .. } => v2::Code::TopicNotFound,
+            ApplyError::InvalidHandle { .. } => v2::Code::InvalidReceiptHandle,
+            ApplyError::QueueCount { .. } => v2::Code::BadRequest,
+        },
+        E::Store { source } => return store_status(source.kind(), e),
+        E::GroupNotFound { .. }
+        | E::UnknownNode { .. }
+        | E::NotLeader { .. }
+        | E::DiskFull { .. }
+        | E::ResultMissing => v2::Code::InternalServerError,
+    };
+    status(code, e.to_string())
+}
+
+fn store_status(kind: StoreErrorKind, e: &ServiceError) -> v2::Status {
+    match kind {
+        StoreErrorKind::NoLeader => status(
+            v2::Code::HaNotAvailable,
+            "no leader in the broker group; retry",
+        ),
+        StoreErrorKind::Busy => status(v2::Code::TooManyRequests, "broker is busy; retry later"),
+        StoreErrorKind::OutcomeUnknown => status(
+            v2::Code::MasterPersistenceTimeout,
+            format!("write not confirmed in time, outcome unknown: {e}"),
+        ),
+        StoreErrorKind::TooLarge => status(v2::Code::PayloadTooLarge, e.to_string()),
+        StoreErrorKind::Shutdown | StoreErrorKind::UnknownNode | StoreErrorKind::Internal => {
+            status(v2::Code::InternalServerError, e.to_string())
+        }
+    }
 }
 
 fn timestamp(ms: u64) -> prost_types::Timestamp {
@@ -144,57 +133,6 @@ fn duration(ms: u64) -> prost_types::Duration {
     }
 }
 
-/// RocketMQ's topic and group name rule: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{kind} is empty"));
-    }
-    if name.len() > 127 {
-        return Err(format!("{kind} {name:?} is longer than 127 characters"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "%|_-".contains(c))
-    {
-        return Err(format!(
-            "{kind} {name:?} may only contain letters, digits, %, |, _ and -"
-        ));
-    }
-    Ok(())
-}
-
-/// The status for a store failure. A timeout's outcome is unknown: the write may still land.
-fn store_status(e: &StoreError) -> v2::Status {
-    use raft_log::Error as L;
-    match e {
-        StoreError::Log(L::NotLeader { .. }) => status(
-            v2::Code::HaNotAvailable,
-            "no leader in the broker group; retry",
-        ),
-        StoreError::Log(L::Busy { .. }) => {
-            status(v2::Code::TooManyRequests, "broker is busy; retry later")
-        }
-        StoreError::Log(L::Timeout { .. } | L::OutcomeUnknown { .. }) => status(
-            v2::Code::MasterPersistenceTimeout,
-            format!("write not confirmed in time, outcome unknown: {e}"),
-        ),
-        StoreError::Log(L::EntryTooLarge { .. }) => {
-            status(v2::Code::PayloadTooLarge, e.to_string())
-        }
-        _ => status(v2::Code::InternalServerError, e.to_string()),
-    }
-}
-
-fn apply_status(e: &ApplyError) -> v2::Status {
-    match e {
-        ApplyError::TopicNotFound(t) => {
-            status(v2::Code::TopicNotFound, format!("topic {t} does not exist"))
-        }
-        ApplyError::InvalidHandle(_) => status(v2::Code::InvalidReceiptHandle, e.to_string()),
-        ApplyError::Invalid(m) => status(v2::Code::BadRequest, m.clone()),
-    }
-}
-
 fn resource(name: &str, namespace: &str) -> v2::Resource {
     v2::Resource {
         resource_namespace: namespace.to_string(),
@@ -208,6 +146,93 @@ fn message_type_to_pb(t: MessageType) -> v2::MessageType {
         MessageType::Fifo => v2::MessageType::Fifo,
         MessageType::Delay => v2::MessageType::Delay,
         MessageType::Transaction => v2::MessageType::Transaction,
+    }
+}
+
+fn message_type_of_pb(t: i32) -> MessageType {
+    match v2::MessageType::try_from(t).unwrap_or(v2::MessageType::Normal) {
+        v2::MessageType::Fifo => MessageType::Fifo,
+        v2::MessageType::Delay => MessageType::Delay,
+        v2::MessageType::Transaction => MessageType::Transaction,
+        _ => MessageType::Normal,
+    }
+}
+
+fn message_id(m: &v2::Message) -> String {
+    m.system_properties
+        .as_ref()
+        .map(|p| p.message_id.clone())
+        .unwrap_or_default()
+}
+
+/// A message of a send, decoded; the service checks it.
+fn new_message(m: &v2::Message) -> NewMessage {
+    let sys = m.system_properties.clone().unwrap_or_default();
+    let mut properties = Vec::with_capacity(m.user_properties.len() * 2);
+    for (k, v) in &m.user_properties {
+        properties.push(k.clone());
+        properties.push(v.clone());
+    }
+    NewMessage {
+        topic: m.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        message_id: sys.message_id,
+        message_type: message_type_of_pb(sys.message_type),
+        tag: sys.tag,
+        keys: sys.keys,
+        message_group: sys.message_group,
+        delivery_ms: sys.delivery_timestamp.as_ref().map_or(0, ms_of_timestamp),
+        born_ms: sys.born_timestamp.as_ref().map(ms_of_timestamp),
+        born_host: sys.born_host,
+        properties,
+        body: m.body.clone(),
+    }
+}
+
+/// The client's gRPC deadline, from the `grpc-timeout` header (`<n><unit>`).
+fn grpc_timeout_ms<T>(request: &Request<T>) -> Option<u64> {
+    let v = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => n * 3_600_000,
+        "M" => n * 60_000,
+        "S" => n * 1000,
+        "m" => n,
+        "u" => n / 1000,
+        "n" => n / 1_000_000,
+        _ => return None,
+    })
+}
+
+fn filter_of_pb(f: &v2::FilterExpression) -> Filter {
+    Filter {
+        kind: if f.r#type == v2::FilterType::Sql as i32 {
+            FilterKind::Sql
+        } else {
+            FilterKind::Tag
+        },
+        expression: f.expression.clone(),
+    }
+}
+
+fn receive_request(req: &v2::ReceiveMessageRequest, deadline_ms: Option<u64>) -> ReceiveRequest {
+    ReceiveRequest {
+        group: req
+            .group
+            .as_ref()
+            .map(|g| g.name.clone())
+            .unwrap_or_default(),
+        topic: req
+            .message_queue
+            .as_ref()
+            .and_then(|q| q.topic.as_ref())
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        filter: req.filter_expression.as_ref().map(filter_of_pb),
+        batch_size: req.batch_size,
+        invisible_ms: req.invisible_duration.as_ref().and_then(ms_of_duration),
+        long_poll_ms: req.long_polling_timeout.as_ref().and_then(ms_of_duration),
+        deadline_ms,
     }
 }
 
@@ -237,7 +262,7 @@ impl Messaging {
             id,
             permission: v2::Permission::ReadWrite as i32,
             broker: Some(v2::Broker {
-                name: self.config.broker_name.clone(),
+                name: self.service.config().broker_name.clone(),
                 id: 0,
                 endpoints: Some(endpoints.clone()),
             }),
@@ -253,101 +278,12 @@ impl Messaging {
         }
     }
 
-    /// The topic's queue count, creating it first when auto-create is on.
-    async fn ensure_topic(&self, topic: &str) -> Result<u32, v2::Status> {
-        if let Some(t) = self.store.state().topics().get(topic) {
-            return Ok(t.queues);
-        }
-        if !self.config.auto_create_topic {
-            return Err(status(
-                v2::Code::TopicNotFound,
-                format!("topic {topic} does not exist (autoCreateTopicEnable=false)"),
-            ));
-        }
-        let create = Command::UpdateTopic {
-            topic: topic.to_string(),
-            queues: self.config.default_topic_queues,
-        };
-        match self.store.execute(&create).await {
-            Ok(ApplyResult::TopicChanged(Ok(()))) => Ok(self.config.default_topic_queues),
-            Ok(ApplyResult::TopicChanged(Err(e))) => Err(apply_status(&e)),
-            Ok(other) => Err(status(
-                v2::Code::InternalServerError,
-                format!("unexpected result {other:?}"),
-            )),
-            Err(e) => Err(store_status(&e)),
-        }
-    }
-
-    /// Validates one message of a send and converts it; the error names the field.
-    fn stored_message(&self, m: &v2::Message, now: u64) -> Result<StoredMessage, v2::Status> {
-        let topic = m.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
-        check_name("message.topic", &topic).map_err(|e| status(v2::Code::IllegalTopic, e))?;
-        let sys = m.system_properties.clone().unwrap_or_default();
-        if m.body.is_empty() {
-            return Err(status(v2::Code::BadRequest, "message.body is empty"));
-        }
-        if m.body.len() > self.config.max_message_size {
-            return Err(status(
-                v2::Code::MessageBodyTooLarge,
-                format!(
-                    "message.body of {} bytes exceeds maxMessageSize {}",
-                    m.body.len(),
-                    self.config.max_message_size
-                ),
-            ));
-        }
-        let message_type =
-            match v2::MessageType::try_from(sys.message_type).unwrap_or(v2::MessageType::Normal) {
-                v2::MessageType::Fifo => MessageType::Fifo,
-                v2::MessageType::Delay => MessageType::Delay,
-                v2::MessageType::Transaction => {
-                    return Err(status(
-                        v2::Code::NotImplemented,
-                        "transactional messages are not supported yet",
-                    ));
-                }
-                _ => MessageType::Normal,
-            };
-        let delivery_ms = sys.delivery_timestamp.as_ref().map_or(0, ms_of_timestamp);
-        if delivery_ms > now + DELAY_MS_MAX {
-            return Err(status(
-                v2::Code::IllegalDeliveryTime,
-                format!(
-                    "system_properties.delivery_timestamp is more than {} days ahead",
-                    DELAY_MS_MAX / 86_400_000
-                ),
-            ));
-        }
-        let message_group = sys.message_group.filter(|g| !g.is_empty());
-        if message_type == MessageType::Fifo && message_group.is_none() {
-            return Err(status(
-                v2::Code::BadRequest,
-                "FIFO message without system_properties.message_group",
-            ));
-        }
-        let mut properties = Vec::with_capacity(m.user_properties.len() * 2);
-        for (k, v) in &m.user_properties {
-            properties.push(k.clone());
-            properties.push(v.clone());
-        }
-        Ok(StoredMessage {
-            topic,
-            message_id: sys.message_id,
-            message_type,
-            tag: sys.tag.filter(|t| !t.is_empty()),
-            keys: sys.keys,
-            message_group,
-            delivery_ms,
-            born_ms: sys.born_timestamp.as_ref().map_or(now, ms_of_timestamp),
-            born_host: sys.born_host,
-            properties,
-            body: m.body.clone(),
-        })
-    }
-
-    fn delivered_message(&self, d: &Delivery, namespace: &str) -> Result<v2::Message, StoreError> {
-        let m = self.store.read_message(&d.entry)?;
+    fn delivered_message(&self, r: ReceivedMessage, namespace: &str) -> v2::Message {
+        let ReceivedMessage {
+            delivery: d,
+            message: m,
+            invisible_ms_left,
+        } = r;
         let mut user_properties = HashMap::new();
         for kv in m.properties.chunks(2) {
             if let [k, v] = kv {
@@ -356,9 +292,9 @@ impl Messaging {
         }
         let digest = format!("{:08X}", crc32fast::hash(&m.body));
         let sys = v2::SystemProperties {
-            tag: m.tag.clone(),
-            keys: m.keys.clone(),
-            message_id: m.message_id.clone(),
+            tag: m.tag,
+            keys: m.keys,
+            message_id: m.message_id,
             body_digest: Some(v2::Digest {
                 r#type: v2::DigestType::Crc32 as i32,
                 checksum: digest,
@@ -366,62 +302,126 @@ impl Messaging {
             body_encoding: v2::Encoding::Identity as i32,
             message_type: message_type_to_pb(m.message_type) as i32,
             born_timestamp: Some(timestamp(m.born_ms)),
-            born_host: m.born_host.clone(),
+            born_host: m.born_host,
             store_timestamp: Some(timestamp(d.entry.store_ms)),
-            store_host: self.config.store_host.clone(),
+            store_host: self.service.config().broker_addr.clone(),
             delivery_timestamp: (m.delivery_ms > 0).then(|| timestamp(m.delivery_ms)),
-            receipt_handle: Some(d.handle.clone()),
+            receipt_handle: Some(d.handle),
             queue_id: i32::try_from(d.queue).unwrap_or(i32::MAX),
             queue_offset: Some(i64::try_from(d.offset).unwrap_or(i64::MAX)),
-            invisible_duration: Some(duration(d.visible_at_ms.saturating_sub(now_ms()))),
+            invisible_duration: Some(duration(invisible_ms_left)),
             delivery_attempt: Some(i32::try_from(d.attempt).unwrap_or(i32::MAX)),
-            message_group: m.message_group.clone(),
+            message_group: m.message_group,
             ..Default::default()
         };
-        Ok(v2::Message {
+        v2::Message {
             topic: Some(resource(&d.topic, namespace)),
             user_properties,
             system_properties: Some(sys),
             body: m.body,
-        })
+        }
+    }
+
+    /// The response items of one receive, in stream order.
+    fn receive_items(
+        &self,
+        polled: Result<Polled, ServiceError>,
+        namespace: &str,
+    ) -> Vec<v2::ReceiveMessageResponse> {
+        use v2::receive_message_response::Content;
+        let item = |content| v2::ReceiveMessageResponse {
+            content: Some(content),
+        };
+        let stamp = || item(Content::DeliveryTimestamp(timestamp(now_ms())));
+        match polled {
+            Ok(Polled::Messages(messages)) => {
+                let mut items = vec![item(Content::Status(ok()))];
+                items.extend(
+                    messages
+                        .into_iter()
+                        .map(|m| item(Content::Message(self.delivered_message(m, namespace)))),
+                );
+                items.push(stamp());
+                items
+            }
+            Ok(Polled::Nothing) => vec![
+                item(Content::Status(status(
+                    v2::Code::MessageNotFound,
+                    "no new message",
+                ))),
+                stamp(),
+            ],
+            Err(e) => vec![item(Content::Status(error_status(&e)))],
+        }
     }
 }
 
-/// The client's gRPC deadline, from the `grpc-timeout` header (`<n><unit>`).
-fn grpc_timeout_ms<T>(request: &Request<T>) -> Option<u64> {
-    let v = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "H" => n * 3_600_000,
-        "M" => n * 60_000,
-        "S" => n * 1000,
-        "m" => n,
-        "u" => n / 1000,
-        "n" => n / 1_000_000,
-        _ => return None,
-    })
-}
-
-fn tags_of(filter: Option<&v2::FilterExpression>) -> Result<Vec<String>, v2::Status> {
-    let Some(f) = filter else {
-        return Ok(Vec::new());
+/// The send response: per message its result, on top Java's rule over them.
+fn send_response(
+    req: &v2::SendMessageRequest,
+    results: Result<SendResults, ServiceError>,
+) -> v2::SendMessageResponse {
+    let entry = |m: &v2::Message, s: v2::Status, offset: u64| v2::SendResultEntry {
+        status: Some(s),
+        message_id: message_id(m),
+        offset: i64::try_from(offset).unwrap_or(i64::MAX),
+        ..Default::default()
     };
-    if f.r#type == v2::FilterType::Sql as i32 {
-        return Err(status(
-            v2::Code::NotImplemented,
-            "SQL92 filters are not supported yet",
-        ));
+    let entries: Vec<v2::SendResultEntry> = match &results {
+        Ok(results) => req
+            .messages
+            .iter()
+            .zip(results)
+            .map(|(m, r)| match r {
+                Ok(receipt) => entry(m, ok(), receipt.offset),
+                Err(e) => entry(m, error_status(e), 0),
+            })
+            .collect(),
+        Err(e) => req
+            .messages
+            .iter()
+            .map(|m| entry(m, error_status(e), 0))
+            .collect(),
+    };
+    let top = match &results {
+        Err(e) => error_status(e),
+        Ok(_) => overall(entries.iter().map(|e| e.status.clone().unwrap_or_default())),
+    };
+    v2::SendMessageResponse {
+        status: Some(top),
+        entries,
     }
-    let expr = f.expression.trim();
-    if expr.is_empty() || expr == "*" {
-        return Ok(Vec::new());
+}
+
+fn ack_response(
+    req: &v2::AckMessageRequest,
+    acked: Result<Vec<Result<(), ServiceError>>, ServiceError>,
+) -> v2::AckMessageResponse {
+    let entries: Vec<v2::AckMessageResultEntry> = req
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let s = match &acked {
+                Ok(r) => match r.get(i) {
+                    Some(Ok(())) => ok(),
+                    Some(Err(err)) => error_status(err),
+                    None => error_status(&ServiceError::ResultMissing),
+                },
+                Err(err) => error_status(err),
+            };
+            v2::AckMessageResultEntry {
+                message_id: e.message_id.clone(),
+                receipt_handle: e.receipt_handle.clone(),
+                status: Some(s),
+            }
+        })
+        .collect();
+    let top = overall(entries.iter().map(|e| e.status.clone().unwrap_or_default()));
+    v2::AckMessageResponse {
+        status: Some(top),
+        entries,
     }
-    Ok(expr
-        .split("||")
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect())
 }
 
 #[tonic::async_trait]
@@ -434,24 +434,20 @@ impl MessagingService for Messaging {
         let local = request.local_addr();
         let req = request.into_inner();
         let topic = req.topic.clone().unwrap_or_default();
-        let reply = |s: v2::Status, qs: Vec<v2::MessageQueue>| {
-            Ok(Response::new(v2::QueryRouteResponse {
-                status: Some(s),
-                message_queues: qs,
-            }))
+        let (s, message_queues) = match self.service.route(&topic.name).await {
+            Ok(queues) => {
+                let endpoints = self.endpoints_for(req.endpoints, local);
+                let qs = (0..queues)
+                    .map(|id| self.queue(&topic, i32::try_from(id).unwrap_or(0), &endpoints))
+                    .collect();
+                (ok(), qs)
+            }
+            Err(e) => (error_status(&e), vec![]),
         };
-        if let Err(e) = check_name("topic", &topic.name) {
-            return reply(status(v2::Code::IllegalTopic, e), vec![]);
-        }
-        let queues = match self.ensure_topic(&topic.name).await {
-            Ok(q) => q,
-            Err(s) => return reply(s, vec![]),
-        };
-        let endpoints = self.endpoints_for(req.endpoints, local);
-        let qs = (0..queues)
-            .map(|id| self.queue(&topic, i32::try_from(id).unwrap_or(0), &endpoints))
-            .collect();
-        reply(ok(), qs)
+        Ok(Response::new(v2::QueryRouteResponse {
+            status: Some(s),
+            message_queues,
+        }))
     }
 
     async fn heartbeat(
@@ -467,119 +463,9 @@ impl MessagingService for Messaging {
         request: Request<v2::SendMessageRequest>,
     ) -> Result<Response<v2::SendMessageResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let now = now_ms();
-        if req.messages.is_empty() {
-            return Ok(Response::new(v2::SendMessageResponse {
-                status: Some(status(v2::Code::BadRequest, "messages is empty")),
-                entries: vec![],
-            }));
-        }
-        let used = self.disk.used_percent(&self.config.store_dir);
-        if used > self.config.disk_max_used_space_ratio {
-            let s = status(
-                v2::Code::InternalServerError,
-                format!(
-                    "disk {used}% full exceeds diskMaxUsedSpaceRatio {}%: sends are refused, receives go on",
-                    self.config.disk_max_used_space_ratio
-                ),
-            );
-            let entries = req
-                .messages
-                .iter()
-                .map(|m| v2::SendResultEntry {
-                    status: Some(s.clone()),
-                    message_id: m
-                        .system_properties
-                        .as_ref()
-                        .map(|p| p.message_id.clone())
-                        .unwrap_or_default(),
-                    ..Default::default()
-                })
-                .collect();
-            return Ok(Response::new(v2::SendMessageResponse {
-                status: Some(s),
-                entries,
-            }));
-        }
-        // Validate every message first; an invalid one is answered without writing anything.
-        let mut entries: Vec<Option<v2::SendResultEntry>> = vec![None; req.messages.len()];
-        let mut accepted = Vec::new();
-        for (i, m) in req.messages.iter().enumerate() {
-            let id = m
-                .system_properties
-                .as_ref()
-                .map(|s| s.message_id.clone())
-                .unwrap_or_default();
-            let checked = match self.stored_message(m, now) {
-                Ok(sm) => match self.ensure_topic(&sm.topic).await {
-                    Ok(_) => Ok(sm),
-                    Err(s) => Err(s),
-                },
-                Err(s) => Err(s),
-            };
-            match checked {
-                Ok(sm) => accepted.push((i, sm)),
-                Err(s) => {
-                    entries[i] = Some(v2::SendResultEntry {
-                        status: Some(s),
-                        message_id: id,
-                        ..Default::default()
-                    })
-                }
-            }
-        }
-        if !accepted.is_empty() {
-            let (slots, messages): (Vec<usize>, Vec<StoredMessage>) = accepted.into_iter().unzip();
-            let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-            let outcome = if self.config.unsafe_ack_before_replication {
-                // The negative control: OK now, the write happens (or not) later.
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.send(now, messages).await {
-                        tracing::warn!("unsafeAckBeforeReplication: acknowledged send lost: {e}");
-                    }
-                });
-                Ok(ids.iter().map(|_| Ok((0, 0))).collect())
-            } else {
-                self.store.send(now, messages).await
-            };
-            for (k, &i) in slots.iter().enumerate() {
-                let id = ids[k].clone();
-                let entry = match &outcome {
-                    Ok(results) => match results.get(k) {
-                        Some(Ok((_queue, offset))) => v2::SendResultEntry {
-                            status: Some(ok()),
-                            message_id: id,
-                            offset: i64::try_from(*offset).unwrap_or(i64::MAX),
-                            ..Default::default()
-                        },
-                        Some(Err(e)) => v2::SendResultEntry {
-                            status: Some(apply_status(e)),
-                            message_id: id,
-                            ..Default::default()
-                        },
-                        None => v2::SendResultEntry {
-                            status: Some(status(v2::Code::InternalServerError, "missing result")),
-                            message_id: id,
-                            ..Default::default()
-                        },
-                    },
-                    Err(e) => v2::SendResultEntry {
-                        status: Some(store_status(e)),
-                        message_id: id,
-                        ..Default::default()
-                    },
-                };
-                entries[i] = Some(entry);
-            }
-        }
-        let entries: Vec<v2::SendResultEntry> =
-            entries.into_iter().map(Option::unwrap_or_default).collect();
-        let top = overall(entries.iter().map(|e| e.status.clone().unwrap_or_default()));
-        Ok(Response::new(v2::SendMessageResponse {
-            status: Some(top),
-            entries,
-        }))
+        let messages = req.messages.iter().map(new_message).collect();
+        let results = self.service.send(messages).await;
+        Ok(Response::new(send_response(&req, results)))
     }
 
     async fn query_assignment(
@@ -589,9 +475,9 @@ impl MessagingService for Messaging {
         let local = request.local_addr();
         let req = request.into_inner();
         let topic = req.topic.clone().unwrap_or_default();
-        if let Err(s) = self.ensure_topic(&topic.name).await {
+        if let Err(e) = self.service.assignment(&topic.name).await {
             return Ok(Response::new(v2::QueryAssignmentResponse {
-                status: Some(s),
+                status: Some(error_status(&e)),
                 assignments: vec![],
             }));
         }
@@ -615,9 +501,26 @@ impl MessagingService for Messaging {
     ) -> Result<Response<Self::ReceiveMessageStream>, GrpcStatus> {
         let deadline_ms = grpc_timeout_ms(&request);
         let req = request.into_inner();
+        let namespace = req
+            .message_queue
+            .as_ref()
+            .and_then(|q| q.topic.as_ref())
+            .map(|t| t.resource_namespace.clone())
+            .unwrap_or_default();
         let (tx, rx) = mpsc::channel(64);
         let this = self.clone();
-        tokio::spawn(async move { this.receive(req, deadline_ms, tx).await });
+        // The stream (and its headers) goes back at once; the items follow the long poll.
+        tokio::spawn(async move {
+            let polled = this
+                .service
+                .receive(receive_request(&req, deadline_ms))
+                .await;
+            for item in this.receive_items(polled, &namespace) {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -627,50 +530,23 @@ impl MessagingService for Messaging {
         request: Request<v2::AckMessageRequest>,
     ) -> Result<Response<v2::AckMessageResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let group = req.group.map(|g| g.name).unwrap_or_default();
-        let topic = req.topic.map(|t| t.name).unwrap_or_default();
-        let handles: Vec<String> = req
+        let group = req
+            .group
+            .as_ref()
+            .map(|g| g.name.as_str())
+            .unwrap_or_default();
+        let topic = req
+            .topic
+            .as_ref()
+            .map(|t| t.name.as_str())
+            .unwrap_or_default();
+        let handles = req
             .entries
             .iter()
             .map(|e| e.receipt_handle.clone())
             .collect();
-        let outcome = self
-            .store
-            .execute(&Command::Ack {
-                group,
-                topic,
-                handles,
-            })
-            .await;
-        let entries: Vec<v2::AckMessageResultEntry> = req
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let s = match &outcome {
-                    Ok(ApplyResult::Acked(r)) => match r.get(i) {
-                        Some(Ok(())) => ok(),
-                        Some(Err(err)) => apply_status(err),
-                        None => status(v2::Code::InternalServerError, "missing result"),
-                    },
-                    Ok(other) => status(
-                        v2::Code::InternalServerError,
-                        format!("unexpected result {other:?}"),
-                    ),
-                    Err(err) => store_status(err),
-                };
-                v2::AckMessageResultEntry {
-                    message_id: e.message_id.clone(),
-                    receipt_handle: e.receipt_handle.clone(),
-                    status: Some(s),
-                }
-            })
-            .collect();
-        let top = overall(entries.iter().map(|e| e.status.clone().unwrap_or_default()));
-        Ok(Response::new(v2::AckMessageResponse {
-            status: Some(top),
-            entries,
-        }))
+        let acked = self.service.ack(group, topic, handles).await;
+        Ok(Response::new(ack_response(&req, acked)))
     }
 
     async fn forward_message_to_dead_letter_queue(
@@ -678,19 +554,15 @@ impl MessagingService for Messaging {
         request: Request<v2::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<v2::ForwardMessageToDeadLetterQueueResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let cmd = Command::ForwardToDeadLetter {
-            group: req.group.map(|g| g.name).unwrap_or_default(),
-            topic: req.topic.map(|t| t.name).unwrap_or_default(),
-            handle: req.receipt_handle,
-        };
-        let s = match self.store.execute(&cmd).await {
-            Ok(ApplyResult::DeadLettered(Ok(()))) => ok(),
-            Ok(ApplyResult::DeadLettered(Err(e))) => apply_status(&e),
-            Ok(other) => status(
-                v2::Code::InternalServerError,
-                format!("unexpected result {other:?}"),
-            ),
-            Err(e) => store_status(&e),
+        let group = req.group.map(|g| g.name).unwrap_or_default();
+        let topic = req.topic.map(|t| t.name).unwrap_or_default();
+        let s = match self
+            .service
+            .forward_to_dead_letter(&group, &topic, req.receipt_handle)
+            .await
+        {
+            Ok(()) => ok(),
+            Err(e) => error_status(&e),
         };
         Ok(Response::new(v2::ForwardMessageToDeadLetterQueueResponse {
             status: Some(s),
@@ -759,7 +631,7 @@ impl MessagingService for Messaging {
     ) -> Result<Response<Self::TelemetryStream>, GrpcStatus> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let config = self.config.clone();
+        let config = self.service.config().clone();
         // Answer each Settings with merged Settings. The response (and its headers) goes back at
         // once: the Rust SDK waits for headers before it sends anything.
         tokio::spawn(async move {
@@ -795,49 +667,21 @@ impl MessagingService for Messaging {
         request: Request<v2::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<v2::ChangeInvisibleDurationResponse>, GrpcStatus> {
         let req = request.into_inner();
-        let reply = |s: v2::Status, handle: String| {
-            Ok(Response::new(v2::ChangeInvisibleDurationResponse {
-                status: Some(s),
-                receipt_handle: handle,
-            }))
+        let group = req.group.map(|g| g.name).unwrap_or_default();
+        let topic = req.topic.map(|t| t.name).unwrap_or_default();
+        let invisible_ms = req.invisible_duration.as_ref().and_then(ms_of_duration);
+        let changed = self
+            .service
+            .change_invisible_time(&group, &topic, req.receipt_handle, invisible_ms)
+            .await;
+        let (s, receipt_handle) = match changed {
+            Ok(handle) => (ok(), handle),
+            Err(e) => (error_status(&e), String::new()),
         };
-        let Some(invisible_ms) = req.invisible_duration.as_ref().and_then(ms_of_duration) else {
-            return reply(
-                status(
-                    v2::Code::IllegalInvisibleTime,
-                    "invisible_duration is missing or negative",
-                ),
-                String::new(),
-            );
-        };
-        if invisible_ms > INVISIBLE_MS_MAX {
-            return reply(
-                status(
-                    v2::Code::IllegalInvisibleTime,
-                    format!("invisible_duration exceeds {INVISIBLE_MS_MAX} ms"),
-                ),
-                String::new(),
-            );
-        }
-        let cmd = Command::ChangeInvisible {
-            now_ms: now_ms(),
-            group: req.group.map(|g| g.name).unwrap_or_default(),
-            topic: req.topic.map(|t| t.name).unwrap_or_default(),
-            handle: req.receipt_handle,
-            invisible_ms,
-        };
-        match self.store.execute(&cmd).await {
-            Ok(ApplyResult::Changed(Ok(handle))) => reply(ok(), handle),
-            Ok(ApplyResult::Changed(Err(e))) => reply(apply_status(&e), String::new()),
-            Ok(other) => reply(
-                status(
-                    v2::Code::InternalServerError,
-                    format!("unexpected result {other:?}"),
-                ),
-                String::new(),
-            ),
-            Err(e) => reply(store_status(&e), String::new()),
-        }
+        Ok(Response::new(v2::ChangeInvisibleDurationResponse {
+            status: Some(s),
+            receipt_handle,
+        }))
     }
 
     async fn recall_message(
@@ -910,141 +754,4 @@ fn merged_settings(mut s: v2::Settings, config: &ServiceConfig) -> v2::Settings 
         endpoints: None,
     });
     s
-}
-
-impl Messaging {
-    /// One long poll: status, messages, delivery timestamp — or MESSAGE_NOT_FOUND before the
-    /// client's deadline.
-    async fn receive(
-        self,
-        req: v2::ReceiveMessageRequest,
-        deadline_ms: Option<u64>,
-        tx: mpsc::Sender<Result<v2::ReceiveMessageResponse, GrpcStatus>>,
-    ) {
-        let send_status = |s: v2::Status| v2::ReceiveMessageResponse {
-            content: Some(v2::receive_message_response::Content::Status(s)),
-        };
-        let stamp = || v2::ReceiveMessageResponse {
-            content: Some(v2::receive_message_response::Content::DeliveryTimestamp(
-                timestamp(now_ms()),
-            )),
-        };
-        let fail = |s: v2::Status| async {
-            let _ = tx.send(Ok(send_status(s))).await;
-        };
-        let group = req.group.clone().map(|g| g.name).unwrap_or_default();
-        let topic_res = req
-            .message_queue
-            .as_ref()
-            .and_then(|q| q.topic.clone())
-            .unwrap_or_default();
-        if let Err(e) = check_name("group", &group) {
-            return fail(status(v2::Code::IllegalConsumerGroup, e)).await;
-        }
-        if let Err(e) = check_name("message_queue.topic", &topic_res.name) {
-            return fail(status(v2::Code::IllegalTopic, e)).await;
-        }
-        let invisible_ms = req
-            .invisible_duration
-            .as_ref()
-            .and_then(ms_of_duration)
-            .unwrap_or(30_000);
-        if !(INVISIBLE_MS_MIN..=INVISIBLE_MS_MAX).contains(&invisible_ms) {
-            return fail(status(
-                v2::Code::IllegalInvisibleTime,
-                format!("invisible_duration {invisible_ms} ms is outside [{INVISIBLE_MS_MIN}, {INVISIBLE_MS_MAX}] ms"),
-            ))
-            .await;
-        }
-        let tags = match tags_of(req.filter_expression.as_ref()) {
-            Ok(t) => t,
-            Err(s) => return fail(s).await,
-        };
-        if !self.store.state().topics().contains_key(&topic_res.name) {
-            return fail(status(
-                v2::Code::TopicNotFound,
-                format!("topic {} does not exist", topic_res.name),
-            ))
-            .await;
-        }
-        let batch = u32::try_from(req.batch_size.max(1))
-            .unwrap_or(1)
-            .min(RECEIVE_BATCH_MAX);
-        let poll_ms = req
-            .long_polling_timeout
-            .as_ref()
-            .and_then(ms_of_duration)
-            .unwrap_or(LONG_POLL_MS_MAX)
-            .clamp(LONG_POLL_MS_MIN, LONG_POLL_MS_MAX);
-        let budget_ms = deadline_ms.map_or(poll_ms, |d| {
-            poll_ms.min(d.saturating_sub(DEADLINE_MARGIN_MS))
-        });
-        let until = tokio::time::Instant::now() + Duration::from_millis(budget_ms);
-        let mut applied = self.store.applied();
-        loop {
-            let ready =
-                self.store
-                    .state()
-                    .has_deliverable(&group, &topic_res.name, &tags, now_ms());
-            if ready {
-                let cmd = Command::Receive {
-                    now_ms: now_ms(),
-                    group: group.clone(),
-                    topic: topic_res.name.clone(),
-                    tags: tags.clone(),
-                    batch,
-                    invisible_ms,
-                    max_attempts: self.config.max_delivery_attempts,
-                };
-                match self.store.execute(&cmd).await {
-                    Ok(ApplyResult::Received(Ok(deliveries))) if !deliveries.is_empty() => {
-                        let mut out = vec![Ok(send_status(ok()))];
-                        for d in &deliveries {
-                            match self.delivered_message(d, &topic_res.resource_namespace) {
-                                Ok(m) => out.push(Ok(v2::ReceiveMessageResponse {
-                                    content: Some(v2::receive_message_response::Content::Message(
-                                        m,
-                                    )),
-                                })),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "delivered message could not be read; it will be redelivered")
-                                }
-                            }
-                        }
-                        out.push(Ok(stamp()));
-                        for item in out {
-                            if tx.send(item).await.is_err() {
-                                return;
-                            }
-                        }
-                        return;
-                    }
-                    Ok(ApplyResult::Received(Ok(_))) => {}
-                    Ok(ApplyResult::Received(Err(e))) => return fail(apply_status(&e)).await,
-                    Ok(other) => {
-                        return fail(status(
-                            v2::Code::InternalServerError,
-                            format!("unexpected result {other:?}"),
-                        ))
-                        .await;
-                    }
-                    Err(e) => return fail(store_status(&e)).await,
-                }
-            }
-            // Wait for the state to change (a send, an ack) or for invisible/delay times to pass.
-            let wake = tokio::time::Instant::now() + Duration::from_millis(100);
-            let next = wake.min(until);
-            if tokio::time::Instant::now() >= until {
-                break;
-            }
-            let _ = tokio::time::timeout_at(next, applied.changed()).await;
-        }
-        let _ = tx
-            .send(Ok(send_status(status(
-                v2::Code::MessageNotFound,
-                "no new message",
-            ))))
-            .await;
-        let _ = tx.send(Ok(stamp())).await;
-    }
 }

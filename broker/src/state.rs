@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, StoredMessage};
+use crate::command::{Command, Receive, StoredMessage};
 
 /// Entries a receive examines at most in one queue (bounds the work of one command).
 const SCAN_PER_QUEUE_MAX: usize = 4096;
@@ -34,11 +34,34 @@ pub const DLQ_PREFIX: &str = "%DLQ%";
 /// Settings that shape how commands apply; identical on every replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateConfig {
-    /// Create an unknown topic on first send (`autoCreateTopicEnable`).
-    pub auto_create_topic: bool,
+    /// Create an unknown topic on first send (`autoCreateTopicEnable`). The snapshot keeps
+    /// the field's earlier name.
+    #[serde(rename = "auto_create_topic")]
+    pub auto_create_topic_enable: bool,
     /// Queues of an auto-created topic (`defaultTopicQueueNums`).
-    pub default_queues: u32,
+    #[serde(rename = "default_queues")]
+    pub default_topic_queue_nums: u32,
 }
+
+impl StateConfig {
+    /// The state-machine settings of a broker.conf.
+    pub fn from_broker_config(config: &crate::config::BrokerConfig) -> StateConfig {
+        StateConfig {
+            auto_create_topic_enable: config.auto_create_topic_enable,
+            default_topic_queue_nums: config.default_topic_queue_nums,
+        }
+    }
+
+    /// The auto-create rule, the one copy of it: a topic nobody created gets this many queues
+    /// on first use, or `None` when `autoCreateTopicEnable` is off.
+    pub fn auto_create_queues(&self) -> Option<u32> {
+        self.auto_create_topic_enable
+            .then_some(self.default_topic_queue_nums)
+    }
+}
+
+/// The queue counts a topic may have.
+pub const TOPIC_QUEUES: std::ops::RangeInclusive<u32> = 1..=1024;
 
 /// A topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,21 +129,33 @@ pub struct Delivery {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     /// The topic does not exist (and is not auto-created).
-    #[error("topic {0} does not exist")]
-    TopicNotFound(String),
+    #[error("topic {topic} does not exist")]
+    TopicNotFound {
+        /// The topic.
+        topic: String,
+    },
     /// The handle is malformed, or the message was acked, redelivered or re-timed since.
-    #[error("receipt handle {0:?} is invalid or expired")]
-    InvalidHandle(String),
-    /// The request is not valid for the state (e.g. zero queues).
-    #[error("{0}")]
-    Invalid(String),
+    #[error("receipt handle {handle:?} is invalid or expired")]
+    InvalidHandle {
+        /// The handle.
+        handle: String,
+    },
+    /// A topic update asked for a queue count outside [`TOPIC_QUEUES`].
+    #[error("queue count {queues} must be 1..=1024")]
+    QueueCount {
+        /// The count asked for.
+        queues: u32,
+    },
 }
+
+/// Per message of a send: (queue, offset) or why it was not stored.
+pub type SendResults = Vec<Result<(u32, u64), ApplyError>>;
 
 /// What applying a command produced, for the proposer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyResult {
     /// Per message: (queue, offset) or why not.
-    Sent(Vec<Result<(u32, u64), ApplyError>>),
+    Sent(SendResults),
     /// The messages handed out.
     Received(Result<Vec<Delivery>, ApplyError>),
     /// Per handle.
@@ -131,6 +166,20 @@ pub enum ApplyResult {
     TopicChanged(Result<(), ApplyError>),
     /// Moved to the dead-letter queue.
     DeadLettered(Result<(), ApplyError>),
+}
+
+impl ApplyResult {
+    /// The name of the command kind that produces this result, for errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApplyResult::Sent(_) => "Send",
+            ApplyResult::Received(_) => "Receive",
+            ApplyResult::Acked(_) => "Ack",
+            ApplyResult::Changed(_) => "ChangeInvisible",
+            ApplyResult::TopicChanged(_) => "UpdateTopic or DeleteTopic",
+            ApplyResult::DeadLettered(_) => "ForwardToDeadLetter",
+        }
+    }
 }
 
 /// The replicated broker state.
@@ -161,6 +210,11 @@ impl BrokerState {
     /// The index of the last command applied.
     pub fn last_index(&self) -> u64 {
         self.last_index
+    }
+
+    /// The settings commands apply with.
+    pub fn config(&self) -> &StateConfig {
+        &self.config
     }
 
     /// The topic table.
@@ -248,24 +302,7 @@ impl BrokerState {
                 ApplyResult::TopicChanged(self.update_topic(topic, *queues))
             }
             Command::DeleteTopic { topic } => ApplyResult::TopicChanged(self.delete_topic(topic)),
-            Command::Receive {
-                now_ms,
-                group,
-                topic,
-                tags,
-                batch,
-                invisible_ms,
-                max_attempts,
-            } => ApplyResult::Received(self.receive(
-                index,
-                *now_ms,
-                group,
-                topic,
-                tags,
-                *batch,
-                *invisible_ms,
-                *max_attempts,
-            )),
+            Command::Receive(receive) => ApplyResult::Received(self.receive(index, receive)),
             Command::Ack {
                 group,
                 topic,
@@ -294,10 +331,8 @@ impl BrokerState {
     }
 
     fn update_topic(&mut self, topic: &str, queues: u32) -> Result<(), ApplyError> {
-        if queues == 0 || queues > 1024 {
-            return Err(ApplyError::Invalid(format!(
-                "queue count {queues} must be 1..=1024"
-            )));
+        if !TOPIC_QUEUES.contains(&queues) {
+            return Err(ApplyError::QueueCount { queues });
         }
         self.topics.insert(topic.to_string(), Topic { queues });
         let qs = self.queues.entry(topic.to_string()).or_default();
@@ -309,7 +344,9 @@ impl BrokerState {
 
     fn delete_topic(&mut self, topic: &str) -> Result<(), ApplyError> {
         if self.topics.remove(topic).is_none() {
-            return Err(ApplyError::TopicNotFound(topic.to_string()));
+            return Err(ApplyError::TopicNotFound {
+                topic: topic.to_string(),
+            });
         }
         self.queues.remove(topic);
         for topics in self.groups.values_mut() {
@@ -318,20 +355,20 @@ impl BrokerState {
         Ok(())
     }
 
-    fn send(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        messages: &[StoredMessage],
-    ) -> Vec<Result<(u32, u64), ApplyError>> {
+    fn send(&mut self, index: u64, now_ms: u64, messages: &[StoredMessage]) -> SendResults {
         let mut out = Vec::with_capacity(messages.len());
         for (slot, m) in messages.iter().enumerate() {
             if !self.topics.contains_key(&m.topic) {
-                if !self.config.auto_create_topic {
-                    out.push(Err(ApplyError::TopicNotFound(m.topic.clone())));
+                let Some(queues) = self.config.auto_create_queues() else {
+                    out.push(Err(ApplyError::TopicNotFound {
+                        topic: m.topic.clone(),
+                    }));
+                    continue;
+                };
+                if let Err(e) = self.update_topic(&m.topic, queues) {
+                    out.push(Err(e));
                     continue;
                 }
-                let _ = self.update_topic(&m.topic, self.config.default_queues);
             }
             let queues = self.topics[&m.topic].queues;
             // FIFO groups hash to one queue so their order holds; others go round robin.
@@ -357,117 +394,55 @@ impl BrokerState {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn receive(
-        &mut self,
-        index: u64,
-        now_ms: u64,
-        group: &str,
-        topic: &str,
-        tags: &[String],
-        batch: u32,
-        invisible_ms: u64,
-        max_attempts: u32,
-    ) -> Result<Vec<Delivery>, ApplyError> {
-        let Some(cqs) = self.queues.get(topic) else {
-            return Err(ApplyError::TopicNotFound(topic.to_string()));
+    fn receive(&mut self, index: u64, ask: &Receive) -> Result<Vec<Delivery>, ApplyError> {
+        let Some(cqs) = self.queues.get(&ask.topic) else {
+            return Err(ApplyError::TopicNotFound {
+                topic: ask.topic.clone(),
+            });
         };
         let n = cqs.len();
         let progress = self
             .groups
-            .entry(group.to_string())
+            .entry(ask.group.clone())
             .or_default()
-            .entry(topic.to_string())
+            .entry(ask.topic.clone())
             .or_default();
         progress.resize(n, QueueProgress::default());
         let mut out = Vec::new();
         let mut dead: Vec<QueueEntry> = Vec::new();
-        let want = batch as usize;
         // Start at a different queue each time so no queue starves.
         let start = usize::try_from(index).unwrap_or(0) % n.max(1);
         for k in 0..n {
-            if out.len() >= want {
+            let qi = (start + k) % n;
+            let mut queue = QueueReceive {
+                index,
+                ask,
+                queue: u32::try_from(qi).unwrap_or(u32::MAX),
+                cq: &cqs[qi],
+                p: &mut progress[qi],
+                out: &mut out,
+            };
+            if queue.full() {
                 break;
             }
-            let qi = (start + k) % n;
-            let cq = &cqs[qi];
-            let p = &mut progress[qi];
-            let queue = u32::try_from(qi).unwrap_or(u32::MAX);
-            let deliver =
-                |p: &mut QueueProgress, offset: u64, attempt: u32, out: &mut Vec<Delivery>| {
-                    let visible_at_ms = now_ms.saturating_add(invisible_ms);
-                    p.inflight.insert(
-                        offset,
-                        Inflight {
-                            visible_at_ms,
-                            attempt,
-                            epoch: index,
-                        },
-                    );
-                    out.push(Delivery {
-                        topic: topic.to_string(),
-                        queue,
-                        offset,
-                        attempt,
-                        handle: encode_handle(queue, offset, index),
-                        entry: cq[ix(offset)].clone(),
-                        visible_at_ms,
-                    });
-                };
-            // 1. Messages whose invisible time ran out: again, or to the dead-letter queue.
-            let expired: Vec<(u64, u32)> = p
-                .inflight
-                .iter()
-                .filter(|(_, f)| f.visible_at_ms <= now_ms)
-                .map(|(o, f)| (*o, f.attempt))
-                .collect();
-            for (offset, attempt) in expired {
-                if out.len() >= want {
-                    break;
-                }
-                if attempt >= max_attempts {
-                    p.inflight.remove(&offset);
-                    mark_done(p, offset);
-                    dead.push(cq[ix(offset)].clone());
-                    continue;
-                }
-                deliver(p, offset, attempt + 1, &mut out);
-            }
-            // 2. Messages held back earlier (delay not due, FIFO predecessor unacked).
-            let held: Vec<u64> = p.deferred.iter().copied().collect();
-            for offset in held {
-                if out.len() >= want {
-                    break;
-                }
-                if deliverable(cq, p, offset, &cq[ix(offset)], now_ms) {
-                    p.deferred.remove(&offset);
-                    deliver(p, offset, 1, &mut out);
-                }
-            }
-            // 3. Messages never examined by this group.
-            let mut scanned = 0;
-            while out.len() < want && ix(p.next) < cq.len() && scanned < SCAN_PER_QUEUE_MAX {
-                let offset = p.next;
-                p.next += 1;
-                scanned += 1;
-                let e = &cq[ix(offset)];
-                if !tags_match(tags, e) {
-                    mark_done(p, offset);
-                } else if deliverable(cq, p, offset, e, now_ms) {
-                    deliver(p, offset, 1, &mut out);
-                } else {
-                    p.deferred.insert(offset);
-                }
-            }
+            queue.redeliver_expired(&mut dead);
+            queue.deliver_deferred();
+            queue.deliver_unexamined();
         }
-        if !dead.is_empty() {
-            let dlq = format!("{DLQ_PREFIX}{group}");
-            if !self.topics.contains_key(&dlq) {
-                let _ = self.update_topic(&dlq, 1);
-            }
-            self.queues.entry(dlq).or_default()[0].extend(dead);
-        }
+        self.dead_letter(&ask.group, dead);
         Ok(out)
+    }
+
+    /// Appends `entries` to `group`'s dead-letter topic, creating it (one queue) if needed.
+    fn dead_letter(&mut self, group: &str, entries: Vec<QueueEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let dlq = format!("{DLQ_PREFIX}{group}");
+        if !self.topics.contains_key(&dlq) {
+            let _ = self.update_topic(&dlq, 1);
+        }
+        self.queues.entry(dlq).or_default()[0].extend(entries);
     }
 
     fn inflight_mut(
@@ -476,7 +451,9 @@ impl BrokerState {
         topic: &str,
         handle: &str,
     ) -> Result<(&mut QueueProgress, u64, u64), ApplyError> {
-        let invalid = || ApplyError::InvalidHandle(handle.to_string());
+        let invalid = || ApplyError::InvalidHandle {
+            handle: handle.to_string(),
+        };
         let (queue, offset, epoch) = decode_handle(handle).ok_or_else(invalid)?;
         let p = self
             .groups
@@ -506,13 +483,12 @@ impl BrokerState {
         handle: &str,
         invisible_ms: u64,
     ) -> Result<String, ApplyError> {
-        let (queue, _, _) =
-            decode_handle(handle).ok_or_else(|| ApplyError::InvalidHandle(handle.to_string()))?;
+        let invalid = || ApplyError::InvalidHandle {
+            handle: handle.to_string(),
+        };
+        let (queue, _, _) = decode_handle(handle).ok_or_else(invalid)?;
         let (p, offset, _) = self.inflight_mut(group, topic, handle)?;
-        let f = p
-            .inflight
-            .get_mut(&offset)
-            .ok_or_else(|| ApplyError::InvalidHandle(handle.to_string()))?;
+        let f = p.inflight.get_mut(&offset).ok_or_else(invalid)?;
         f.visible_at_ms = now_ms.saturating_add(invisible_ms);
         f.epoch = index;
         Ok(encode_handle(queue, offset, index))
@@ -522,22 +498,117 @@ impl BrokerState {
         let (p, offset, _) = self.inflight_mut(group, topic, handle)?;
         p.inflight.remove(&offset);
         mark_done(p, offset);
-        let (queue, _, _) =
-            decode_handle(handle).ok_or_else(|| ApplyError::InvalidHandle(handle.to_string()))?;
+        let (queue, _, _) = decode_handle(handle).ok_or_else(|| ApplyError::InvalidHandle {
+            handle: handle.to_string(),
+        })?;
         let entry = self
             .queues
             .get(topic)
             .and_then(|qs| qs.get(ix(u64::from(queue))))
             .and_then(|q| q.get(ix(offset)))
             .cloned();
-        if let Some(entry) = entry {
-            let dlq = format!("{DLQ_PREFIX}{group}");
-            if !self.topics.contains_key(&dlq) {
-                let _ = self.update_topic(&dlq, 1);
-            }
-            self.queues.entry(dlq).or_default()[0].push(entry);
-        }
+        self.dead_letter(group, entry.into_iter().collect());
         Ok(())
+    }
+}
+
+/// One receive's pass over one queue: what it hands out goes to `out`.
+struct QueueReceive<'a> {
+    /// The index of the Receive command: the epoch of the handles it issues.
+    index: u64,
+    ask: &'a Receive,
+    queue: u32,
+    cq: &'a [QueueEntry],
+    p: &'a mut QueueProgress,
+    out: &'a mut Vec<Delivery>,
+}
+
+impl QueueReceive<'_> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.ask.batch as usize
+    }
+
+    fn deliver(&mut self, offset: u64, attempt: u32) {
+        let visible_at_ms = self.ask.now_ms.saturating_add(self.ask.invisible_ms);
+        self.p.inflight.insert(
+            offset,
+            Inflight {
+                visible_at_ms,
+                attempt,
+                epoch: self.index,
+            },
+        );
+        self.out.push(Delivery {
+            topic: self.ask.topic.clone(),
+            queue: self.queue,
+            offset,
+            attempt,
+            handle: encode_handle(self.queue, offset, self.index),
+            entry: self.cq[ix(offset)].clone(),
+            visible_at_ms,
+        });
+    }
+
+    /// 1. Messages whose invisible time ran out: again, or to the dead-letter queue.
+    fn redeliver_expired(&mut self, dead: &mut Vec<QueueEntry>) {
+        let now_ms = self.ask.now_ms;
+        let expired: Vec<(u64, u32)> = self
+            .p
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.visible_at_ms <= now_ms)
+            .map(|(o, f)| (*o, f.attempt))
+            .collect();
+        for (offset, attempt) in expired {
+            if self.full() {
+                break;
+            }
+            if attempt >= self.ask.max_attempts {
+                self.p.inflight.remove(&offset);
+                mark_done(self.p, offset);
+                dead.push(self.cq[ix(offset)].clone());
+                continue;
+            }
+            self.deliver(offset, attempt + 1);
+        }
+    }
+
+    /// 2. Messages held back earlier (delay not due, FIFO predecessor unacked).
+    fn deliver_deferred(&mut self) {
+        let held: Vec<u64> = self.p.deferred.iter().copied().collect();
+        for offset in held {
+            if self.full() {
+                break;
+            }
+            if deliverable(
+                self.cq,
+                self.p,
+                offset,
+                &self.cq[ix(offset)],
+                self.ask.now_ms,
+            ) {
+                self.p.deferred.remove(&offset);
+                self.deliver(offset, 1);
+            }
+        }
+    }
+
+    /// 3. Messages never examined by this group.
+    fn deliver_unexamined(&mut self) {
+        let mut scanned = 0;
+        while !self.full() && ix(self.p.next) < self.cq.len() && scanned < SCAN_PER_QUEUE_MAX {
+            let offset = self.p.next;
+            self.p.next += 1;
+            scanned += 1;
+            let e = &self.cq[ix(offset)];
+            if !tags_match(&self.ask.tags, e) {
+                mark_done(self.p, offset);
+            } else if deliverable(self.cq, self.p, offset, e, self.ask.now_ms) {
+                self.deliver(offset, 1);
+            } else {
+                self.p.deferred.insert(offset);
+            }
+        }
     }
 }
 
@@ -630,8 +701,8 @@ mod tests {
         fn new() -> Harness {
             Harness {
                 state: BrokerState::new(StateConfig {
-                    auto_create_topic: true,
-                    default_queues: 4,
+                    auto_create_topic_enable: true,
+                    default_topic_queue_nums: 4,
                 }),
                 index: 0,
             }
@@ -660,7 +731,7 @@ mod tests {
             batch: u32,
             invisible: u64,
         ) -> Vec<Delivery> {
-            let c = Command::Receive {
+            let c = Command::Receive(Receive {
                 now_ms: now,
                 group: group.into(),
                 topic: "t".into(),
@@ -668,7 +739,7 @@ mod tests {
                 batch,
                 invisible_ms: invisible,
                 max_attempts: 3,
-            };
+            });
             match self.apply(c) {
                 ApplyResult::Received(r) => r.unwrap(),
                 other => panic!("{other:?}"),
@@ -725,7 +796,9 @@ mod tests {
         assert_eq!((second[0].offset, second[0].attempt), (first[0].offset, 2));
         assert_eq!(
             h.ack("g", &first[0].handle),
-            Err(ApplyError::InvalidHandle(first[0].handle.clone())),
+            Err(ApplyError::InvalidHandle {
+                handle: first[0].handle.clone()
+            }),
             "stale handle"
         );
         let third = h.receive(300, "g", 1, 100);
@@ -818,8 +891,8 @@ mod tests {
     #[test]
     fn unknown_topic_without_auto_create_is_refused() {
         let mut s = BrokerState::new(StateConfig {
-            auto_create_topic: false,
-            default_queues: 4,
+            auto_create_topic_enable: false,
+            default_topic_queue_nums: 4,
         });
         let r = s.apply(
             1,
@@ -830,11 +903,48 @@ mod tests {
         );
         assert_eq!(
             r,
-            Some(ApplyResult::Sent(vec![Err(ApplyError::TopicNotFound(
-                "nope".into()
-            ))]))
+            Some(ApplyResult::Sent(vec![Err(ApplyError::TopicNotFound {
+                topic: "nope".into()
+            })]))
         );
         assert!(s.topics().is_empty());
+    }
+
+    #[test]
+    fn an_auto_create_queue_count_out_of_range_refuses_the_message_instead_of_panicking() {
+        // broker.conf checks 1..=1024, but the state must not trust its caller: before this
+        // test, a send to a new topic with 0 default queues panicked on every replica.
+        let mut s = BrokerState::new(StateConfig {
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 0,
+        });
+        let r = s.apply(
+            1,
+            &Command::Send {
+                now_ms: 1,
+                messages: vec![msg("new", None, None, 0)],
+            },
+        );
+        assert_eq!(
+            r,
+            Some(ApplyResult::Sent(vec![Err(ApplyError::QueueCount {
+                queues: 0
+            })]))
+        );
+        assert!(s.topics().is_empty());
+    }
+
+    #[test]
+    fn snapshots_keep_the_state_config_field_names() {
+        let json = serde_json::to_value(StateConfig {
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"auto_create_topic": true, "default_queues": 8})
+        );
     }
 
     #[test]
@@ -844,7 +954,7 @@ mod tests {
                 now_ms: 1,
                 messages: (0..5).map(|_| msg("t", None, None, 0)).collect(),
             },
-            Command::Receive {
+            Command::Receive(Receive {
                 now_ms: 2,
                 group: "g".into(),
                 topic: "t".into(),
@@ -852,11 +962,11 @@ mod tests {
                 batch: 3,
                 invisible_ms: 10,
                 max_attempts: 3,
-            },
+            }),
         ];
         let mut a = BrokerState::new(StateConfig {
-            auto_create_topic: true,
-            default_queues: 4,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
         });
         let mut b = a.clone();
         for (i, c) in cmds.iter().enumerate() {

@@ -16,8 +16,10 @@ use raft_log::snapshot::SnapshotHook;
 use raft_log::{Error as LogError, RaftLogNode};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::command::{Command, StoredMessage};
-use crate::state::{ApplyError, ApplyResult, BrokerState, QueueEntry, StateConfig};
+use crate::command::{Command, Receive, StoredMessage};
+use crate::state::{
+    ApplyError, ApplyResult, BrokerState, Delivery, QueueEntry, SendResults, StateConfig,
+};
 
 /// Results kept for proposers that have not picked theirs up yet.
 const RESULTS_MAX: usize = 1 << 16;
@@ -42,8 +44,42 @@ pub enum StoreError {
         source: crate::codec::DecodeError,
     },
     /// The applied result of a command was not found (evicted, or the entry was not ours).
-    #[error("result of log entry {0} is no longer available")]
-    ResultLost(u64),
+    #[error("result of log entry {index} is no longer available")]
+    ResultLost {
+        /// The entry.
+        index: u64,
+    },
+    /// The entry at the proposed index applied as another command kind (a bug).
+    #[error("log entry {index} was proposed as {proposed} but applied as {applied}")]
+    ResultMismatch {
+        /// The entry.
+        index: u64,
+        /// The command kind proposed.
+        proposed: &'static str,
+        /// The kind of result applying produced.
+        applied: &'static str,
+    },
+    /// The commitlog accepted a proposal but returned no index for it.
+    #[error("the commitlog returned no index for a proposal")]
+    NoIndex,
+    /// This node did not apply its own entry in time; the write may still land.
+    #[error("log entry {index} not applied here within {waited_ms} ms; outcome unknown")]
+    ApplyTimeout {
+        /// The entry.
+        index: u64,
+        /// How long this node waited.
+        waited_ms: u64,
+    },
+    /// The store is shutting down.
+    #[error("the message store is shut down")]
+    Shutdown,
+    /// One failure reported to several waiters: the sends of one group-commit entry, the
+    /// messages of one send.
+    #[error(transparent)]
+    Shared {
+        /// The entry's failure.
+        source: Arc<StoreError>,
+    },
     /// A consume-queue entry points at a message that is not there.
     #[error("message at log index {index} slot {slot} not found")]
     MessageMissing {
@@ -54,34 +90,58 @@ pub enum StoreError {
     },
 }
 
+/// What a protocol needs to know of a [`StoreError`] to choose its status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The group has no reachable leader (after [`MessageStore`] waited for one).
+    NoLeader,
+    /// Too many proposals in flight.
+    Busy,
+    /// A write was not confirmed in time: it may or may not land.
+    OutcomeUnknown,
+    /// The entry exceeds the commitlog's entry limit.
+    TooLarge,
+    /// The store or the node is shutting down.
+    Shutdown,
+    /// A node id that is not a member of the group.
+    UnknownNode,
+    /// Anything else: a bug or a disk failure.
+    Internal,
+}
+
 impl StoreError {
-    /// The same error for another waiter of a shared batch (the source is not `Clone`).
-    fn duplicate(&self) -> StoreError {
-        use raft_log::Error as L;
-        let log = match self {
-            StoreError::Log(L::NotLeader {
-                group,
-                leader_id,
-                leader_addr,
-            }) => L::NotLeader {
-                group: group.clone(),
-                leader_id: *leader_id,
-                leader_addr: leader_addr.clone(),
+    /// The commitlog error at the bottom of this one, if any.
+    pub fn log_error(&self) -> Option<&LogError> {
+        match self {
+            StoreError::Log(e) => Some(e),
+            StoreError::Shared { source } => source.log_error(),
+            _ => None,
+        }
+    }
+
+    /// Which kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Log(e) => match e {
+                LogError::NotLeader { .. } => StoreErrorKind::NoLeader,
+                LogError::Busy { .. } => StoreErrorKind::Busy,
+                LogError::Timeout { .. } | LogError::OutcomeUnknown { .. } => {
+                    StoreErrorKind::OutcomeUnknown
+                }
+                LogError::EntryTooLarge { .. } => StoreErrorKind::TooLarge,
+                LogError::Shutdown => StoreErrorKind::Shutdown,
+                LogError::UnknownNode { .. } => StoreErrorKind::UnknownNode,
+                _ => StoreErrorKind::Internal,
             },
-            StoreError::Log(L::Busy { pending }) => L::Busy { pending: *pending },
-            StoreError::Log(L::Timeout { waited_ms }) => L::Timeout {
-                waited_ms: *waited_ms,
-            },
-            StoreError::Log(L::OutcomeUnknown { reason }) => L::OutcomeUnknown {
-                reason: reason.clone(),
-            },
-            StoreError::Log(L::Shutdown) => L::Shutdown,
-            StoreError::ResultLost(i) => return StoreError::ResultLost(*i),
-            other => L::Raft {
-                message: other.to_string(),
-            },
-        };
-        StoreError::Log(log)
+            StoreError::ApplyTimeout { .. } => StoreErrorKind::OutcomeUnknown,
+            StoreError::Shutdown => StoreErrorKind::Shutdown,
+            StoreError::Shared { source } => source.kind(),
+            StoreError::Decode { .. }
+            | StoreError::ResultLost { .. }
+            | StoreError::ResultMismatch { .. }
+            | StoreError::NoIndex
+            | StoreError::MessageMissing { .. } => StoreErrorKind::Internal,
+        }
     }
 }
 
@@ -138,9 +198,6 @@ pub struct MessageStore {
     shared: Arc<Shared>,
     sends: mpsc::Sender<SendRequest>,
 }
-
-/// Per message: (queue, offset) or why it was not stored.
-pub type SendResults = Vec<Result<(u32, u64), ApplyError>>;
 
 /// One producer request waiting for group commit.
 struct SendRequest {
@@ -215,11 +272,150 @@ impl MessageStore {
         self.shared.processed.subscribe()
     }
 
-    /// Writes `command` through the leader and returns what applying it produced.
+    /// Creates or updates a topic.
+    ///
+    /// # Errors
+    /// The outer error: the write failed (see [`MessageStore::send`]); the inner one: the
+    /// state refused it (queue count out of range).
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn update_topic(
+        &self,
+        topic: &str,
+        queues: u32,
+    ) -> Result<Result<(), ApplyError>, StoreError> {
+        let command = Command::UpdateTopic {
+            topic: topic.to_string(),
+            queues,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::TopicChanged(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Deletes a topic with its queues and every group's progress on it.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: the topic does not exist.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn delete_topic(&self, topic: &str) -> Result<Result<(), ApplyError>, StoreError> {
+        let command = Command::DeleteTopic {
+            topic: topic.to_string(),
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::TopicChanged(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Hands out messages to a consumer group (they become invisible).
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: the topic does not exist.
+    pub async fn receive(
+        &self,
+        receive: Receive,
+    ) -> Result<Result<Vec<Delivery>, ApplyError>, StoreError> {
+        self.execute_as(&Command::Receive(receive), |r| match r {
+            ApplyResult::Received(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Acknowledges messages; one result per handle.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`].
+    pub async fn ack(
+        &self,
+        group: &str,
+        topic: &str,
+        handles: Vec<String>,
+    ) -> Result<Vec<Result<(), ApplyError>>, StoreError> {
+        let command = Command::Ack {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            handles,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::Acked(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Makes a delivered message invisible for `invisible_ms` from `now_ms`; returns its new
+    /// receipt handle.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: the handle is invalid or expired.
+    pub async fn change_invisible(
+        &self,
+        now_ms: u64,
+        group: &str,
+        topic: &str,
+        handle: String,
+        invisible_ms: u64,
+    ) -> Result<Result<String, ApplyError>, StoreError> {
+        let command = Command::ChangeInvisible {
+            now_ms,
+            group: group.to_string(),
+            topic: topic.to_string(),
+            handle,
+            invisible_ms,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::Changed(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Moves a delivered message to the group's dead-letter queue now.
+    ///
+    /// # Errors
+    /// As [`MessageStore::change_invisible`].
+    pub async fn forward_to_dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: String,
+    ) -> Result<Result<(), ApplyError>, StoreError> {
+        let command = Command::ForwardToDeadLetter {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            handle,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::DeadLettered(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Executes `command` and takes its result with `take`, which hands back a result of
+    /// another kind. That can only be a bug; it is the one place that checks for it.
+    async fn execute_as<T>(
+        &self,
+        command: &Command,
+        take: impl FnOnce(ApplyResult) -> Result<T, ApplyResult>,
+    ) -> Result<T, StoreError> {
+        let (index, result) = self.execute(command).await?;
+        take(result).map_err(|other| StoreError::ResultMismatch {
+            index,
+            proposed: command.kind(),
+            applied: other.kind(),
+        })
+    }
+
+    /// Writes `command` through the leader and returns its index and what applying it produced.
     ///
     /// # Errors
     /// [`StoreError::Log`] from the commitlog (a timeout there means the outcome is unknown).
-    pub async fn execute(&self, command: &Command) -> Result<ApplyResult, StoreError> {
+    async fn execute(&self, command: &Command) -> Result<(u64, ApplyResult), StoreError> {
         let body = command.encode();
         // Registered before the entry exists, so the dispatcher keeps its result however
         // early it applies it.
@@ -229,14 +425,7 @@ impl MessageStore {
         // (nothing appended) is retried; a timeout's outcome is unknown and goes back as is.
         let index = loop {
             match self.node.propose(vec![body.clone()]).await {
-                Ok(indexes) => {
-                    break indexes
-                        .first()
-                        .copied()
-                        .ok_or(StoreError::Log(LogError::Raft {
-                            message: "no index returned".into(),
-                        }))?;
-                }
+                Ok(indexes) => break indexes.first().copied().ok_or(StoreError::NoIndex)?,
                 Err(LogError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
@@ -247,19 +436,22 @@ impl MessageStore {
         let reached = rx.wait_for(|p| *p >= index);
         match tokio::time::timeout(APPLY_WAIT, reached).await {
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(StoreError::Log(LogError::Shutdown)),
+            Ok(Err(_)) => return Err(StoreError::Shutdown),
             Err(_) => {
-                return Err(StoreError::Log(LogError::Timeout {
+                return Err(StoreError::ApplyTimeout {
+                    index,
                     waited_ms: u64::try_from(APPLY_WAIT.as_millis()).unwrap_or(u64::MAX),
-                }));
+                });
             }
         }
-        self.shared
+        let result = self
+            .shared
             .results
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&index)
-            .ok_or(StoreError::ResultLost(index))
+            .ok_or(StoreError::ResultLost { index })?;
+        Ok((index, result))
     }
 
     /// How many applied entries' results wait for their proposer (it takes them at once, so
@@ -297,8 +489,8 @@ impl MessageStore {
                 reply,
             })
             .await
-            .map_err(|_| StoreError::Log(LogError::Shutdown))?;
-        rx.await.map_err(|_| StoreError::Log(LogError::Shutdown))?
+            .map_err(|_| StoreError::Shutdown)?;
+        rx.await.map_err(|_| StoreError::Shutdown)?
     }
 
     async fn group_commit(self, mut queue: mpsc::Receiver<SendRequest>) {
@@ -338,21 +530,21 @@ impl MessageStore {
             messages.extend(r.messages);
             replies.push(r.reply);
         }
-        let outcome = self.execute(&Command::Send { now_ms, messages }).await;
+        let command = Command::Send { now_ms, messages };
+        let outcome = self
+            .execute_as(&command, |r| match r {
+                ApplyResult::Sent(results) => Ok(results),
+                other => Err(other),
+            })
+            .await;
         let mut results = match outcome {
-            Ok(ApplyResult::Sent(results)) => results.into_iter(),
-            Ok(other) => {
-                let message = format!("send applied as {other:?}");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Log(LogError::Raft {
-                        message: message.clone(),
-                    })));
-                }
-                return;
-            }
+            Ok(results) => results.into_iter(),
             Err(e) => {
+                let source = Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(e.duplicate()));
+                    let _ = reply.send(Err(StoreError::Shared {
+                        source: Arc::clone(&source),
+                    }));
                 }
                 return;
             }

@@ -14,7 +14,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use broker::admin::Admin;
-use broker::grpc::{Messaging, ServiceConfig};
+use broker::grpc::Messaging;
+use broker::service::{BrokerService, ServiceConfig};
 use broker::state::StateConfig;
 use broker::store::MessageStore;
 use proto::apache::rocketmq::v2;
@@ -61,17 +62,16 @@ async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u
     let addr = listener.local_addr().unwrap();
     let config = ServiceConfig {
         broker_name: "RaftNode00".into(),
+        broker_addr: addr.to_string(),
         max_message_size: 4 << 20,
-        auto_create_topic: true,
-        default_topic_queues: 4,
         max_delivery_attempts: 17,
-        store_host: addr.to_string(),
         store_dir: store.node().config().store.dir.clone(),
         disk_max_used_space_ratio,
         unsafe_ack_before_replication: false,
     };
-    let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), config));
-    let admin = AdminServer::new(Admin::new(store, addr.to_string()));
+    let service = BrokerService::new(store, config);
+    let messaging = MessagingServiceServer::new(Messaging::new(service.clone()));
+    let admin = AdminServer::new(Admin::new(service));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -105,8 +105,8 @@ async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
         c.store.index_segment_bytes = 64 << 10;
         c.store.entry_body_bytes_max = 64 << 10;
         let state = StateConfig {
-            auto_create_topic: true,
-            default_queues: 4,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
         };
         let store = MessageStore::start(c, state).await.unwrap();
         let addr = serve(store.clone()).await;
@@ -692,5 +692,251 @@ async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
         bodies, 1,
         "the message stored before the disk filled is still delivered"
     );
+    shutdown(&nodes).await;
+}
+
+/// Goal: `Broker::start` wires a node from nothing but a broker.conf, as mqbroker runs it.
+/// Method: a single-node group on a free port; the admin view reports `brokerIP1:listenPort`
+/// as the node's address, a route auto-creates the topic with `defaultTopicQueueNums` queues,
+/// and a shutdown returns cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_start_serves_both_services_from_a_broker_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "brokerName=b\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={port}\n\
+         defaultTopicQueueNums=3\nstorePathRootDir={}\n",
+        dir.path().join("store").display()
+    );
+    let (config, _) = broker::BrokerConfig::from_str(&text, "test.conf").unwrap();
+    let broker = broker::Broker::start(config).await.unwrap();
+    let addr = broker.local_addr();
+    assert_eq!(addr.port(), port);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let view = AdminClient::new(channel(addr))
+            .cluster_list(pb::ClusterListRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if self_row(&view).role == pb::Role::Leader as i32 {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "no leader: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(self_row(&view).listen_addr, format!("127.0.0.1:{port}"));
+
+    let route = MessagingServiceClient::new(channel(addr))
+        .query_route(v2::QueryRouteRequest {
+            topic: Some(v2::Resource {
+                name: "auto".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        route.status.as_ref().map(|s| s.code),
+        Some(v2::Code::Ok as i32),
+        "{route:?}"
+    );
+    assert_eq!(route.message_queues.len(), 3);
+    broker.shutdown().await.unwrap();
+}
+
+/// The first status of a receive stream.
+async fn receive_code(node: &Node, req: v2::ReceiveMessageRequest) -> v2::Code {
+    let mut stream = node
+        .messaging()
+        .receive_message(req)
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().and_then(|f| f.content) {
+        Some(v2::receive_message_response::Content::Status(s)) => {
+            v2::Code::try_from(s.code).unwrap()
+        }
+        other => panic!("first frame is not a status: {other:?}"),
+    }
+}
+
+fn receive_request(group: &str, topic: &str, invisible_s: i64) -> v2::ReceiveMessageRequest {
+    v2::ReceiveMessageRequest {
+        group: Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: group.into(),
+        }),
+        message_queue: Some(v2::MessageQueue {
+            topic: Some(v2::Resource {
+                resource_namespace: String::new(),
+                name: topic.into(),
+            }),
+            id: -1,
+            ..Default::default()
+        }),
+        batch_size: 1,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: invisible_s,
+            nanos: 0,
+        }),
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Goal: invalid input gets the same RocketMQ code as before the service layer existed (the
+/// SDKs depend on them). Method: one node, one bad field per request, the code of each answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_get_their_rocketmq_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_group(dir.path(), 1).await;
+    let node = &nodes[0];
+    let send_code = |m: Vec<v2::Message>| async move {
+        let r = node
+            .messaging()
+            .send_message(v2::SendMessageRequest { messages: m })
+            .await
+            .unwrap()
+            .into_inner();
+        v2::Code::try_from(r.status.unwrap().code).unwrap()
+    };
+    let with_sys = |f: &dyn Fn(&mut v2::SystemProperties)| {
+        let mut m = message("codes", 0);
+        f(m.system_properties.as_mut().unwrap());
+        m
+    };
+    tracing::info!("phase 1: sends; a good one first creates the topic");
+    assert_eq!(send_code(vec![message("codes", 0)]).await, v2::Code::Ok);
+    assert_eq!(send_code(vec![]).await, v2::Code::BadRequest);
+    assert_eq!(
+        send_code(vec![message("bad topic", 0)]).await,
+        v2::Code::IllegalTopic
+    );
+    let mut empty = message("codes", 0);
+    empty.body = Default::default();
+    assert_eq!(send_code(vec![empty]).await, v2::Code::BadRequest);
+    let transactional = with_sys(&|s| s.message_type = v2::MessageType::Transaction as i32);
+    assert_eq!(
+        send_code(vec![transactional]).await,
+        v2::Code::NotImplemented
+    );
+    let fifo = with_sys(&|s| s.message_type = v2::MessageType::Fifo as i32);
+    assert_eq!(send_code(vec![fifo]).await, v2::Code::BadRequest);
+    let far = with_sys(&|s| {
+        s.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: i64::MAX / 2_000,
+            nanos: 0,
+        })
+    });
+    assert_eq!(send_code(vec![far]).await, v2::Code::IllegalDeliveryTime);
+    assert_eq!(
+        send_code(vec![message("codes", 1), message("bad topic", 2)]).await,
+        v2::Code::IllegalTopic,
+        "one failure among OKs is that failure"
+    );
+
+    tracing::info!("phase 2: receives");
+    assert_eq!(
+        receive_code(node, receive_request("bad group", "codes", 30)).await,
+        v2::Code::IllegalConsumerGroup
+    );
+    assert_eq!(
+        receive_code(node, receive_request("cg", "bad topic", 30)).await,
+        v2::Code::IllegalTopic
+    );
+    assert_eq!(
+        receive_code(node, receive_request("cg", "codes", 1)).await,
+        v2::Code::IllegalInvisibleTime
+    );
+    assert_eq!(
+        receive_code(node, receive_request("cg", "missing", 30)).await,
+        v2::Code::TopicNotFound
+    );
+    let mut sql = receive_request("cg", "codes", 30);
+    sql.filter_expression = Some(v2::FilterExpression {
+        r#type: v2::FilterType::Sql as i32,
+        expression: "a > 1".into(),
+    });
+    assert_eq!(receive_code(node, sql).await, v2::Code::NotImplemented);
+
+    tracing::info!("phase 3: handles and routes");
+    let resource = |name: &str| {
+        Some(v2::Resource {
+            resource_namespace: String::new(),
+            name: name.into(),
+        })
+    };
+    let ack = node
+        .messaging()
+        .ack_message(v2::AckMessageRequest {
+            group: resource("cg"),
+            topic: resource("codes"),
+            entries: vec![v2::AckMessageEntry {
+                message_id: "m0".into(),
+                receipt_handle: "v1.0.0.1".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ack.status.unwrap().code,
+        v2::Code::InvalidReceiptHandle as i32
+    );
+    let change = |invisible_duration| v2::ChangeInvisibleDurationRequest {
+        group: resource("cg"),
+        topic: resource("codes"),
+        receipt_handle: "v1.0.0.1".into(),
+        invisible_duration,
+        ..Default::default()
+    };
+    for (req, want) in [
+        (change(None), v2::Code::IllegalInvisibleTime),
+        (
+            change(Some(prost_types::Duration {
+                seconds: 13 * 3600,
+                nanos: 0,
+            })),
+            v2::Code::IllegalInvisibleTime,
+        ),
+        (
+            change(Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            })),
+            v2::Code::InvalidReceiptHandle,
+        ),
+    ] {
+        let r = node
+            .messaging()
+            .change_invisible_duration(req)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.unwrap().code, want as i32);
+        assert!(r.receipt_handle.is_empty());
+    }
+    let route = node
+        .messaging()
+        .query_route(v2::QueryRouteRequest {
+            topic: resource("bad topic"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(route.status.unwrap().code, v2::Code::IllegalTopic as i32);
     shutdown(&nodes).await;
 }

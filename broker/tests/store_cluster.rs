@@ -8,8 +8,8 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use broker::command::{Command, MessageType, StoredMessage};
-use broker::state::{ApplyResult, StateConfig};
+use broker::command::{MessageType, Receive, StoredMessage};
+use broker::state::StateConfig;
 use broker::store::MessageStore;
 use bytes::Bytes;
 use raft_log::{Config, Role};
@@ -37,8 +37,8 @@ async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
         c.store.index_segment_bytes = 64 << 10;
         c.store.entry_body_bytes_max = 64 << 10;
         let state = StateConfig {
-            auto_create_topic: true,
-            default_queues: 4,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 4,
         };
         stores.push(Some(MessageStore::start(c, state).await.unwrap()));
     }
@@ -84,23 +84,16 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
     let f2 = (l + 2) % 3;
 
     // Send through a follower.
-    let sent = match stores[f1]
+    let sent = stores[f1]
         .as_ref()
         .unwrap()
-        .execute(&Command::Send {
-            now_ms: 1,
-            messages: (0..20).map(message).collect(),
-        })
+        .send(1, (0..20).map(message).collect())
         .await
-        .unwrap()
-    {
-        ApplyResult::Sent(r) => r,
-        other => panic!("{other:?}"),
-    };
+        .unwrap();
     assert!(sent.iter().all(Result::is_ok));
 
     // Receive through the other follower; bodies come back from its own log.
-    let receive = |now_ms| Command::Receive {
+    let receive = |now_ms| Receive {
         now_ms,
         group: "cg".into(),
         topic: "t".into(),
@@ -109,16 +102,13 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
         invisible_ms: 60_000,
         max_attempts: 16,
     };
-    let got = match stores[f2]
+    let got = stores[f2]
         .as_ref()
         .unwrap()
-        .execute(&receive(10))
+        .receive(receive(10))
         .await
         .unwrap()
-    {
-        ApplyResult::Received(r) => r.unwrap(),
-        other => panic!("{other:?}"),
-    };
+        .unwrap();
     assert_eq!(got.len(), 20);
     // Only a proposer keeps an entry's result, and only until it takes it: once every replica
     // has applied both entries, no node holds a result nobody will read.
@@ -172,16 +162,16 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
     drop(old);
     let survivors: Vec<Option<MessageStore>> = stores.clone();
     let _ = leader(&survivors).await;
-    let ack = Command::Ack {
-        group: "cg".into(),
-        topic: "t".into(),
-        handles: got.iter().map(|d| d.handle.clone()).collect(),
-    };
+    let handles: Vec<String> = got.iter().map(|d| d.handle.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     let acked = loop {
-        match stores[f1].as_ref().unwrap().execute(&ack).await {
-            Ok(ApplyResult::Acked(r)) => break r,
-            Ok(other) => panic!("{other:?}"),
+        match stores[f1]
+            .as_ref()
+            .unwrap()
+            .ack("cg", "t", handles.clone())
+            .await
+        {
+            Ok(r) => break r,
             Err(e) => {
                 assert!(Instant::now() < deadline, "ack never went through: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,8 +1,9 @@
 //! `mqbroker`: RaftMQ's broker process, started as RocketMQ's is (`mqbroker -c broker.conf`).
 //!
 //! It loads and checks the config, logs the warnings about keys RaftMQ does not use, and either
-//! prints the effective config (`-p`) or runs the broker: the raft-log node on its `dLegerPeers`
-//! address and the RocketMQ 5 gRPC service on `listenPort`, until SIGINT or SIGTERM. A config
+//! prints the effective config (`-p`) or runs [`Broker::start`] (the raft-log node on its
+//! `dLegerPeers` address and the RocketMQ 5 gRPC service on `listenPort`) until SIGINT or
+//! SIGTERM. The wiring is in the library; this file is arguments, logging and signals. A config
 //! that cannot be loaded exits 1 with the error, which names the file, key and line.
 
 use std::io::IsTerminal as _;
@@ -10,18 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use broker::admin::Admin;
 use broker::config::BrokerConfig;
-use broker::grpc::{Messaging, ServiceConfig};
-use broker::state::StateConfig;
-use broker::store::MessageStore;
+use broker::server::Broker;
 use clap::Parser;
-use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
-use proto::raftmq::admin::v1::admin_server::AdminServer;
 use tracing_subscriber::EnvFilter;
-
-/// How long the client listener waits for `listenPort` while something else holds it.
-const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// RaftMQ broker: RocketMQ-compatible, stored in raft-log.
 #[derive(Debug, Parser)]
@@ -96,59 +89,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let state = StateConfig {
-        auto_create_topic: config.auto_create_topic_enable,
-        default_queues: config.default_topic_queue_nums,
-    };
-    let store = MessageStore::start(config.raft_log.clone(), state)
-        .await
-        .context("cannot start the raft-log store")?;
-    // The same patience as the replication port: a port held for a moment is no reason to fail.
-    let listener = raft_log::net::bind_retrying(&config.bind_addr().to_string(), BIND_PATIENCE)
-        .await
-        .with_context(|| format!("cannot listen on {} (listenPort)", config.bind_addr()))?;
-    let service = ServiceConfig {
-        broker_name: config.broker_name.clone(),
-        max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
-        auto_create_topic: config.auto_create_topic_enable,
-        default_topic_queues: config.default_topic_queue_nums,
-        max_delivery_attempts: config.default_retry_max_times + 1,
-        store_host: format!(
-            "{}:{}",
-            config
-                .broker_ip1
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            config.listen_port
-        ),
-        store_dir: config.raft_log.store.dir.clone(),
-        disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
-        unsafe_ack_before_replication: config.unsafe_ack_before_replication,
-    };
-    if config.unsafe_ack_before_replication {
-        tracing::warn!(
-            "unsafeAckBeforeReplication=true: sends are acknowledged before replication and \
-             can be lost (a negative control for fault-injection tests only)"
-        );
-    }
-    tracing::info!(
-        listen = %config.bind_addr(),
-        raft = %config.raft_log.self_addr(),
-        "mqbroker serving apache.rocketmq.v2.MessagingService and raftmq.admin.v1.Admin"
-    );
-    let admin = AdminServer::new(Admin::new(store.clone(), service.store_host.clone()));
-    let messaging = MessagingServiceServer::new(Messaging::new(store.clone(), service))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    let incoming = broker::listener::incoming(listener);
-    tonic::transport::Server::builder()
-        .add_service(messaging)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
-        .await
-        .context("gRPC server failed")?;
-    tracing::info!("shutting down");
-    store.node().shutdown().await.context("raft-log shutdown")?;
+    let broker = Broker::start(config).await?;
+    broker.run_until(shutdown_signal()).await?;
     Ok(())
 }
 

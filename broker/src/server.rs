@@ -1,0 +1,197 @@
+//! [`Broker`]: one broker node wired together from a [`BrokerConfig`] — the message store on
+//! raft-log, the [`BrokerService`], and the gRPC server with the RocketMQ MessagingService and
+//! the Admin service on `listenPort`. `mqbroker` adds only arguments, logging and signals.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
+use proto::raftmq::admin::v1::admin_server::AdminServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::config::BrokerConfig;
+use crate::grpc::Messaging;
+use crate::service::{BrokerService, ServiceConfig};
+use crate::state::StateConfig;
+use crate::store::{MessageStore, StoreError};
+
+/// How long the client listener waits for `listenPort` while something else holds it: the
+/// same patience as the replication port, since a port held for a moment is no reason to fail.
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
+/// The largest gRPC message either way (a send of many large bodies).
+const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+/// Why a broker could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The message store (raft-log) did not start.
+    #[error("cannot start the raft-log store")]
+    Store {
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// `listenPort` could not be bound.
+    #[error("cannot listen on {addr} (listenPort)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed while serving.
+    #[error("gRPC server failed")]
+    Serve {
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The gRPC server task panicked or was cancelled.
+    #[error("gRPC server task ended abnormally")]
+    ServerTask {
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// raft-log did not shut down cleanly.
+    #[error("raft-log shutdown")]
+    Shutdown {
+        /// Why.
+        #[source]
+        source: raft_log::Error,
+    },
+}
+
+/// A running broker node.
+#[derive(Debug)]
+pub struct Broker {
+    service: BrokerService,
+    local_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Broker {
+    /// Starts the store, binds `listenPort` and serves both gRPC services on it.
+    ///
+    /// # Errors
+    /// [`BrokerError::Store`] or [`BrokerError::Listen`].
+    #[tracing::instrument(skip_all, fields(broker = %config.broker_name, self_id = %config.raft_log.self_id))]
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let store = MessageStore::start(
+            config.raft_log.clone(),
+            StateConfig::from_broker_config(&config),
+        )
+        .await
+        .map_err(|source| BrokerError::Store { source })?;
+        let addr = config.bind_addr();
+        let listener = raft_log::net::bind_retrying(&addr.to_string(), BIND_PATIENCE)
+            .await
+            .map_err(|source| BrokerError::Listen { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| BrokerError::Listen { addr, source })?;
+        if config.unsafe_ack_before_replication {
+            tracing::warn!(
+                "unsafeAckBeforeReplication=true: sends are acknowledged before replication and \
+                 can be lost (a negative control for fault-injection tests only)"
+            );
+        }
+        let service = BrokerService::new(store, ServiceConfig::from_broker_config(&config));
+        let admin = AdminServer::new(Admin::new(service.clone()));
+        let messaging = MessagingServiceServer::new(Messaging::new(service.clone()))
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = crate::listener::incoming(listener);
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(messaging)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        );
+        tracing::info!(
+            listen = %local_addr,
+            raft = %config.raft_log.self_addr(),
+            "mqbroker serving apache.rocketmq.v2.MessagingService and raftmq.admin.v1.Admin"
+        );
+        Ok(Broker {
+            service,
+            local_addr,
+            stop,
+            server,
+        })
+    }
+
+    /// The address the gRPC server listens on (the bound port when `listenPort` is 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker's operations.
+    pub fn service(&self) -> &BrokerService {
+        &self.service
+    }
+
+    /// Serves until `signal` resolves (or the server ends on its own), then shuts down.
+    ///
+    /// # Errors
+    /// The server failed, or raft-log did not shut down cleanly.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let ended = tokio::select! {
+            () = signal => None,
+            ended = &mut self.server => Some(ended),
+        };
+        match ended {
+            None => self.shutdown().await,
+            Some(ended) => {
+                server_result(ended)?;
+                self.stop_store().await
+            }
+        }
+    }
+
+    /// Stops serving (letting requests in progress finish), then stops the store.
+    ///
+    /// # Errors
+    /// As [`Broker::run_until`].
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        let Broker {
+            service,
+            stop,
+            server,
+            ..
+        } = self;
+        let _ = stop.send(());
+        server_result(server.await)?;
+        tracing::info!("shutting down");
+        shutdown_store(&service).await
+    }
+
+    async fn stop_store(self) -> Result<(), BrokerError> {
+        shutdown_store(&self.service).await
+    }
+}
+
+async fn shutdown_store(service: &BrokerService) -> Result<(), BrokerError> {
+    service
+        .store()
+        .node()
+        .shutdown()
+        .await
+        .map_err(|source| BrokerError::Shutdown { source })
+}
+
+fn server_result(
+    ended: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), BrokerError> {
+    ended
+        .map_err(|source| BrokerError::ServerTask { source })?
+        .map_err(|source| BrokerError::Serve { source })
+}

@@ -1,0 +1,337 @@
+//! The broker's operations, independent of any wire protocol.
+//!
+//! [`BrokerService`] is what every protocol calls: the RocketMQ 5 gRPC API ([`crate::grpc`]),
+//! the admin API ([`crate::admin`]) and, next, RocketMQ 4.x remoting. Its operations take and
+//! return plain Rust types and fail with one [`ServiceError`]. Everything that is a rule of the
+//! broker rather than of a protocol lives here:
+//!
+//! - **validation**: topic and group names, bodies, delivery and invisible times, filters;
+//! - **admission**: the disk guard (`diskMaxUsedSpaceRatio`); busy and no-leader come from the
+//!   store as [`StoreErrorKind`](crate::store::StoreErrorKind);
+//! - **topic auto-create**: the rule is
+//!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
+//!   before a route or a send and by the state machine itself on apply;
+//! - **the long poll** and the decision to propose a Receive ([`receive`]);
+//! - **cluster and progress views** for the admin API ([`manage`]).
+//!
+//! A protocol layer only decodes its request into these types, calls one operation and
+//! encodes the result or maps the error to its status code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod error;
+mod manage;
+mod message;
+mod receive;
+
+pub use error::{NameError, NameKind, ServiceError, check_name};
+pub use manage::{ClusterView, NodeView, QueueProgress};
+pub use message::{DELAY_MS_MAX, NewMessage, ReceivedMessage, SendReceipt};
+pub use receive::{
+    Filter, FilterKind, INVISIBLE_MS_MAX, INVISIBLE_MS_MIN, LONG_POLL_MS_MAX, LONG_POLL_MS_MIN,
+    Polled, ReceiveRequest,
+};
+
+use crate::command::StoredMessage;
+use crate::config::BrokerConfig;
+use crate::store::{MessageStore, StoreError};
+use error::check_topic;
+
+/// What the service needs to know from broker.conf, each setting under one name.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// `brokerName`, advertised in routes.
+    pub broker_name: String,
+    /// `brokerIP1:listenPort`: this broker's client address, stamped as the store host of the
+    /// messages it delivers and reported in its own cluster row.
+    pub broker_addr: String,
+    /// `maxMessageSize`: the largest body accepted.
+    pub max_message_size: usize,
+    /// Delivery attempts before the dead-letter queue: a group's `retryMaxTimes` + 1 (the
+    /// first delivery is not a retry).
+    pub max_delivery_attempts: u32,
+    /// The store directory whose file system is watched for `diskMaxUsedSpaceRatio`.
+    pub store_dir: PathBuf,
+    /// Above this disk usage (percent) sends are refused; receives go on.
+    pub disk_max_used_space_ratio: u32,
+    /// `unsafeAckBeforeReplication` (negative control, tests only): answer a send OK before it
+    /// is proposed, and store it in the background.
+    pub unsafe_ack_before_replication: bool,
+}
+
+impl ServiceConfig {
+    /// The service settings of a broker.conf.
+    pub fn from_broker_config(config: &BrokerConfig) -> ServiceConfig {
+        let host = config.broker_ip1.as_deref().unwrap_or("127.0.0.1");
+        ServiceConfig {
+            broker_name: config.broker_name.clone(),
+            broker_addr: format!("{host}:{}", config.listen_port),
+            max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
+            max_delivery_attempts: config.default_retry_max_times.saturating_add(1),
+            store_dir: config.raft_log.store.dir.clone(),
+            disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
+            unsafe_ack_before_replication: config.unsafe_ack_before_replication,
+        }
+    }
+}
+
+/// The broker's operations on one node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct BrokerService {
+    store: MessageStore,
+    config: Arc<ServiceConfig>,
+    disk: Arc<DiskGuard>,
+}
+
+/// Disk usage of the store's file system, looked up at most once a second.
+#[derive(Debug, Default)]
+struct DiskGuard {
+    checked_ms: AtomicU64,
+    used_percent: AtomicU32,
+}
+
+impl DiskGuard {
+    fn used_percent(&self, dir: &std::path::Path) -> u32 {
+        let now = now_ms();
+        if now.saturating_sub(self.checked_ms.load(Relaxed)) >= 1000 {
+            self.checked_ms.store(now, Relaxed);
+            if let Some(used) = raft_log::store::disk_used_percent(dir) {
+                self.used_percent.store(used, Relaxed);
+            }
+        }
+        self.used_percent.load(Relaxed)
+    }
+}
+
+/// The broker's wall clock in ms since the epoch: what commands carry as `now_ms`.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Per message of a send: where it was stored, or why not.
+pub type SendResults = Vec<Result<SendReceipt, ServiceError>>;
+
+impl BrokerService {
+    /// The service over `store`.
+    pub fn new(store: MessageStore, config: ServiceConfig) -> BrokerService {
+        BrokerService {
+            store,
+            config: Arc::new(config),
+            disk: Arc::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &MessageStore {
+        &self.store
+    }
+
+    /// The topic's queue count, creating the topic first under the auto-create rule.
+    async fn ensure_topic(&self, topic: &str) -> Result<u32, ServiceError> {
+        let create = {
+            let state = self.store.state();
+            if let Some(t) = state.topics().get(topic) {
+                return Ok(t.queues);
+            }
+            state.config().auto_create_queues()
+        };
+        let Some(queues) = create else {
+            return Err(ServiceError::TopicNotAutoCreated {
+                topic: topic.to_string(),
+            });
+        };
+        self.store.update_topic(topic, queues).await??;
+        Ok(queues)
+    }
+
+    /// The queue count of `topic` for a route (created on first use when allowed).
+    ///
+    /// # Errors
+    /// A bad name, an unknown topic, a store failure.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn route(&self, topic: &str) -> Result<u32, ServiceError> {
+        check_topic("topic", topic)?;
+        self.ensure_topic(topic).await
+    }
+
+    /// The queue count of `topic` for a consumer's assignment (created on first use when
+    /// allowed). The name is not checked, as RocketMQ does not.
+    ///
+    /// # Errors
+    /// An unknown topic, a store failure.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn assignment(&self, topic: &str) -> Result<u32, ServiceError> {
+        self.ensure_topic(topic).await
+    }
+
+    /// Sends messages. Every message is checked first; an invalid one is answered without
+    /// being written, the others share one group-commit entry.
+    ///
+    /// # Errors
+    /// For the whole send: no messages, the disk guard. Per message: a check, an unknown
+    /// topic, a store failure.
+    #[tracing::instrument(level = "debug", skip_all, fields(messages = messages.len()))]
+    pub async fn send(&self, messages: Vec<NewMessage>) -> Result<SendResults, ServiceError> {
+        let now = now_ms();
+        if messages.is_empty() {
+            return Err(ServiceError::NoMessages);
+        }
+        self.admit_send()?;
+        let mut results: SendResults = Vec::with_capacity(messages.len());
+        let mut slots = Vec::new();
+        let mut accepted = Vec::new();
+        for m in messages {
+            match self.check_and_create(m, now).await {
+                Ok(stored) => {
+                    slots.push(results.len());
+                    results.push(Err(ServiceError::ResultMissing));
+                    accepted.push(stored);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if !accepted.is_empty() {
+            self.store_accepted(now, accepted, &slots, &mut results)
+                .await;
+        }
+        Ok(results)
+    }
+
+    /// The disk guard: sends stop above `diskMaxUsedSpaceRatio`.
+    fn admit_send(&self) -> Result<(), ServiceError> {
+        let used_percent = self.disk.used_percent(&self.config.store_dir);
+        if used_percent > self.config.disk_max_used_space_ratio {
+            return Err(ServiceError::DiskFull {
+                used_percent,
+                used_percent_max: self.config.disk_max_used_space_ratio,
+            });
+        }
+        Ok(())
+    }
+
+    async fn check_and_create(
+        &self,
+        m: message::NewMessage,
+        now: u64,
+    ) -> Result<StoredMessage, ServiceError> {
+        let stored = message::check_message(m, now, self.config.max_message_size)?;
+        self.ensure_topic(&stored.topic).await?;
+        Ok(stored)
+    }
+
+    /// Stores the accepted messages and fills in their results at `slots`.
+    async fn store_accepted(
+        &self,
+        now: u64,
+        accepted: Vec<StoredMessage>,
+        slots: &[usize],
+        results: &mut SendResults,
+    ) {
+        if self.config.unsafe_ack_before_replication {
+            // The negative control: OK now, the write happens (or not) later.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.send(now, accepted).await {
+                    tracing::warn!("unsafeAckBeforeReplication: acknowledged send lost: {e}");
+                }
+            });
+            for &slot in slots {
+                results[slot] = Ok(SendReceipt {
+                    queue: 0,
+                    offset: 0,
+                });
+            }
+            return;
+        }
+        match self.store.send(now, accepted).await {
+            Ok(stored) => {
+                for (&slot, r) in slots.iter().zip(stored) {
+                    results[slot] = r
+                        .map(|(queue, offset)| SendReceipt { queue, offset })
+                        .map_err(ServiceError::from);
+                }
+            }
+            Err(e) => {
+                // One failure for every message of the entry.
+                let source = Arc::new(e);
+                for &slot in slots {
+                    results[slot] = Err(ServiceError::Store {
+                        source: StoreError::Shared {
+                            source: Arc::clone(&source),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Acknowledges messages by receipt handle; one result per handle.
+    ///
+    /// # Errors
+    /// For all handles: a store failure. Per handle: invalid or expired.
+    #[tracing::instrument(level = "debug", skip(self, handles))]
+    pub async fn ack(
+        &self,
+        group: &str,
+        topic: &str,
+        handles: Vec<String>,
+    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        let acked = self.store.ack(group, topic, handles).await?;
+        Ok(acked
+            .into_iter()
+            .map(|r| r.map_err(ServiceError::from))
+            .collect())
+    }
+
+    /// Gives a received message a new invisible time from now; returns its new handle.
+    ///
+    /// # Errors
+    /// No or too long a time, an invalid or expired handle, a store failure.
+    #[tracing::instrument(level = "debug", skip(self, handle))]
+    pub async fn change_invisible_time(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: String,
+        invisible_ms: Option<u64>,
+    ) -> Result<String, ServiceError> {
+        let invisible_ms = invisible_ms.ok_or(ServiceError::InvisibleTimeMissing)?;
+        if invisible_ms > INVISIBLE_MS_MAX {
+            return Err(ServiceError::InvisibleTimeTooLong {
+                invisible_ms_max: INVISIBLE_MS_MAX,
+            });
+        }
+        let changed = self
+            .store
+            .change_invisible(now_ms(), group, topic, handle, invisible_ms)
+            .await??;
+        Ok(changed)
+    }
+
+    /// Moves a received message to the group's dead-letter queue now.
+    ///
+    /// # Errors
+    /// An invalid or expired handle, a store failure.
+    #[tracing::instrument(level = "debug", skip(self, handle))]
+    pub async fn forward_to_dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: String,
+    ) -> Result<(), ServiceError> {
+        self.store
+            .forward_to_dead_letter(group, topic, handle)
+            .await??;
+        Ok(())
+    }
+}
