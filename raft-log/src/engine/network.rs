@@ -126,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             self_id: self.inner.self_id,
             group: self.inner.group.clone(),
             client: client.map_err(Arc::from),
+            setup_failed: false,
         }
     }
 }
@@ -139,6 +140,8 @@ pub(crate) struct PeerClient {
     group: Arc<str>,
     /// The gRPC client, or why none could be built (an address that does not parse).
     client: Result<RaftLogClient<Channel>, Arc<str>>,
+    /// The last stream setup failed (see [`PeerClient::stream_append`]).
+    setup_failed: bool,
 }
 
 impl PeerClient {
@@ -290,10 +293,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     {
         let span = tracing::debug_span!("stream_append", target = self.target);
         let fut = async move {
+            // After a failed setup, take the first request before dialing again. openraft backs
+            // off an unreachable peer inside its request stream (cancellably), but a setup that
+            // fails to connect polls no request, so without this a leader re-dialed a dead
+            // follower in a tight loop: ~9,000 times a second, two WARN lines each, half a
+            // gigabyte of log in 30 s with one fast-try node down.
+            let first = if self.setup_failed {
+                let mut input = input;
+                let Some(first) = input.next().await else {
+                    return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
+                };
+                futures::stream::iter(Some(first))
+                    .chain(input)
+                    .left_stream()
+            } else {
+                futures::stream::iter(None).chain(input).right_stream()
+            };
+            self.setup_failed = true; // until the setup below succeeds
             let mut client = self.client()?;
             let ttl = option.soft_ttl();
             let inflight = Arc::new(Mutex::new(Inflight::new()));
-            let outbound = outbound_requests(self.group.clone(), input, inflight.clone());
+            let outbound = outbound_requests(self.group.clone(), first, inflight.clone());
 
             // Setup (connect if needed, and the peer's response headers) gets the soft TTL.
             let inbound = match tokio::time::timeout(ttl, client.stream_append(outbound)).await {
@@ -301,6 +321,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 Ok(Err(status)) => return Err(status_error(status)),
                 Err(_elapsed) => return Err(self.timeout_error(RPCTypes::AppendEntries, ttl)),
             };
+            self.setup_failed = false;
 
             let reader = StreamReader {
                 inbound,
