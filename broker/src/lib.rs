@@ -1,5 +1,6 @@
 //! RaftMQ's broker: RocketMQ semantics (topics, queues, consumer groups, the RocketMQ 5 gRPC
-//! API) on top of the raft-log commitlog, with the binaries `mqbroker`, `mqadmin` and `mqbench`.
+//! API) on top of the raft-log commitlog, and its binary `mqbroker` (the tools `mqadmin` and
+//! `mqbench` are in `broker/tools`, on the client library `broker/client`).
 //!
 //! - [`config`]: a RocketMQ broker.conf read into a typed [`BrokerConfig`].
 //! - [`command`] and [`state`]: the log commands and the replicated state machine (topics,
@@ -17,7 +18,7 @@
 //! - [`server`]: [`Broker::start`](server::Broker::start), one node wired from a
 //!   [`BrokerConfig`]: store, service, listener, gRPC server.
 //!
-//! Not built yet: `mqbench`; see ARCHITECTURE.md.
+//! See ARCHITECTURE.md for the layers and their invariants.
 
 #![warn(missing_docs)]
 
