@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use proto::raftmq::admin::v1 as pb;
-use proto::raftmq::admin::v1::admin_client::AdminClient;
+use raftmq_client::AdminClient;
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::host::{self, Disk};
@@ -420,15 +420,9 @@ async fn cluster_list(
     addr: SocketAddr,
     timeout: Duration,
 ) -> anyhow::Result<pb::ClusterListResponse> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = tokio::time::timeout(timeout, endpoint.connect())
+    let addr = addr.to_string();
+    let mut client = tokio::time::timeout(timeout, AdminClient::connect(&addr))
         .await
         .context("connect timed out")??;
-    let r = AdminClient::new(channel)
-        .cluster_list(pb::ClusterListRequest::default())
-        .await?
-        .into_inner();
-    Ok(r)
+    Ok(client.cluster_list(timeout).await?)
 }
