@@ -32,22 +32,13 @@ pub fn check_admin(
     call: &'static str,
     addr: &str,
 ) -> Result<(), ClientError> {
-    let Some(status) = status else {
-        return Err(ClientError::NoStatus {
-            call,
-            addr: addr.to_string(),
-        });
-    };
-    if status.code == pb::Code::Ok as i32 {
-        return Ok(());
-    }
-    Err(ClientError::Refused {
+    crate::error::check_status(
+        status.map(|s| (s.code, s.message.as_str())),
+        pb::Code::Ok as i32,
+        |code| pb::Code::try_from(code).map_or("UNKNOWN_CODE", |c| c.as_str_name()),
         call,
-        addr: addr.to_string(),
-        code: status.code,
-        name: pb::Code::try_from(status.code).map_or("UNKNOWN_CODE", |c| c.as_str_name()),
-        message: status.message.clone(),
-    })
+        addr,
+    )
 }
 
 /// Every address's ClusterList answer, asked at once, in `addrs` order; `None` where the node

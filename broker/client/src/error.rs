@@ -101,6 +101,34 @@ impl ClientError {
     }
 }
 
+/// `Ok` when a reply's status is `ok_code`: the one rule behind `check_v2` and
+/// `check_admin`, whose two protocols have their own status types. `status` is the
+/// reply's (code, message); `name` names a code.
+pub(crate) fn check_status(
+    status: Option<(i32, &str)>,
+    ok_code: i32,
+    name: fn(i32) -> &'static str,
+    call: &'static str,
+    addr: &str,
+) -> Result<(), ClientError> {
+    let Some((code, message)) = status else {
+        return Err(ClientError::NoStatus {
+            call,
+            addr: addr.to_string(),
+        });
+    };
+    if code == ok_code {
+        return Ok(());
+    }
+    Err(ClientError::Refused {
+        call,
+        addr: addr.to_string(),
+        code,
+        name: name(code),
+        message: message.to_string(),
+    })
+}
+
 /// `error` and its causes joined by `": "`, the way `anyhow` prints `{:#}`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();

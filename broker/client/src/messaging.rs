@@ -136,22 +136,13 @@ pub fn check_v2(
     call: &'static str,
     addr: &str,
 ) -> Result<(), ClientError> {
-    let Some(status) = status else {
-        return Err(ClientError::NoStatus {
-            call,
-            addr: addr.to_string(),
-        });
-    };
-    if status.code == v2::Code::Ok as i32 {
-        return Ok(());
-    }
-    Err(ClientError::Refused {
+    crate::error::check_status(
+        status.map(|s| (s.code, s.message.as_str())),
+        v2::Code::Ok as i32,
+        code_name,
         call,
-        addr: addr.to_string(),
-        code: status.code,
-        name: code_name(status.code),
-        message: status.message.clone(),
-    })
+        addr,
+    )
 }
 
 impl MessagingClient {
