@@ -57,11 +57,6 @@ impl<S> ClientStream<S> {
             scratch: Some(vec![0; READ_CHUNK_LEN].into_boxed_slice()),
         }
     }
-
-    /// The connection underneath.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {

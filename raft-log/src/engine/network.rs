@@ -298,22 +298,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             // fails to connect polls no request, so without this a leader re-dialed a dead
             // follower in a tight loop: ~9,000 times a second, two WARN lines each, half a
             // gigabyte of log in 30 s with one fast-try node down.
+            let mut input = input;
             let first = if self.setup_failed {
-                let mut input = input;
                 let Some(first) = input.next().await else {
                     return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, _>);
                 };
-                futures::stream::iter(Some(first))
-                    .chain(input)
-                    .left_stream()
+                Some(first)
             } else {
-                futures::stream::iter(None).chain(input).right_stream()
+                None
             };
+            let requests = futures::stream::iter(first).chain(input);
             self.setup_failed = true; // until the setup below succeeds
             let mut client = self.client()?;
             let ttl = option.soft_ttl();
             let inflight = Arc::new(Mutex::new(Inflight::new()));
-            let outbound = outbound_requests(self.group.clone(), first, inflight.clone());
+            let outbound = outbound_requests(self.group.clone(), requests, inflight.clone());
 
             // Setup (connect if needed, and the peer's response headers) gets the soft TTL.
             let inbound = match tokio::time::timeout(ttl, client.stream_append(outbound)).await {

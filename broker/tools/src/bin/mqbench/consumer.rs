@@ -13,7 +13,7 @@ use crate::connect::{channels, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
-use crate::report::{Setup, finish, measure};
+use crate::report::{Setup, finish, measure, spawn_workers};
 
 /// Pause of a consumer after a refused receive or ack (a wrong topic or group would otherwise
 /// spin).
@@ -212,16 +212,9 @@ pub(crate) async fn consume(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(common);
     let shared = Shared::new(plan, false);
     let bar = progress_bar(common, &plan);
-    let mut workers = Vec::new();
-    for client in &clients {
-        for _ in 0..args.inflight {
-            workers.push(tokio::spawn(receive_loop(
-                client.clone(),
-                Arc::clone(&template),
-                Arc::clone(&shared),
-            )));
-        }
-    }
+    let workers = spawn_workers(&clients, args.inflight, |client| {
+        receive_loop(client, Arc::clone(&template), Arc::clone(&shared))
+    });
     let measured = measure(&shared, watch, bar, workers, "msgs").await?;
 
     let setup = Setup {

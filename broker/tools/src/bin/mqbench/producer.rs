@@ -14,7 +14,7 @@ use crate::connect::{channels, create_topic, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
-use crate::report::{Setup, finish, measure};
+use crate::report::{Setup, finish, measure, spawn_workers};
 
 /// Pause after a failed call so that a dead connection does not turn into a busy loop. The failed
 /// call is counted; the next one is a new message, not a retry.
@@ -166,16 +166,9 @@ pub(crate) async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(common);
     let shared = Shared::new(plan, true);
     let bar = progress_bar(common, &plan);
-    let mut workers = Vec::new();
-    for client in &clients {
-        for _ in 0..args.inflight {
-            workers.push(tokio::spawn(send_loop(
-                client.clone(),
-                Arc::clone(&template),
-                Arc::clone(&shared),
-            )));
-        }
-    }
+    let workers = spawn_workers(&clients, args.inflight, |client| {
+        send_loop(client, Arc::clone(&template), Arc::clone(&shared))
+    });
     let measured = measure(&shared, watch, bar, workers, "msgs").await?;
 
     let setup = Setup {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context as _, anyhow};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use raftmq_client::MessagingClient;
 use serde::Serialize;
 
 use crate::Common;
@@ -26,6 +27,22 @@ pub(crate) struct Measured {
     /// End of the measured window.
     pub(crate) ended: Instant,
     pub(crate) watch: Arc<BrokerWatch>,
+}
+
+/// Spawns `inflight` workers on each of `clients` (one connection each); `worker` makes one.
+pub(crate) fn spawn_workers<Fut>(
+    clients: &[MessagingClient],
+    inflight: u32,
+    worker: impl Fn(MessagingClient) -> Fut,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>
+where
+    Fut: std::future::Future<Output = anyhow::Result<Tally>> + Send + 'static,
+{
+    clients
+        .iter()
+        .flat_map(|client| (0..inflight).map(move |_| client.clone()))
+        .map(|client| tokio::spawn(worker(client)))
+        .collect()
 }
 
 /// Runs the workers to the end: CPU is read when warmup ends and again when the last worker is
