@@ -73,6 +73,96 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+/// Bytes before the first message record of a Send entry: version, kind, `now_ms`, count.
+pub const SEND_HEADER_LEN: u32 = 1 + 1 + 8 + 4;
+
+impl StoredMessage {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.topic)
+            .str(&self.message_id)
+            .u8(self.message_type.code())
+            .opt_str(self.tag.as_deref())
+            .strs(&self.keys)
+            .opt_str(self.message_group.as_deref())
+            .u64(self.delivery_ms)
+            .u64(self.born_ms)
+            .str(&self.born_host)
+            .strs(&self.properties)
+            .bytes(&self.body);
+    }
+
+    fn decode(r: &mut Reader) -> Result<StoredMessage, DecodeError> {
+        Ok(StoredMessage {
+            topic: r.str()?,
+            message_id: r.str()?,
+            message_type: MessageType::from_code(r.u8()?)?,
+            tag: r.opt_str()?,
+            keys: r.strs()?,
+            message_group: r.opt_str()?,
+            delivery_ms: r.u64()?,
+            born_ms: r.u64()?,
+            born_host: r.str()?,
+            properties: r.strs()?,
+            body: r.bytes()?,
+        })
+    }
+
+    /// The length of this message's record in a Send entry (what [`StoredMessage::encode`]
+    /// writes), so the store can point at a record without encoding it again.
+    pub fn encoded_len(&self) -> usize {
+        let s = |v: &str| 4 + v.len();
+        let opt = |v: &Option<String>| 1 + v.as_deref().map_or(0, s);
+        let list = |v: &[String]| 4 + v.iter().map(|x| s(x)).sum::<usize>();
+        s(&self.topic)
+            + s(&self.message_id)
+            + 1
+            + opt(&self.tag)
+            + list(&self.keys)
+            + opt(&self.message_group)
+            + 8
+            + 8
+            + s(&self.born_host)
+            + list(&self.properties)
+            + 4
+            + self.body.len()
+    }
+
+    /// Decodes the one message whose record is at `pos..pos + len` of a Send entry, without
+    /// decoding the others; returns it with the entry's store time (`now_ms`). The body shares
+    /// `entry`.
+    ///
+    /// # Errors
+    /// The entry is no Send entry of this version, or the record is not there.
+    pub fn decode_at(
+        entry: &Bytes,
+        pos: u32,
+        len: u32,
+    ) -> Result<(StoredMessage, u64), DecodeError> {
+        let mut head = Reader::new(entry.slice(..entry.len().min(SEND_HEADER_LEN as usize)));
+        let version = head.u8()?;
+        if version != VERSION {
+            return Err(DecodeError::Version { version });
+        }
+        let kind = head.u8()?;
+        if kind != SEND {
+            return Err(DecodeError::CommandKind { kind });
+        }
+        let store_ms = head.u64()?;
+        let (start, end) = (pos as usize, pos as usize + len as usize);
+        if end > entry.len() || start < SEND_HEADER_LEN as usize {
+            return Err(DecodeError::Truncated {
+                what: "message record",
+                need: end,
+                have: entry.len(),
+            });
+        }
+        let mut r = Reader::new(entry.slice(start..end));
+        let message = StoredMessage::decode(&mut r)?;
+        r.done()?;
+        Ok((message, store_ms))
+    }
+}
+
 /// A log command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -185,17 +275,7 @@ impl Command {
                     .u64(*now_ms)
                     .u32(u32::try_from(messages.len()).unwrap_or(u32::MAX));
                 for m in messages {
-                    w.str(&m.topic)
-                        .str(&m.message_id)
-                        .u8(m.message_type.code())
-                        .opt_str(m.tag.as_deref())
-                        .strs(&m.keys)
-                        .opt_str(m.message_group.as_deref())
-                        .u64(m.delivery_ms)
-                        .u64(m.born_ms)
-                        .str(&m.born_host)
-                        .strs(&m.properties)
-                        .bytes(&m.body);
+                    m.encode(&mut w);
                 }
             }
             Command::UpdateTopic { topic, queues } => {
@@ -270,19 +350,7 @@ impl Command {
                 let n = r.u32()? as usize;
                 let mut messages = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
-                    messages.push(StoredMessage {
-                        topic: r.str()?,
-                        message_id: r.str()?,
-                        message_type: MessageType::from_code(r.u8()?)?,
-                        tag: r.opt_str()?,
-                        keys: r.strs()?,
-                        message_group: r.opt_str()?,
-                        delivery_ms: r.u64()?,
-                        born_ms: r.u64()?,
-                        born_host: r.str()?,
-                        properties: r.strs()?,
-                        body: r.bytes()?,
-                    });
+                    messages.push(StoredMessage::decode(&mut r)?);
                 }
                 Command::Send { now_ms, messages }
             }
@@ -386,6 +454,40 @@ mod tests {
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn one_message_decodes_at_its_position_without_the_others() {
+        let messages = vec![msg(1), msg(2), msg(3)];
+        let entry = Command::Send {
+            now_ms: 77,
+            messages: messages.clone(),
+        }
+        .encode();
+        let mut pos = SEND_HEADER_LEN;
+        for m in &messages {
+            let len = u32::try_from(m.encoded_len()).unwrap();
+            assert_eq!(
+                StoredMessage::decode_at(&entry, pos, len).unwrap(),
+                (m.clone(), 77)
+            );
+            pos += len;
+        }
+        assert_eq!(
+            pos as usize,
+            entry.len(),
+            "encoded_len matches the encoding"
+        );
+        assert!(
+            StoredMessage::decode_at(&entry, pos - 3, 10).is_err(),
+            "past the end"
+        );
+        assert!(StoredMessage::decode_at(&entry, SEND_HEADER_LEN + 1, 20).is_err());
+        let other = Command::DeleteTopic { topic: "t".into() }.encode();
+        assert!(
+            StoredMessage::decode_at(&other, 2, 1).is_err(),
+            "not a Send"
+        );
     }
 
     #[test]

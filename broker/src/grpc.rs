@@ -282,6 +282,7 @@ impl Messaging {
         let ReceivedMessage {
             delivery: d,
             message: m,
+            store_ms,
             invisible_ms_left,
         } = r;
         let mut user_properties = HashMap::new();
@@ -303,7 +304,7 @@ impl Messaging {
             message_type: message_type_to_pb(m.message_type) as i32,
             born_timestamp: Some(timestamp(m.born_ms)),
             born_host: m.born_host,
-            store_timestamp: Some(timestamp(d.entry.store_ms)),
+            store_timestamp: Some(timestamp(store_ms)),
             store_host: self.service.config().broker_addr.clone(),
             delivery_timestamp: (m.delivery_ms > 0).then(|| timestamp(m.delivery_ms)),
             receipt_handle: Some(d.handle),

@@ -26,6 +26,7 @@ pub mod admin;
 mod codec;
 pub mod command;
 pub mod config;
+pub mod consume_queue;
 pub mod grpc;
 pub mod listener;
 pub mod server;

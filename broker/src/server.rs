@@ -85,6 +85,7 @@ impl Broker {
         let store = MessageStore::start(
             config.raft_log.clone(),
             StateConfig::from_broker_config(&config),
+            &config.store_path_root_dir,
         )
         .await
         .map_err(|source| BrokerError::Store { source })?;

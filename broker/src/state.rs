@@ -1,13 +1,17 @@
-//! The broker's replicated state: topics, consume queues and consumer progress.
+//! The broker's replicated state: topics, queue bounds and consumer progress.
 //!
-//! [`BrokerState::apply`] is a pure function of the state and one command at one log index. Every
-//! replica applies the same commands in the same order and reaches the same state, so a new
-//! leader has exactly what the old one had: topic table, queue offsets, in-flight messages,
-//! delivery attempts. Applying is idempotent by index (entries at or below `last_index` are
-//! skipped), which lets a snapshot taken slightly after its nominal index be restored safely.
+//! [`BrokerState::apply`] is a function of the state, its consume queues and one command at
+//! one log index. Every replica applies the same commands in the same order and reaches the
+//! same state, so a new leader has exactly what the old one had: topic table, queue offsets,
+//! in-flight messages, delivery attempts. Applying is idempotent by index (entries at or below
+//! `last_index` are skipped), which lets a snapshot taken slightly after its nominal index be
+//! restored safely.
 //!
-//! Consume queues hold (log index, slot) pointers into the commitlog, never message bytes, so
-//! they can be rebuilt from the log at any time.
+//! What is replicated costs O(topics + queues + messages in flight), never O(messages): the
+//! per-message data lives in the consume-queue files ([`crate::consume_queue`]), which the
+//! same applies write on every replica, and the messages themselves stay in the log. A
+//! snapshot ([`BrokerState::snapshot`]) is therefore small, and restoring one keeps the local
+//! queue files up to the snapshot's queue offsets.
 //!
 //! Delivery rules (RocketMQ 5 "pop" semantics):
 //! - a received message is invisible until `now + invisible_ms`; an ack removes it; after the
@@ -23,23 +27,26 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Receive, StoredMessage};
+use crate::command::{Command, Receive, SEND_HEADER_LEN, StoredMessage};
+use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
 
 /// Entries a receive examines at most in one queue (bounds the work of one command).
 const SCAN_PER_QUEUE_MAX: usize = 4096;
+/// Units read from a consume queue at a time while scanning.
+const SCAN_CHUNK: usize = 64;
 
 /// The prefix of dead-letter topics.
 pub const DLQ_PREFIX: &str = "%DLQ%";
 
+/// The first bytes of a snapshot: format 2 (binary). Format 1 was JSON with every queue entry.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"RMQ2";
+
 /// Settings that shape how commands apply; identical on every replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateConfig {
-    /// Create an unknown topic on first send (`autoCreateTopicEnable`). The snapshot keeps
-    /// the field's earlier name.
-    #[serde(rename = "auto_create_topic")]
+    /// Create an unknown topic on first send (`autoCreateTopicEnable`).
     pub auto_create_topic_enable: bool,
     /// Queues of an auto-created topic (`defaultTopicQueueNums`).
-    #[serde(rename = "default_queues")]
     pub default_topic_queue_nums: u32,
 }
 
@@ -70,39 +77,33 @@ pub struct Topic {
     pub queues: u32,
 }
 
-/// One consume-queue entry: where the message is in the log, and what filtering needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueEntry {
-    /// Log index of the Send command.
-    pub index: u64,
-    /// Position of the message inside that command.
-    pub slot: u32,
-    /// Store time (ms).
-    pub store_ms: u64,
-    /// Not deliverable before (ms; 0 = at once).
-    pub delivery_ms: u64,
-    /// Tag, for filtering.
-    pub tag: Option<String>,
-    /// FIFO group.
-    pub message_group: Option<String>,
+/// The offsets one queue holds: `min..next` (RocketMQ's min and max offset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// The first offset still held (moves up when retention trims the queue).
+    pub min: u64,
+    /// The offset the next message gets.
+    pub next: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Inflight {
     visible_at_ms: u64,
     attempt: u32,
     epoch: u64,
+    unit: Unit,
 }
 
 /// A group's progress in one queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct QueueProgress {
     // Invariant: every offset below `next` is in exactly one of: below `acked_below` (done),
-    // `done`, `deferred`, `inflight`.
+    // `done`, `deferred`, `inflight`. `done` holds only offsets above `acked_below` (acked
+    // ahead of the floor), so every set here is bounded by what is in flight or held back.
     acked_below: u64,
     next: u64,
     done: BTreeSet<u64>,
-    deferred: BTreeSet<u64>,
+    deferred: BTreeMap<u64, Unit>,
     inflight: BTreeMap<u64, Inflight>,
 }
 
@@ -120,7 +121,7 @@ pub struct Delivery {
     /// The receipt handle for ack and change-invisible.
     pub handle: String,
     /// Where the message is.
-    pub entry: QueueEntry,
+    pub unit: Unit,
     /// When it becomes visible again (ms).
     pub visible_at_ms: u64,
 }
@@ -145,6 +146,22 @@ pub enum ApplyError {
     QueueCount {
         /// The count asked for.
         queues: u32,
+    },
+}
+
+/// Why the state could not apply a command or restore a snapshot: its files failed, or a
+/// snapshot is not one this version reads. Applying stops at such an error (the replica would
+/// otherwise drift from the others); the checkpoint and the log bring it back on restart.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A consume-queue file operation failed.
+    #[error(transparent)]
+    Queue(#[from] CqError),
+    /// A snapshot or checkpoint that does not decode.
+    #[error("broker state snapshot: {why}")]
+    Snapshot {
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -182,56 +199,84 @@ impl ApplyResult {
     }
 }
 
-/// The replicated broker state.
+/// What every replica agrees on: the part of the state a snapshot carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerState {
+struct Replicated {
     config: StateConfig,
     last_index: u64,
     topics: BTreeMap<String, Topic>,
-    queues: BTreeMap<String, Vec<Vec<QueueEntry>>>,
+    queues: BTreeMap<String, Vec<Bounds>>,
     // group → topic → per-queue progress
     groups: BTreeMap<String, BTreeMap<String, Vec<QueueProgress>>>,
     round_robin: u64,
 }
 
+/// The replicated broker state with this replica's consume queues.
+#[derive(Debug)]
+pub struct BrokerState {
+    r: Replicated,
+    cq: ConsumeQueues,
+}
+
+impl PartialEq for BrokerState {
+    /// Replicas agree when their replicated parts do; the queue files follow from those.
+    fn eq(&self, other: &BrokerState) -> bool {
+        self.r == other.r
+    }
+}
+
 impl BrokerState {
-    /// An empty state.
-    pub fn new(config: StateConfig) -> BrokerState {
+    /// An empty state over `cq` (which should be empty too).
+    pub fn new(config: StateConfig, cq: ConsumeQueues) -> BrokerState {
         BrokerState {
-            config,
-            last_index: 0,
-            topics: BTreeMap::new(),
-            queues: BTreeMap::new(),
-            groups: BTreeMap::new(),
-            round_robin: 0,
+            r: Replicated {
+                config,
+                last_index: 0,
+                topics: BTreeMap::new(),
+                queues: BTreeMap::new(),
+                groups: BTreeMap::new(),
+                round_robin: 0,
+            },
+            cq,
         }
     }
 
     /// The index of the last command applied.
     pub fn last_index(&self) -> u64 {
-        self.last_index
+        self.r.last_index
     }
 
     /// The settings commands apply with.
     pub fn config(&self) -> &StateConfig {
-        &self.config
+        &self.r.config
     }
 
     /// The topic table.
     pub fn topics(&self) -> &BTreeMap<String, Topic> {
-        &self.topics
+        &self.r.topics
     }
 
-    /// Number of messages in each queue of `topic`.
+    /// The consume queues, for the store's checkpoint.
+    pub fn consume_queues_mut(&mut self) -> &mut ConsumeQueues {
+        &mut self.cq
+    }
+
+    /// Each queue's next offset (RocketMQ's max offset: messages ever stored in it).
     pub fn queue_depths(&self, topic: &str) -> Option<Vec<u64>> {
-        self.queues
+        self.r
+            .queues
             .get(topic)
-            .map(|qs| qs.iter().map(|q| q.len() as u64).collect())
+            .map(|qs| qs.iter().map(|b| b.next).collect())
+    }
+
+    /// Each queue's offsets still held.
+    pub fn queue_bounds(&self, topic: &str) -> Option<&[Bounds]> {
+        self.r.queues.get(topic).map(Vec::as_slice)
     }
 
     /// Per queue of `topic`: (acked below, delivered-or-examined below, in flight) for `group`.
     pub fn group_progress(&self, group: &str, topic: &str) -> Option<Vec<(u64, u64, usize)>> {
-        let qs = self.groups.get(group)?.get(topic)?;
+        let qs = self.r.groups.get(group)?.get(topic)?;
         Some(
             qs.iter()
                 .map(|p| (p.acked_below, p.next, p.inflight.len()))
@@ -241,68 +286,142 @@ impl BrokerState {
 
     /// Consumer groups that have progress on `topic`.
     pub fn groups_of(&self, topic: &str) -> Vec<String> {
-        self.groups
+        self.r
+            .groups
             .iter()
             .filter(|(_, t)| t.contains_key(topic))
             .map(|(g, _)| g.clone())
             .collect()
     }
 
-    /// Whether `group` could receive something from `topic` at `now_ms` (a read-only check, so
-    /// an empty long poll does not write to the log).
-    pub fn has_deliverable(&self, group: &str, topic: &str, tags: &[String], now_ms: u64) -> bool {
-        let Some(queues) = self.queues.get(topic) else {
-            return false;
-        };
-        let progress = self.groups.get(group).and_then(|t| t.get(topic));
-        for (qi, cq) in queues.iter().enumerate() {
-            let Some(p) = progress.and_then(|ps| ps.get(qi)) else {
-                if !cq.is_empty() {
-                    return true;
-                }
-                continue;
-            };
-            if p.inflight.values().any(|f| f.visible_at_ms <= now_ms) {
-                return true;
-            }
-            if p.deferred.iter().any(|&o| {
-                cq.get(ix(o))
-                    .is_some_and(|e| deliverable(cq, p, o, e, now_ms))
-            }) {
-                return true;
-            }
-            let next = usize::try_from(p.next).unwrap_or(usize::MAX);
-            if cq
-                .get(next..)
-                .is_some_and(|rest| rest.iter().any(|e| tags_match(tags, e)))
-            {
-                return true;
+    /// The replicated part as bytes: topics, queue bounds, consumer progress. Its size depends
+    /// on topics, queues and messages in flight, not on how many messages the log holds.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        // Serializing plain maps and integers into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(&self.r).unwrap_or_default());
+        out
+    }
+
+    /// The state a [`BrokerState::snapshot`] describes, over this replica's queues `cq`.
+    /// Returns it with the number of holes made (see [`BrokerState::install`]).
+    ///
+    /// # Errors
+    /// As [`BrokerState::install`].
+    pub fn restore(data: &[u8], cq: ConsumeQueues) -> Result<(BrokerState, u64), StateError> {
+        let r = decode_snapshot(data)?;
+        let mut state = BrokerState { r: r.clone(), cq };
+        let holes = state.adopt(r)?;
+        Ok((state, holes))
+    }
+
+    /// Replaces the replicated part with a [`BrokerState::snapshot`]. The queue files keep the
+    /// units they have below each queue's next offset (the same on every replica, since they
+    /// come from the same entries), lose what lies beyond, and get holes for what this replica
+    /// never had. Returns how many holes were made.
+    ///
+    /// # Errors
+    /// A snapshot of another format (nothing changes), or a queue file that cannot be resized
+    /// (the state is then unusable, as after any queue-file failure).
+    pub fn install(&mut self, data: &[u8]) -> Result<u64, StateError> {
+        let r = decode_snapshot(data)?;
+        self.adopt(r)
+    }
+
+    /// The index a [`BrokerState::snapshot`] was taken at.
+    ///
+    /// # Errors
+    /// As [`BrokerState::install`] (format only).
+    pub fn snapshot_index(data: &[u8]) -> Result<u64, StateError> {
+        Ok(decode_snapshot(data)?.last_index)
+    }
+
+    /// Takes the settings over from broker.conf (a restart may change them;
+    /// every replica restarts with the same conf).
+    pub fn set_config(&mut self, config: StateConfig) {
+        self.r.config = config;
+    }
+
+    fn adopt(&mut self, r: Replicated) -> Result<u64, StateError> {
+        for topic in self.cq.topics_on_disk()? {
+            if !r.queues.contains_key(&topic) {
+                self.cq.remove_topic(&topic)?;
             }
         }
-        false
+        let mut holes = 0;
+        for (topic, queues) in &r.queues {
+            for (q, b) in queues.iter().enumerate() {
+                let q = u32::try_from(q).unwrap_or(u32::MAX);
+                holes += self.cq.set_len(topic, q, b.min, b.next)?;
+            }
+        }
+        self.r = r;
+        Ok(holes)
+    }
+
+    /// Whether `group` could receive something from `topic` at `now_ms` (a read-only check, so
+    /// an empty long poll does not write to the log). When in doubt (a queue file that cannot
+    /// be read, a long run of other tags) it says yes and lets the Receive decide.
+    pub fn has_deliverable(&self, group: &str, topic: &str, tags: &[String], now_ms: u64) -> bool {
+        let Some(queues) = self.r.queues.get(topic) else {
+            return false;
+        };
+        let progress = self.r.groups.get(group).and_then(|t| t.get(topic));
+        let tags = tag_hashes(tags);
+        queues.iter().enumerate().any(|(qi, b)| {
+            let Some(p) = progress.and_then(|ps| ps.get(qi)) else {
+                return b.next > b.min;
+            };
+            p.inflight.values().any(|f| f.visible_at_ms <= now_ms)
+                || p.deferred
+                    .iter()
+                    .any(|(&o, u)| deliverable(p, o, u, now_ms))
+                || self.unexamined_match(topic, qi, p.next.max(b.min), b.next, &tags)
+        })
+    }
+
+    /// Whether a unit in `from..next` of the queue passes the tag filter.
+    fn unexamined_match(&self, topic: &str, qi: usize, from: u64, next: u64, tags: &[u64]) -> bool {
+        if from >= next {
+            return false;
+        }
+        if tags.is_empty() {
+            return true;
+        }
+        let queue = u32::try_from(qi).unwrap_or(u32::MAX);
+        let n = usize::try_from(next - from).unwrap_or(usize::MAX);
+        match self.cq.read(topic, queue, from, n.min(SCAN_PER_QUEUE_MAX)) {
+            Ok(units) => n > units.len() || units.iter().any(|u| tags_match(tags, u)),
+            Err(_) => true,
+        }
     }
 
     /// Records that the entry at `index` changes nothing (a Raft no-op, or an entry every
     /// replica failed to decode).
     pub fn skip(&mut self, index: u64) {
-        self.last_index = self.last_index.max(index);
+        self.r.last_index = self.r.last_index.max(index);
     }
 
     /// Applies the command at `index`. Returns `None` for an index already applied.
-    pub fn apply(&mut self, index: u64, command: &Command) -> Option<ApplyResult> {
-        if index <= self.last_index {
-            return None;
+    ///
+    /// # Errors
+    /// A consume-queue file failed: the state is now unusable (stop applying).
+    pub fn apply(
+        &mut self,
+        index: u64,
+        command: &Command,
+    ) -> Result<Option<ApplyResult>, StateError> {
+        if index <= self.r.last_index {
+            return Ok(None);
         }
-        self.last_index = index;
-        Some(match command {
-            Command::Send { now_ms, messages } => {
-                ApplyResult::Sent(self.send(index, *now_ms, messages))
-            }
+        self.r.last_index = index;
+        Ok(Some(match command {
+            Command::Send { messages, .. } => ApplyResult::Sent(self.send(index, messages)?),
             Command::UpdateTopic { topic, queues } => {
                 ApplyResult::TopicChanged(self.update_topic(topic, *queues))
             }
-            Command::DeleteTopic { topic } => ApplyResult::TopicChanged(self.delete_topic(topic)),
-            Command::Receive(receive) => ApplyResult::Received(self.receive(index, receive)),
+            Command::DeleteTopic { topic } => ApplyResult::TopicChanged(self.delete_topic(topic)?),
+            Command::Receive(receive) => ApplyResult::Received(self.receive(index, receive)?),
             Command::Ack {
                 group,
                 topic,
@@ -326,90 +445,130 @@ impl BrokerState {
                 group,
                 topic,
                 handle,
-            } => ApplyResult::DeadLettered(self.forward_to_dlq(group, topic, handle)),
-        })
+            } => ApplyResult::DeadLettered(self.forward_to_dlq(group, topic, handle)?),
+        }))
     }
 
     fn update_topic(&mut self, topic: &str, queues: u32) -> Result<(), ApplyError> {
         if !TOPIC_QUEUES.contains(&queues) {
             return Err(ApplyError::QueueCount { queues });
         }
-        self.topics.insert(topic.to_string(), Topic { queues });
-        let qs = self.queues.entry(topic.to_string()).or_default();
+        self.r.topics.insert(topic.to_string(), Topic { queues });
+        let qs = self.r.queues.entry(topic.to_string()).or_default();
         if qs.len() < ix(u64::from(queues)) {
-            qs.resize(ix(u64::from(queues)), Vec::new());
+            qs.resize(ix(u64::from(queues)), Bounds::default());
         }
         Ok(())
     }
 
-    fn delete_topic(&mut self, topic: &str) -> Result<(), ApplyError> {
-        if self.topics.remove(topic).is_none() {
-            return Err(ApplyError::TopicNotFound {
+    fn delete_topic(&mut self, topic: &str) -> Result<Result<(), ApplyError>, StateError> {
+        if self.r.topics.remove(topic).is_none() {
+            return Ok(Err(ApplyError::TopicNotFound {
                 topic: topic.to_string(),
-            });
+            }));
         }
-        self.queues.remove(topic);
-        for topics in self.groups.values_mut() {
+        self.r.queues.remove(topic);
+        for topics in self.r.groups.values_mut() {
             topics.remove(topic);
         }
-        Ok(())
+        self.cq.remove_topic(topic)?;
+        Ok(Ok(()))
     }
 
-    fn send(&mut self, index: u64, now_ms: u64, messages: &[StoredMessage]) -> SendResults {
-        let mut out = Vec::with_capacity(messages.len());
-        for (slot, m) in messages.iter().enumerate() {
-            if !self.topics.contains_key(&m.topic) {
-                let Some(queues) = self.config.auto_create_queues() else {
-                    out.push(Err(ApplyError::TopicNotFound {
+    /// The queue a message goes to: FIFO groups hash to one queue so their order holds;
+    /// others go round robin. Creates the topic when the auto-create rule allows.
+    fn place(&mut self, m: &StoredMessage) -> Result<u32, ApplyError> {
+        if !self.r.topics.contains_key(&m.topic) {
+            let queues =
+                self.r
+                    .config
+                    .auto_create_queues()
+                    .ok_or_else(|| ApplyError::TopicNotFound {
                         topic: m.topic.clone(),
-                    }));
-                    continue;
-                };
-                if let Err(e) = self.update_topic(&m.topic, queues) {
+                    })?;
+            self.update_topic(&m.topic, queues)?;
+        }
+        let queues = self.r.topics[&m.topic].queues;
+        Ok(match &m.message_group {
+            Some(g) => crc32c::crc32c(g.as_bytes()) % queues,
+            None => {
+                self.r.round_robin += 1;
+                u32::try_from(self.r.round_robin % u64::from(queues)).unwrap_or(0)
+            }
+        })
+    }
+
+    fn send(&mut self, index: u64, messages: &[StoredMessage]) -> Result<SendResults, StateError> {
+        let mut out = Vec::with_capacity(messages.len());
+        // Units go to the files one write per queue, after the loop.
+        let mut writes: BTreeMap<(String, u32), (u64, Vec<Unit>)> = BTreeMap::new();
+        let mut pos = SEND_HEADER_LEN;
+        for m in messages {
+            let len = u32::try_from(m.encoded_len()).unwrap_or(u32::MAX);
+            let unit = Unit {
+                index,
+                pos,
+                len,
+                tag_hash: m.tag.as_deref().map_or(0, name_hash),
+                group_hash: m.message_group.as_deref().map_or(0, name_hash),
+                delivery_ms: m.delivery_ms,
+            };
+            pos = pos.saturating_add(len);
+            let queue = match self.place(m) {
+                Ok(q) => q,
+                Err(e) => {
                     out.push(Err(e));
                     continue;
                 }
-            }
-            let queues = self.topics[&m.topic].queues;
-            // FIFO groups hash to one queue so their order holds; others go round robin.
-            let queue = match &m.message_group {
-                Some(g) => crc32c::crc32c(g.as_bytes()) % queues,
-                None => {
-                    self.round_robin += 1;
-                    u32::try_from(self.round_robin % u64::from(queues)).unwrap_or(0)
-                }
             };
-            let cq = &mut self.queues.entry(m.topic.clone()).or_default()[queue as usize];
-            let offset = cq.len() as u64;
-            cq.push(QueueEntry {
-                index,
-                slot: u32::try_from(slot).unwrap_or(u32::MAX),
-                store_ms: now_ms,
-                delivery_ms: m.delivery_ms,
-                tag: m.tag.clone(),
-                message_group: m.message_group.clone(),
-            });
+            let Some(b) = self
+                .r
+                .queues
+                .get_mut(&m.topic)
+                .and_then(|qs| qs.get_mut(queue as usize))
+            else {
+                out.push(Err(ApplyError::TopicNotFound {
+                    topic: m.topic.clone(),
+                }));
+                continue;
+            };
+            let offset = b.next;
+            b.next += 1;
+            writes
+                .entry((m.topic.clone(), queue))
+                .or_insert_with(|| (offset, Vec::new()))
+                .1
+                .push(unit);
             out.push(Ok((queue, offset)));
         }
-        out
+        for ((topic, queue), (from, units)) in writes {
+            self.cq.write(&topic, queue, from, &units)?;
+        }
+        Ok(out)
     }
 
-    fn receive(&mut self, index: u64, ask: &Receive) -> Result<Vec<Delivery>, ApplyError> {
-        let Some(cqs) = self.queues.get(&ask.topic) else {
-            return Err(ApplyError::TopicNotFound {
+    fn receive(
+        &mut self,
+        index: u64,
+        ask: &Receive,
+    ) -> Result<Result<Vec<Delivery>, ApplyError>, StateError> {
+        let Some(bounds) = self.r.queues.get(&ask.topic) else {
+            return Ok(Err(ApplyError::TopicNotFound {
                 topic: ask.topic.clone(),
-            });
+            }));
         };
-        let n = cqs.len();
+        let n = bounds.len();
         let progress = self
+            .r
             .groups
             .entry(ask.group.clone())
             .or_default()
             .entry(ask.topic.clone())
             .or_default();
         progress.resize(n, QueueProgress::default());
+        let tags = tag_hashes(&ask.tags);
         let mut out = Vec::new();
-        let mut dead: Vec<QueueEntry> = Vec::new();
+        let mut dead: Vec<Unit> = Vec::new();
         // Start at a different queue each time so no queue starves.
         let start = usize::try_from(index).unwrap_or(0) % n.max(1);
         for k in 0..n {
@@ -417,32 +576,41 @@ impl BrokerState {
             let mut queue = QueueReceive {
                 index,
                 ask,
+                tags: &tags,
                 queue: u32::try_from(qi).unwrap_or(u32::MAX),
-                cq: &cqs[qi],
+                bounds: bounds[qi],
+                cq: &self.cq,
                 p: &mut progress[qi],
                 out: &mut out,
             };
             if queue.full() {
                 break;
             }
+            queue.skip_below_min();
             queue.redeliver_expired(&mut dead);
             queue.deliver_deferred();
-            queue.deliver_unexamined();
+            queue.deliver_unexamined()?;
         }
-        self.dead_letter(&ask.group, dead);
-        Ok(out)
+        self.dead_letter(&ask.group, dead)?;
+        Ok(Ok(out))
     }
 
-    /// Appends `entries` to `group`'s dead-letter topic, creating it (one queue) if needed.
-    fn dead_letter(&mut self, group: &str, entries: Vec<QueueEntry>) {
-        if entries.is_empty() {
-            return;
+    /// Appends `units` to `group`'s dead-letter topic, creating it (one queue) if needed.
+    fn dead_letter(&mut self, group: &str, units: Vec<Unit>) -> Result<(), StateError> {
+        if units.is_empty() {
+            return Ok(());
         }
         let dlq = format!("{DLQ_PREFIX}{group}");
-        if !self.topics.contains_key(&dlq) {
+        if !self.r.topics.contains_key(&dlq) {
             let _ = self.update_topic(&dlq, 1);
         }
-        self.queues.entry(dlq).or_default()[0].extend(entries);
+        let Some(b) = self.r.queues.get_mut(&dlq).and_then(|qs| qs.first_mut()) else {
+            return Ok(());
+        };
+        let from = b.next;
+        b.next += units.len() as u64;
+        self.cq.write(&dlq, 0, from, &units)?;
+        Ok(())
     }
 
     fn inflight_mut(
@@ -450,25 +618,26 @@ impl BrokerState {
         group: &str,
         topic: &str,
         handle: &str,
-    ) -> Result<(&mut QueueProgress, u64, u64), ApplyError> {
+    ) -> Result<(&mut QueueProgress, u32, u64), ApplyError> {
         let invalid = || ApplyError::InvalidHandle {
             handle: handle.to_string(),
         };
         let (queue, offset, epoch) = decode_handle(handle).ok_or_else(invalid)?;
         let p = self
+            .r
             .groups
             .get_mut(group)
             .and_then(|t| t.get_mut(topic))
             .and_then(|qs| qs.get_mut(ix(u64::from(queue))))
             .ok_or_else(invalid)?;
         match p.inflight.get(&offset) {
-            Some(f) if f.epoch == epoch => Ok((p, offset, epoch)),
+            Some(f) if f.epoch == epoch => Ok((p, queue, offset)),
             _ => Err(invalid()),
         }
     }
 
     fn ack(&mut self, group: &str, topic: &str, handle: &str) -> Result<(), ApplyError> {
-        let (p, offset, _) = self.inflight_mut(group, topic, handle)?;
+        let (p, _, offset) = self.inflight_mut(group, topic, handle)?;
         p.inflight.remove(&offset);
         mark_done(p, offset);
         Ok(())
@@ -483,32 +652,28 @@ impl BrokerState {
         handle: &str,
         invisible_ms: u64,
     ) -> Result<String, ApplyError> {
-        let invalid = || ApplyError::InvalidHandle {
-            handle: handle.to_string(),
-        };
-        let (queue, _, _) = decode_handle(handle).ok_or_else(invalid)?;
-        let (p, offset, _) = self.inflight_mut(group, topic, handle)?;
-        let f = p.inflight.get_mut(&offset).ok_or_else(invalid)?;
-        f.visible_at_ms = now_ms.saturating_add(invisible_ms);
-        f.epoch = index;
+        let (p, queue, offset) = self.inflight_mut(group, topic, handle)?;
+        if let Some(f) = p.inflight.get_mut(&offset) {
+            f.visible_at_ms = now_ms.saturating_add(invisible_ms);
+            f.epoch = index;
+        }
         Ok(encode_handle(queue, offset, index))
     }
 
-    fn forward_to_dlq(&mut self, group: &str, topic: &str, handle: &str) -> Result<(), ApplyError> {
-        let (p, offset, _) = self.inflight_mut(group, topic, handle)?;
-        p.inflight.remove(&offset);
+    fn forward_to_dlq(
+        &mut self,
+        group: &str,
+        topic: &str,
+        handle: &str,
+    ) -> Result<Result<(), ApplyError>, StateError> {
+        let (p, _, offset) = match self.inflight_mut(group, topic, handle) {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        let unit = p.inflight.remove(&offset).map(|f| f.unit);
         mark_done(p, offset);
-        let (queue, _, _) = decode_handle(handle).ok_or_else(|| ApplyError::InvalidHandle {
-            handle: handle.to_string(),
-        })?;
-        let entry = self
-            .queues
-            .get(topic)
-            .and_then(|qs| qs.get(ix(u64::from(queue))))
-            .and_then(|q| q.get(ix(offset)))
-            .cloned();
-        self.dead_letter(group, entry.into_iter().collect());
-        Ok(())
+        self.dead_letter(group, unit.into_iter().collect())?;
+        Ok(Ok(()))
     }
 }
 
@@ -517,8 +682,10 @@ struct QueueReceive<'a> {
     /// The index of the Receive command: the epoch of the handles it issues.
     index: u64,
     ask: &'a Receive,
+    tags: &'a [u64],
     queue: u32,
-    cq: &'a [QueueEntry],
+    bounds: Bounds,
+    cq: &'a ConsumeQueues,
     p: &'a mut QueueProgress,
     out: &'a mut Vec<Delivery>,
 }
@@ -528,7 +695,7 @@ impl QueueReceive<'_> {
         self.out.len() >= self.ask.batch as usize
     }
 
-    fn deliver(&mut self, offset: u64, attempt: u32) {
+    fn deliver(&mut self, offset: u64, attempt: u32, unit: Unit) {
         let visible_at_ms = self.ask.now_ms.saturating_add(self.ask.invisible_ms);
         self.p.inflight.insert(
             offset,
@@ -536,6 +703,7 @@ impl QueueReceive<'_> {
                 visible_at_ms,
                 attempt,
                 epoch: self.index,
+                unit,
             },
         );
         self.out.push(Delivery {
@@ -544,70 +712,100 @@ impl QueueReceive<'_> {
             offset,
             attempt,
             handle: encode_handle(self.queue, offset, self.index),
-            entry: self.cq[ix(offset)].clone(),
+            unit,
             visible_at_ms,
         });
     }
 
+    /// 0. A group behind the queue's min offset (new, or trimmed by retention) starts there,
+    ///    as RocketMQ's consumers do.
+    fn skip_below_min(&mut self) {
+        let min = self.bounds.min;
+        if self.p.next >= min {
+            return;
+        }
+        self.p.next = min;
+        self.p.acked_below = self.p.acked_below.max(min);
+        self.p.done.retain(|&o| o >= min);
+        self.p.deferred.retain(|&o, _| o >= min);
+        self.p.inflight.retain(|&o, _| o >= min);
+        while self.p.done.remove(&self.p.acked_below) {
+            self.p.acked_below += 1;
+        }
+    }
+
     /// 1. Messages whose invisible time ran out: again, or to the dead-letter queue.
-    fn redeliver_expired(&mut self, dead: &mut Vec<QueueEntry>) {
+    fn redeliver_expired(&mut self, dead: &mut Vec<Unit>) {
         let now_ms = self.ask.now_ms;
-        let expired: Vec<(u64, u32)> = self
+        let expired: Vec<(u64, u32, Unit)> = self
             .p
             .inflight
             .iter()
             .filter(|(_, f)| f.visible_at_ms <= now_ms)
-            .map(|(o, f)| (*o, f.attempt))
+            .map(|(o, f)| (*o, f.attempt, f.unit))
             .collect();
-        for (offset, attempt) in expired {
+        for (offset, attempt, unit) in expired {
             if self.full() {
                 break;
             }
             if attempt >= self.ask.max_attempts {
                 self.p.inflight.remove(&offset);
                 mark_done(self.p, offset);
-                dead.push(self.cq[ix(offset)].clone());
+                dead.push(unit);
                 continue;
             }
-            self.deliver(offset, attempt + 1);
+            self.deliver(offset, attempt + 1, unit);
         }
     }
 
     /// 2. Messages held back earlier (delay not due, FIFO predecessor unacked).
     fn deliver_deferred(&mut self) {
-        let held: Vec<u64> = self.p.deferred.iter().copied().collect();
-        for offset in held {
+        let held: Vec<(u64, Unit)> = self.p.deferred.iter().map(|(o, u)| (*o, *u)).collect();
+        for (offset, unit) in held {
             if self.full() {
                 break;
             }
-            if deliverable(
-                self.cq,
-                self.p,
-                offset,
-                &self.cq[ix(offset)],
-                self.ask.now_ms,
-            ) {
+            if deliverable(self.p, offset, &unit, self.ask.now_ms) {
                 self.p.deferred.remove(&offset);
-                self.deliver(offset, 1);
+                self.deliver(offset, 1, unit);
             }
         }
     }
 
-    /// 3. Messages never examined by this group.
-    fn deliver_unexamined(&mut self) {
+    /// 3. Messages never examined by this group, read from the consume queue.
+    fn deliver_unexamined(&mut self) -> Result<(), StateError> {
         let mut scanned = 0;
-        while !self.full() && ix(self.p.next) < self.cq.len() && scanned < SCAN_PER_QUEUE_MAX {
-            let offset = self.p.next;
-            self.p.next += 1;
-            scanned += 1;
-            let e = &self.cq[ix(offset)];
-            if !tags_match(&self.ask.tags, e) {
-                mark_done(self.p, offset);
-            } else if deliverable(self.cq, self.p, offset, e, self.ask.now_ms) {
-                self.deliver(offset, 1);
-            } else {
-                self.p.deferred.insert(offset);
+        while !self.full() && self.p.next < self.bounds.next && scanned < SCAN_PER_QUEUE_MAX {
+            let left = usize::try_from(self.bounds.next - self.p.next).unwrap_or(usize::MAX);
+            let want = left.min(SCAN_CHUNK).min(SCAN_PER_QUEUE_MAX - scanned);
+            let units = self
+                .cq
+                .read(&self.ask.topic, self.queue, self.p.next, want)?;
+            if units.is_empty() {
+                // The files end before the bounds do: only after a lost file (the checkpoint
+                // said more than the disk had). Nothing more can be read here.
+                break;
             }
+            for unit in units {
+                if self.full() {
+                    break;
+                }
+                let offset = self.p.next;
+                self.p.next += 1;
+                scanned += 1;
+                self.examine(offset, unit);
+            }
+        }
+        Ok(())
+    }
+
+    fn examine(&mut self, offset: u64, unit: Unit) {
+        if unit.is_hole() || !tags_match(self.tags, &unit) {
+            mark_done(self.p, offset);
+        } else if deliverable(self.p, offset, &unit, self.ask.now_ms) {
+            self.deliver(offset, 1, unit);
+        } else {
+            self.p.deferred.insert(offset, unit);
         }
     }
 }
@@ -617,28 +815,27 @@ fn ix(v: u64) -> usize {
     usize::try_from(v).expect("queue offsets index in-memory vectors")
 }
 
-fn tags_match(tags: &[String], e: &QueueEntry) -> bool {
-    tags.is_empty() || e.tag.as_ref().is_some_and(|t| tags.iter().any(|x| x == t))
+fn tag_hashes(tags: &[String]) -> Vec<u64> {
+    tags.iter().map(|t| name_hash(t)).collect()
+}
+
+fn tags_match(tags: &[u64], u: &Unit) -> bool {
+    tags.is_empty() || (u.tag_hash != 0 && tags.contains(&u.tag_hash))
 }
 
 /// Due, and (for a FIFO group) no earlier message of the same group still open in this queue.
-fn deliverable(
-    cq: &[QueueEntry],
-    p: &QueueProgress,
-    offset: u64,
-    e: &QueueEntry,
-    now_ms: u64,
-) -> bool {
-    if e.delivery_ms > now_ms {
+fn deliverable(p: &QueueProgress, offset: u64, u: &Unit, now_ms: u64) -> bool {
+    if u.delivery_ms > now_ms {
         return false;
     }
-    let Some(group) = &e.message_group else {
+    if u.group_hash == 0 {
         return true;
-    };
-    let same_group_open = |o: &u64| {
-        *o < offset && cq.get(ix(*o)).and_then(|x| x.message_group.as_ref()) == Some(group)
-    };
-    !p.inflight.keys().any(same_group_open) && !p.deferred.iter().any(same_group_open)
+    }
+    let earlier_same_group = |o: u64, other: &Unit| o < offset && other.group_hash == u.group_hash;
+    !p.inflight
+        .iter()
+        .any(|(&o, f)| earlier_same_group(o, &f.unit))
+        && !p.deferred.iter().any(|(&o, d)| earlier_same_group(o, d))
 }
 
 fn mark_done(p: &mut QueueProgress, offset: u64) {
@@ -646,6 +843,19 @@ fn mark_done(p: &mut QueueProgress, offset: u64) {
     while p.done.remove(&p.acked_below) {
         p.acked_below += 1;
     }
+}
+
+fn decode_snapshot(data: &[u8]) -> Result<Replicated, StateError> {
+    let bad = |why: String| StateError::Snapshot { why };
+    let body = data.strip_prefix(SNAPSHOT_MAGIC).ok_or_else(|| {
+        bad(match data.first() {
+            Some(b'{') => "format 1 (JSON, RaftMQ before store v2) is not readable by this \
+                           version"
+                .into(),
+            _ => "unknown format (no RMQ2 magic)".into(),
+        })
+    })?;
+    postcard::from_bytes(body).map_err(|e| bad(e.to_string()))
 }
 
 /// `v1.<queue>.<offset>.<epoch>`: opaque to clients, valid on every replica.
@@ -700,16 +910,22 @@ mod tests {
     impl Harness {
         fn new() -> Harness {
             Harness {
-                state: BrokerState::new(StateConfig {
-                    auto_create_topic_enable: true,
-                    default_topic_queue_nums: 4,
-                }),
+                state: BrokerState::new(
+                    StateConfig {
+                        auto_create_topic_enable: true,
+                        default_topic_queue_nums: 4,
+                    },
+                    ConsumeQueues::in_memory(),
+                ),
                 index: 0,
             }
         }
         fn apply(&mut self, c: Command) -> ApplyResult {
             self.index += 1;
-            self.state.apply(self.index, &c).expect("fresh index")
+            self.state
+                .apply(self.index, &c)
+                .unwrap()
+                .expect("fresh index")
         }
         fn send(&mut self, now: u64, ms: Vec<StoredMessage>) -> Vec<(u32, u64)> {
             match self.apply(Command::Send {
@@ -890,10 +1106,13 @@ mod tests {
 
     #[test]
     fn unknown_topic_without_auto_create_is_refused() {
-        let mut s = BrokerState::new(StateConfig {
-            auto_create_topic_enable: false,
-            default_topic_queue_nums: 4,
-        });
+        let mut s = BrokerState::new(
+            StateConfig {
+                auto_create_topic_enable: false,
+                default_topic_queue_nums: 4,
+            },
+            ConsumeQueues::in_memory(),
+        );
         let r = s.apply(
             1,
             &Command::Send {
@@ -902,7 +1121,7 @@ mod tests {
             },
         );
         assert_eq!(
-            r,
+            r.unwrap(),
             Some(ApplyResult::Sent(vec![Err(ApplyError::TopicNotFound {
                 topic: "nope".into()
             })]))
@@ -914,10 +1133,13 @@ mod tests {
     fn an_auto_create_queue_count_out_of_range_refuses_the_message_instead_of_panicking() {
         // broker.conf checks 1..=1024, but the state must not trust its caller: before this
         // test, a send to a new topic with 0 default queues panicked on every replica.
-        let mut s = BrokerState::new(StateConfig {
-            auto_create_topic_enable: true,
-            default_topic_queue_nums: 0,
-        });
+        let mut s = BrokerState::new(
+            StateConfig {
+                auto_create_topic_enable: true,
+                default_topic_queue_nums: 0,
+            },
+            ConsumeQueues::in_memory(),
+        );
         let r = s.apply(
             1,
             &Command::Send {
@@ -926,25 +1148,12 @@ mod tests {
             },
         );
         assert_eq!(
-            r,
+            r.unwrap(),
             Some(ApplyResult::Sent(vec![Err(ApplyError::QueueCount {
                 queues: 0
             })]))
         );
         assert!(s.topics().is_empty());
-    }
-
-    #[test]
-    fn snapshots_keep_the_state_config_field_names() {
-        let json = serde_json::to_value(StateConfig {
-            auto_create_topic_enable: true,
-            default_topic_queue_nums: 8,
-        })
-        .unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"auto_create_topic": true, "default_queues": 8})
-        );
     }
 
     #[test]
@@ -964,27 +1173,89 @@ mod tests {
                 max_attempts: 3,
             }),
         ];
-        let mut a = BrokerState::new(StateConfig {
+        let config = StateConfig {
             auto_create_topic_enable: true,
             default_topic_queue_nums: 4,
-        });
-        let mut b = a.clone();
+        };
+        let mut a = BrokerState::new(config.clone(), ConsumeQueues::in_memory());
+        let mut b = BrokerState::new(config, ConsumeQueues::in_memory());
         for (i, c) in cmds.iter().enumerate() {
-            a.apply(i as u64 + 1, c);
-            b.apply(i as u64 + 1, c);
+            a.apply(i as u64 + 1, c).unwrap();
+            b.apply(i as u64 + 1, c).unwrap();
             assert_eq!(
-                b.apply(i as u64 + 1, c),
+                b.apply(i as u64 + 1, c).unwrap(),
                 None,
                 "re-applying an index is a no-op"
             );
         }
         assert_eq!(a, b);
-        let json = serde_json::to_vec(&a).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<BrokerState>(&json).unwrap(),
-            a,
-            "snapshot round trip"
+    }
+
+    #[test]
+    fn a_snapshot_restores_over_the_replicas_own_queues_and_applying_goes_on_alike() {
+        let mut h = Harness::new();
+        h.send(1, (0..20).map(|_| msg("t", Some("a"), None, 0)).collect());
+        let got = h.receive(10, "g", 5, 1000);
+        h.ack("g", &got[0].handle).unwrap();
+        let snap = h.state.snapshot();
+        assert!(
+            snap.len() < 1024,
+            "no per-message data: {} bytes",
+            snap.len()
         );
+        // The replica restoring it has the same units (it applied the same entries).
+        let mut cq = ConsumeQueues::in_memory();
+        for (q, b) in h.state.queue_bounds("t").unwrap().iter().enumerate() {
+            let q = u32::try_from(q).unwrap();
+            let units = h.state.cq.read("t", q, 0, 100).unwrap();
+            cq.write("t", q, 0, &units).unwrap();
+            assert_eq!(units.len() as u64, b.next);
+        }
+        let (restored, holes) = BrokerState::restore(&snap, cq).unwrap();
+        assert_eq!(holes, 0);
+        assert_eq!(restored, h.state);
+        let mut other = Harness {
+            state: restored,
+            index: h.index,
+        };
+        assert_eq!(
+            other.receive(2000, "g", 32, 1000),
+            h.receive(2000, "g", 32, 1000),
+            "the same next receive on both"
+        );
+        assert!(matches!(
+            BrokerState::restore(b"{\"config\":1}", ConsumeQueues::in_memory()),
+            Err(StateError::Snapshot { .. })
+        ));
+    }
+
+    #[test]
+    fn a_replica_without_the_units_gets_holes_and_skips_them() {
+        let mut h = Harness::new();
+        h.apply(Command::UpdateTopic {
+            topic: "t".into(),
+            queues: 1,
+        });
+        h.send(1, (0..4).map(|_| msg("t", None, None, 0)).collect());
+        let (mut restored, holes) =
+            BrokerState::restore(&h.state.snapshot(), ConsumeQueues::in_memory()).unwrap();
+        assert_eq!(holes, 4);
+        let r = restored
+            .apply(
+                h.index + 1,
+                &Command::Receive(Receive {
+                    now_ms: 5,
+                    group: "g".into(),
+                    topic: "t".into(),
+                    tags: vec![],
+                    batch: 32,
+                    invisible_ms: 100,
+                    max_attempts: 3,
+                }),
+            )
+            .unwrap();
+        assert_eq!(r, Some(ApplyResult::Received(Ok(vec![]))));
+        assert_eq!(restored.group_progress("g", "t"), Some(vec![(4, 4, 0)]));
     }
 
     #[test]

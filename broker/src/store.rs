@@ -1,12 +1,21 @@
 //! The message store: raft-log as the commitlog, [`BrokerState`] as the derived state.
 //!
 //! A dispatcher task tails committed entries on every replica and applies each command to the
-//! state. [`MessageStore::execute`] proposes a command from any node (a follower forwards it to
-//! the leader), waits until this node has applied it, and returns what applying it produced,
-//! which is the same on every replica. Message bodies stay in the log; consume queues point at
-//! them and [`MessageStore::read_message`] fetches them (zero-copy once committed).
+//! state, which writes the consume-queue units of sends into files. [`MessageStore::execute`]
+//! proposes a command from any node (a follower forwards it to the leader), waits until this
+//! node has applied it, and returns what applying it produced, which is the same on every
+//! replica. Message bodies stay in the log; consume-queue units point at their records and
+//! [`MessageStore::read_message`] decodes the one record (zero-copy once committed).
+//!
+//! A checkpoint task ([`checkpoint`]) saves the state every second, so a restart goes on from
+//! there instead of replaying the whole log.
+
+mod checkpoint;
+
+pub use checkpoint::RecoveryError;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -17,8 +26,9 @@ use raft_log::{Error as LogError, RaftLogNode};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, Receive, StoredMessage};
+use crate::consume_queue::Unit;
 use crate::state::{
-    ApplyError, ApplyResult, BrokerState, Delivery, QueueEntry, SendResults, StateConfig,
+    ApplyError, ApplyResult, BrokerState, Delivery, SendResults, StateConfig, StateError,
 };
 
 /// Results kept for proposers that have not picked theirs up yet.
@@ -80,14 +90,18 @@ pub enum StoreError {
         /// The entry's failure.
         source: Arc<StoreError>,
     },
-    /// A consume-queue entry points at a message that is not there.
-    #[error("message at log index {index} slot {slot} not found")]
+    /// A consume-queue unit points at a message that is not there (purged by retention, or
+    /// a hole: a message this replica never had).
+    #[error("message at log index {index} position {pos} not found")]
     MessageMissing {
         /// Log index.
         index: u64,
-        /// Slot inside the entry.
-        slot: u32,
+        /// Byte position inside the entry.
+        pos: u32,
     },
+    /// The broker state could not be recovered at start-up.
+    #[error("recovering the broker state: {0}")]
+    Recovery(#[from] RecoveryError),
 }
 
 /// What a protocol needs to know of a [`StoreError`] to choose its status code.
@@ -140,13 +154,16 @@ impl StoreError {
             | StoreError::ResultLost { .. }
             | StoreError::ResultMismatch { .. }
             | StoreError::NoIndex
-            | StoreError::MessageMissing { .. } => StoreErrorKind::Internal,
+            | StoreError::MessageMissing { .. }
+            | StoreError::Recovery(_) => StoreErrorKind::Internal,
         }
     }
 }
 
 struct Shared {
     state: RwLock<BrokerState>,
+    /// Where the checkpoint and the consume queues are.
+    dir: PathBuf,
     processed: watch::Sender<u64>,
     /// Results of applied entries this node proposed, until their proposer takes them.
     results: Mutex<BTreeMap<u64, ApplyResult>>,
@@ -224,17 +241,23 @@ impl std::fmt::Debug for MessageStore {
 }
 
 impl MessageStore {
-    /// Starts the raft-log node and the dispatcher.
+    /// Recovers the broker state kept in `dir` (checkpoint and consume queues; RocketMQ's
+    /// `storePathRootDir`), then starts the raft-log node, the dispatcher and the checkpoint
+    /// task.
     ///
     /// # Errors
-    /// When the node cannot start (bad config, store recovery failure, address in use).
+    /// When the state cannot be recovered or the node cannot start (bad config, store recovery
+    /// failure, address in use).
     pub async fn start(
         config: raft_log::Config,
         state: StateConfig,
+        dir: &Path,
     ) -> Result<MessageStore, StoreError> {
-        let (processed, _) = watch::channel(0);
+        let recovered = checkpoint::recover(dir, &config.store.dir, state)?;
+        let (processed, _) = watch::channel(recovered.last_index());
         let shared = Arc::new(Shared {
-            state: RwLock::new(BrokerState::new(state)),
+            state: RwLock::new(recovered),
+            dir: dir.to_path_buf(),
             processed,
             results: Mutex::new(BTreeMap::new()),
             proposed: Mutex::new(HashMap::new()),
@@ -251,6 +274,7 @@ impl MessageStore {
         };
         tokio::spawn(store.clone().dispatch());
         tokio::spawn(store.clone().group_commit(queue));
+        tokio::spawn(MessageStore::checkpoints(Arc::downgrade(&store.shared)));
         Ok(store)
     }
 
@@ -554,25 +578,49 @@ impl MessageStore {
         }
     }
 
-    /// Reads the message a consume-queue entry points at.
+    /// Reads the message a consume-queue unit points at, with its store time (ms).
     ///
     /// # Errors
-    /// When the entry is gone or does not decode.
-    pub fn read_message(&self, entry: &QueueEntry) -> Result<StoredMessage, StoreError> {
+    /// When the message is gone (purged, or a hole) or does not decode.
+    pub fn read_message(&self, unit: &Unit) -> Result<(StoredMessage, u64), StoreError> {
         let missing = || StoreError::MessageMissing {
-            index: entry.index,
-            slot: entry.slot,
+            index: unit.index,
+            pos: unit.pos,
         };
-        let stored = self.node.read(entry.index)?.ok_or_else(missing)?;
-        match Command::decode(stored.body).map_err(|source| StoreError::Decode {
-            index: entry.index,
-            source,
-        })? {
-            Command::Send { messages, .. } => messages
-                .into_iter()
-                .nth(entry.slot as usize)
-                .ok_or_else(missing),
-            _ => Err(missing()),
+        if unit.is_hole() {
+            return Err(missing());
+        }
+        let stored = self.node.read(unit.index)?.ok_or_else(missing)?;
+        StoredMessage::decode_at(&stored.body, unit.pos, unit.len).map_err(|source| {
+            StoreError::Decode {
+                index: unit.index,
+                source,
+            }
+        })
+    }
+
+    /// Writes a checkpoint every [`checkpoint::INTERVAL`] while entries are applied, until
+    /// the store is dropped (the task holds no strong reference).
+    async fn checkpoints(shared: std::sync::Weak<Shared>) {
+        let mut written = None;
+        let mut tick = tokio::time::interval(checkpoint::INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let applied = *shared.processed.borrow();
+            if written.is_none() {
+                written = Some(applied);
+            }
+            if written == Some(applied) {
+                continue;
+            }
+            match checkpoint::take(&shared.dir, &shared.state).await {
+                Ok(index) => written = Some(index),
+                Err(e) => tracing::error!(error = %e, "could not write the broker checkpoint"),
+            }
         }
     }
 
@@ -597,7 +645,16 @@ impl MessageStore {
                     }
                 };
                 if entry.kind == raft_log::store::EntryKind::Normal {
-                    self.apply_entry(entry.index, entry.body);
+                    if let Err(e) = self.apply_entry(entry.index, entry.body) {
+                        // Going on would let this replica drift from the others. Waiters time
+                        // out (outcome unknown); a restart recovers from the checkpoint.
+                        tracing::error!(
+                            index = entry.index,
+                            error = %e,
+                            "the dispatcher stopped: the broker state failed; restart the node"
+                        );
+                        return;
+                    }
                 } else {
                     // Leader no-ops and membership entries change nothing but the index.
                     self.shared
@@ -611,7 +668,7 @@ impl MessageStore {
         }
     }
 
-    fn apply_entry(&self, index: u64, body: Bytes) {
+    fn apply_entry(&self, index: u64, body: Bytes) -> Result<(), StateError> {
         let wanted = {
             let proposed = self
                 .shared
@@ -631,7 +688,7 @@ impl MessageStore {
                     .unwrap_or_else(PoisonError::into_inner)
                     .skip(index);
                 self.shared.processed.send_replace(index);
-                return;
+                return Ok(());
             }
         };
         let result = self
@@ -639,7 +696,7 @@ impl MessageStore {
             .state
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .apply(index, &command);
+            .apply(index, &command)?;
         if let Some(result) = result.filter(|_| wanted) {
             let mut results = self
                 .shared
@@ -652,6 +709,7 @@ impl MessageStore {
             }
         }
         self.shared.processed.send_replace(index);
+        Ok(())
     }
 }
 
@@ -671,24 +729,29 @@ impl SnapshotHook for StateSnapshot {
                 .await
                 .map_err(std::io::Error::other)?;
             let state = shared.state.read().unwrap_or_else(PoisonError::into_inner);
-            serde_json::to_vec(&*state)
-                .map(Bytes::from)
-                .map_err(std::io::Error::other)
+            Ok(Bytes::from(state.snapshot()))
         })
     }
 
     fn install(&self, last_index: u64, data: Bytes) -> BoxFuture<'static, std::io::Result<()>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let state: BrokerState =
-                serde_json::from_slice(&data).map_err(std::io::Error::other)?;
+            let mut state = shared.state.write().unwrap_or_else(PoisonError::into_inner);
+            let holes = state.install(&data).map_err(std::io::Error::other)?;
+            let index = state.last_index();
+            drop(state);
             tracing::info!(
                 last_index,
-                state_index = state.last_index(),
+                state_index = index,
+                holes,
                 "installed broker state from a snapshot"
             );
-            let index = state.last_index();
-            *shared.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+            if holes > 0 {
+                tracing::warn!(
+                    holes,
+                    "this node lacks the log entries of messages the snapshot counts; they read as missing here"
+                );
+            }
             shared.processed.send_replace(index);
             Ok(())
         })

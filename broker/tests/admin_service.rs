@@ -108,7 +108,8 @@ async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
             auto_create_topic_enable: true,
             default_topic_queue_nums: 4,
         };
-        let store = MessageStore::start(c, state).await.unwrap();
+        let broker_dir = dir.join(format!("broker-n{i}"));
+        let store = MessageStore::start(c, state, &broker_dir).await.unwrap();
         let addr = serve(store.clone()).await;
         nodes.push(Node { store, addr });
     }

@@ -40,7 +40,10 @@ async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
             auto_create_topic_enable: true,
             default_topic_queue_nums: 4,
         };
-        stores.push(Some(MessageStore::start(c, state).await.unwrap()));
+        let broker_dir = dir.join(format!("broker-n{i}"));
+        stores.push(Some(
+            MessageStore::start(c, state, &broker_dir).await.unwrap(),
+        ));
     }
     stores
 }
@@ -124,8 +127,9 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
                 stores[f2]
                     .as_ref()
                     .unwrap()
-                    .read_message(&d.entry)
+                    .read_message(&d.unit)
                     .unwrap()
+                    .0
                     .body
                     .to_vec(),
             )

@@ -7,6 +7,7 @@
 //! application for that state and hands it back.
 
 use std::io;
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -34,4 +35,19 @@ impl SnapshotHook for EmptySnapshot {
     fn install(&self, _last_index: u64, _data: Bytes) -> BoxFuture<'static, io::Result<()>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// The snapshot this node saved last in `store_dir` (raft-log's `store.dir`), as
+/// `(last index, application data)`, without starting the node.
+///
+/// An application that keeps its own checkpoint reads this at start-up when its checkpoint is
+/// missing or older: after retention purged the log, the saved snapshot is the only way back
+/// to the state before the log's first entry.
+///
+/// # Errors
+/// A snapshot file that cannot be read or fails its checksum.
+pub fn read_saved(store_dir: &Path) -> io::Result<Option<(u64, Bytes)>> {
+    let path = store_dir.join("snapshot").join("current");
+    let saved = crate::engine::state_machine::load_snapshot(&path)?;
+    Ok(saved.and_then(|(meta, data)| meta.last_log_id.map(|id| (id.index, data))))
 }

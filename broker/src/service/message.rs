@@ -53,6 +53,8 @@ pub struct ReceivedMessage {
     pub delivery: Delivery,
     /// The message as stored.
     pub message: StoredMessage,
+    /// When the broker stored it (ms since the epoch).
+    pub store_ms: u64,
     /// How long it stays invisible from now (ms).
     pub invisible_ms_left: u64,
 }

@@ -192,11 +192,12 @@ impl BrokerService {
 
     /// The message a delivery points at; `None` (logged) when it cannot be read.
     fn read(&self, delivery: Delivery) -> Option<ReceivedMessage> {
-        match self.store.read_message(&delivery.entry) {
-            Ok(message) => Some(ReceivedMessage {
+        match self.store.read_message(&delivery.unit) {
+            Ok((message, store_ms)) => Some(ReceivedMessage {
                 invisible_ms_left: delivery.visible_at_ms.saturating_sub(now_ms()),
                 delivery,
                 message,
+                store_ms,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "delivered message could not be read; it will be redelivered");

@@ -107,7 +107,7 @@ fn save_snapshot(dir: &Path, meta: &SnapshotMeta, data: &Bytes) -> io::Result<()
     fs::File::open(dir)?.sync_all()
 }
 
-fn load_snapshot(path: &Path) -> io::Result<Option<(SnapshotMeta, Bytes)>> {
+pub(crate) fn load_snapshot(path: &Path) -> io::Result<Option<(SnapshotMeta, Bytes)>> {
     let b = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
