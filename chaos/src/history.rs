@@ -28,8 +28,10 @@ pub enum OpType {
 pub enum F {
     /// A send of one message carrying the unique `value` (and `group` for FIFO sends).
     Enqueue,
-    /// A receive (+ ack) by a consumer; `ok` carries the received `values` in delivery order
-    /// (possibly empty). Only messages whose ack succeeded are listed in an `ok`.
+    /// A receive (+ ack) by a consumer; `ok` carries every received value in delivery order
+    /// (possibly empty), acked or not: a message that reached the consumer was delivered. The
+    /// `ok` has an `error` when an ack failed or went unanswered, so only an `ok` without
+    /// `error` proves its values acknowledged, by its completion time.
     Dequeue,
     /// The final drain after the heal: `invoke` when it starts, `ok` when the consumers saw no
     /// new message for the quiet period, `fail` when it hit its deadline. The messages it reads
@@ -63,7 +65,7 @@ pub struct Op {
     /// Enqueue: the message group (FIFO workloads), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Dequeue `ok`: the values received and acknowledged, in delivery order.
+    /// Dequeue `ok`: the values received, in delivery order (acknowledged unless `error`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<u64>,
     /// The broker node the client talked to (`n0`…), or the fault's name for nemesis ops.
@@ -76,6 +78,7 @@ pub struct Op {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
     /// `fail` / `info`: what went wrong (status code and message, or the transport error).
+    /// Dequeue `ok`: the ack's error, when an ack failed or went unanswered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -202,6 +202,13 @@ pub fn console_summary(results: &Results) -> String {
                 queue.duplicated.count, queue.duplicated.extra_delivery_count
             ),
         ),
+        field(
+            "acked-then-redelivered",
+            &format!(
+                "{} (a bug: delivered again to a receive begun after its ack was answered)",
+                value_set_line(&queue.acked_then_redelivered)
+            ),
+        ),
         field("unexpected", &value_set_line(&queue.unexpected)),
         field("recovered", &value_set_line(&queue.recovered)),
         field(
@@ -470,8 +477,35 @@ mod tests {
             json["stats"]["ops"]["enqueue"]["invoke"],
             serde_json::json!(14)
         );
+        assert_eq!(
+            json["checkers"]["queue"]["acked_then_redelivered"],
+            serde_json::json!({ "count": 0, "values": [] })
+        );
         assert_eq!(json["stats"]["duration_ms"], serde_json::json!(1_500.0));
         assert_eq!(json["reproduce"], serde_json::json!("chaos run --seed 42"));
+    }
+
+    #[test]
+    fn an_acked_value_delivered_again_fails_the_run_and_is_named() {
+        // The complete run, then 5 (acked at 710 ms) delivered again after the drain began.
+        let ops = run()
+            .deq("c3", &[12], 1_420, 1_430)
+            .deq("c4", &[5], 1_440, 1_450)
+            .build();
+        let results = results(&ops, &["kill-leader"]);
+        assert_eq!(results.checkers.queue.valid, Validity::False);
+        assert_eq!(results.valid, Validity::False);
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(
+            json["checkers"]["queue"]["acked_then_redelivered"],
+            serde_json::json!({ "count": 1, "values": [5] })
+        );
+        let summary = console_summary(&results);
+        let line = field(
+            "acked-then-redelivered",
+            "1 [5] (a bug: delivered again to a receive begun after its ack was answered)",
+        );
+        assert!(summary.contains(&line), "missing {line:?} in\n{summary}");
     }
 
     #[test]
@@ -486,6 +520,10 @@ mod tests {
             field(
                 "duplicated",
                 "1 values, 1 extra deliveries (allowed: at-least-once)",
+            ),
+            field(
+                "acked-then-redelivered",
+                "0 (a bug: delivered again to a receive begun after its ack was answered)",
             ),
             field("unexpected", "0"),
             field("recovered", "1 [100]"),

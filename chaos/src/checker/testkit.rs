@@ -108,6 +108,22 @@ impl HistoryBuilder {
         self.dequeue(process, values, invoke_ms, complete_ms, OpType::Ok)
     }
 
+    /// An `ok` dequeue of `values` whose ack failed: `ok` with an `error`, as the workload
+    /// records a receive that delivered but could not acknowledge.
+    pub(crate) fn deq_ack_failed(
+        mut self,
+        process: &str,
+        values: &[u64],
+        invoke_ms: u64,
+        complete_ms: u64,
+    ) -> Self {
+        self = self.dequeue(process, values, invoke_ms, complete_ms, OpType::Ok);
+        if let Some(done) = self.ops.last_mut() {
+            done.error = Some("ack: no answer".to_owned());
+        }
+        self
+    }
+
     /// A dequeue completed as `ty`; `values` is recorded whatever the type, so tests can check
     /// that only `ok` dequeues count.
     pub(crate) fn dequeue(
