@@ -876,6 +876,9 @@ pub fn decode_handle(handle: &str) -> Option<(u32, u64, u64)> {
 }
 
 #[cfg(test)]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use bytes::Bytes;
 

@@ -273,7 +273,14 @@ impl MessageStore {
             sends,
         };
         tokio::spawn(store.clone().dispatch());
-        tokio::spawn(store.clone().group_commit(queue));
+        // The committer's own copy must not hold a sender of the queue it drains: then the
+        // queue closes when the last user's store drops, the task ends and lets go of the
+        // node (and its store lock), so the same process can open the store again.
+        let committer = MessageStore {
+            sends: mpsc::channel(1).0,
+            ..store.clone()
+        };
+        tokio::spawn(committer.group_commit(queue));
         tokio::spawn(MessageStore::checkpoints(Arc::downgrade(&store.shared)));
         Ok(store)
     }

@@ -24,6 +24,10 @@ async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
                 .port()
         })
         .collect();
+    start_group_on(dir, &ports).await
+}
+
+async fn start_group_on(dir: &std::path::Path, ports: &[u16]) -> Vec<Option<MessageStore>> {
     let peers = ports
         .iter()
         .enumerate()
@@ -183,6 +187,121 @@ async fn any_node_serves_writes_and_handles_survive_a_leader_change() {
         }
     };
     assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    for s in stores.iter().flatten() {
+        s.node().shutdown().await.unwrap();
+    }
+}
+
+async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{what} never went through: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Restart goes on from the checkpoint: consumer progress, in-flight handles and the queue
+/// files survive, a torn unit after the checkpoint's count is cut and written again from the
+/// log, and every message still reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let stores = start_group_on(dir.path(), &ports).await;
+    let l = leader(&stores).await;
+    let s = stores[l].as_ref().unwrap();
+    s.send(1, (0..40).map(message).collect()).await.unwrap();
+    let receive = |now_ms| Receive {
+        now_ms,
+        group: "cg".into(),
+        topic: "t".into(),
+        tags: vec![],
+        batch: 10,
+        invisible_ms: 600_000,
+        max_attempts: 16,
+    };
+    let first = s.receive(receive(10)).await.unwrap().unwrap();
+    assert_eq!(first.len(), 10);
+    let acked: Vec<String> = first[..5].iter().map(|d| d.handle.clone()).collect();
+    assert!(
+        s.ack("cg", "t", acked)
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
+    let index = s.state().last_index();
+    for s in stores.iter().flatten() {
+        s.wait_processed_for_tests(index).await;
+    }
+    // Past a checkpoint interval on every node.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let progress = s.state().group_progress("cg", "t");
+    for s in stores.iter().flatten() {
+        s.node().shutdown().await.unwrap();
+    }
+    drop(stores);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A torn write after the checkpoint on every node's first queue file: half a unit.
+    for i in 0..3 {
+        let file = dir
+            .path()
+            .join(format!("broker-n{i}/consumequeue/t/0/00000000000000000000"));
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(&[0xAB; 17]);
+        std::fs::write(&file, bytes).unwrap();
+    }
+
+    let stores = start_group_on(dir.path(), &ports).await;
+    for s in stores.iter().flatten() {
+        assert!(
+            s.state().last_index() >= index,
+            "started from the checkpoint, not from an empty state"
+        );
+        assert_eq!(s.state().group_progress("cg", "t"), progress);
+    }
+    let l = leader(&stores).await;
+    let s = stores[l].as_ref().unwrap();
+    // The five unacked handles are still valid on the restarted group.
+    let open: Vec<String> = first[5..].iter().map(|d| d.handle.clone()).collect();
+    let r = until_ok("ack", || s.ack("cg", "t", open.clone())).await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    // The rest arrive once each, whole, read from every node's own log.
+    let mut bodies = Vec::new();
+    for round in 0..10 {
+        let got = until_ok("receive", || s.receive(receive(20 + round)))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for d in &got {
+            for other in stores.iter().flatten() {
+                other.wait_processed_for_tests(s.state().last_index()).await;
+                let (m, _) = other.read_message(&d.unit).unwrap();
+                assert_eq!(m.body, Bytes::from(format!("body-{}", &m.message_id[1..])));
+            }
+            bodies.push(d.offset);
+        }
+    }
+    assert_eq!(bodies.len(), 30, "the 30 never delivered, each once");
     for s in stores.iter().flatten() {
         s.node().shutdown().await.unwrap();
     }
