@@ -218,6 +218,13 @@ pub enum Command {
         /// Receipt handle.
         handle: String,
     },
+    /// Retention deleted the log up to `upto`: every queue's min offset moves past the
+    /// messages that were there, and consumers behind it skip ahead (RocketMQ's
+    /// `correctMinOffset`). Proposed by the leader after its own log was purged.
+    Trim {
+        /// The last purged index.
+        upto: u64,
+    },
 }
 
 /// Hand out up to `batch` messages to `group`, invisible for `invisible_ms`.
@@ -246,6 +253,7 @@ const RECEIVE: u8 = 4;
 const ACK: u8 = 5;
 const CHANGE_INVISIBLE: u8 = 6;
 const FORWARD_DLQ: u8 = 7;
+const TRIM: u8 = 8;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -258,6 +266,7 @@ impl Command {
             Command::Ack { .. } => "Ack",
             Command::ChangeInvisible { .. } => "ChangeInvisible",
             Command::ForwardToDeadLetter { .. } => "ForwardToDeadLetter",
+            Command::Trim { .. } => "Trim",
         }
     }
 
@@ -330,6 +339,9 @@ impl Command {
             } => {
                 w.u8(FORWARD_DLQ).str(group).str(topic).str(handle);
             }
+            Command::Trim { upto } => {
+                w.u8(TRIM).u64(*upto);
+            }
         }
         w.finish()
     }
@@ -385,6 +397,7 @@ impl Command {
                 topic: r.str()?,
                 handle: r.str()?,
             },
+            TRIM => Command::Trim { upto: r.u64()? },
             other => return Err(DecodeError::CommandKind { kind: other }),
         };
         r.done()?;
@@ -450,6 +463,7 @@ mod tests {
                 topic: "t".into(),
                 handle: "h".into(),
             },
+            Command::Trim { upto: 77 },
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);

@@ -183,6 +183,8 @@ pub enum ApplyResult {
     TopicChanged(Result<(), ApplyError>),
     /// Moved to the dead-letter queue.
     DeadLettered(Result<(), ApplyError>),
+    /// Queues trimmed after a purge: how many messages left the queues.
+    Trimmed(u64),
 }
 
 impl ApplyResult {
@@ -195,6 +197,7 @@ impl ApplyResult {
             ApplyResult::Changed(_) => "ChangeInvisible",
             ApplyResult::TopicChanged(_) => "UpdateTopic or DeleteTopic",
             ApplyResult::DeadLettered(_) => "ForwardToDeadLetter",
+            ApplyResult::Trimmed(_) => "Trim",
         }
     }
 }
@@ -209,6 +212,8 @@ struct Replicated {
     // group → topic → per-queue progress
     groups: BTreeMap<String, BTreeMap<String, Vec<QueueProgress>>>,
     round_robin: u64,
+    /// The last log index a Trim removed from the queues.
+    trimmed_upto: u64,
 }
 
 /// The replicated broker state with this replica's consume queues.
@@ -236,6 +241,7 @@ impl BrokerState {
                 queues: BTreeMap::new(),
                 groups: BTreeMap::new(),
                 round_robin: 0,
+                trimmed_upto: 0,
             },
             cq,
         }
@@ -254,6 +260,11 @@ impl BrokerState {
     /// The topic table.
     pub fn topics(&self) -> &BTreeMap<String, Topic> {
         &self.r.topics
+    }
+
+    /// The last log index retention removed from the queues (see [`Command::Trim`]).
+    pub fn trimmed_upto(&self) -> u64 {
+        self.r.trimmed_upto
     }
 
     /// The consume queues, for the store's checkpoint.
@@ -446,7 +457,41 @@ impl BrokerState {
                 topic,
                 handle,
             } => ApplyResult::DeadLettered(self.forward_to_dlq(group, topic, handle)?),
+            Command::Trim { upto } => ApplyResult::Trimmed(self.trim(*upto)?),
         }))
+    }
+
+    /// Moves every queue's min offset past the units of entries up to `upto`, drops the
+    /// files below it, and moves consumers behind it up to it.
+    fn trim(&mut self, upto: u64) -> Result<u64, StateError> {
+        if upto <= self.r.trimmed_upto {
+            return Ok(0);
+        }
+        self.r.trimmed_upto = upto;
+        let mut removed = 0;
+        for (topic, queues) in &mut self.r.queues {
+            for (qi, b) in queues.iter_mut().enumerate() {
+                let queue = u32::try_from(qi).unwrap_or(u32::MAX);
+                let min = first_after(&self.cq, topic, queue, *b, upto)?;
+                if min == b.min {
+                    continue;
+                }
+                removed += min - b.min;
+                b.min = min;
+                self.cq.trim(topic, queue, min)?;
+            }
+        }
+        for topics in self.r.groups.values_mut() {
+            for (topic, progress) in topics.iter_mut() {
+                let Some(bounds) = self.r.queues.get(topic) else {
+                    continue;
+                };
+                for (p, b) in progress.iter_mut().zip(bounds) {
+                    skip_to(p, b.min);
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn update_topic(&mut self, topic: &str, queues: u32) -> Result<(), ApplyError> {
@@ -720,18 +765,7 @@ impl QueueReceive<'_> {
     /// 0. A group behind the queue's min offset (new, or trimmed by retention) starts there,
     ///    as RocketMQ's consumers do.
     fn skip_below_min(&mut self) {
-        let min = self.bounds.min;
-        if self.p.next >= min {
-            return;
-        }
-        self.p.next = min;
-        self.p.acked_below = self.p.acked_below.max(min);
-        self.p.done.retain(|&o| o >= min);
-        self.p.deferred.retain(|&o, _| o >= min);
-        self.p.inflight.retain(|&o, _| o >= min);
-        while self.p.done.remove(&self.p.acked_below) {
-            self.p.acked_below += 1;
-        }
+        skip_to(self.p, self.bounds.min);
     }
 
     /// 1. Messages whose invisible time ran out: again, or to the dead-letter queue.
@@ -836,6 +870,45 @@ fn deliverable(p: &QueueProgress, offset: u64, u: &Unit, now_ms: u64) -> bool {
         .iter()
         .any(|(&o, f)| earlier_same_group(o, &f.unit))
         && !p.deferred.iter().any(|(&o, d)| earlier_same_group(o, d))
+}
+
+/// Moves a group that is behind `min` up to it: what was below is gone (never delivered, in
+/// flight or held back alike).
+fn skip_to(p: &mut QueueProgress, min: u64) {
+    if p.next >= min && p.acked_below >= min {
+        return;
+    }
+    p.next = p.next.max(min);
+    p.acked_below = p.acked_below.max(min);
+    p.done.retain(|&o| o >= min);
+    p.deferred.retain(|&o, _| o >= min);
+    p.inflight.retain(|&o, _| o >= min);
+    while p.done.remove(&p.acked_below) {
+        p.acked_below += 1;
+    }
+}
+
+/// The first offset in `b` whose unit belongs to an entry after `upto`. Units of a queue are
+/// in log order (a dead-letter queue's copies may not be; there it stops at the first later
+/// one, which only keeps some purged units readable as missing).
+fn first_after(
+    cq: &ConsumeQueues,
+    topic: &str,
+    queue: u32,
+    b: Bounds,
+    upto: u64,
+) -> Result<u64, StateError> {
+    let (mut lo, mut hi) = (b.min, b.next);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let gone = cq.get(topic, queue, mid)?.is_none_or(|u| u.index <= upto);
+        if gone {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 fn mark_done(p: &mut QueueProgress, offset: u64) {
@@ -1259,6 +1332,45 @@ mod tests {
             .unwrap();
         assert_eq!(r, Some(ApplyResult::Received(Ok(vec![]))));
         assert_eq!(restored.group_progress("g", "t"), Some(vec![(4, 4, 0)]));
+    }
+
+    #[test]
+    fn a_trim_moves_queues_and_consumers_past_purged_entries_with_messages_in_flight() {
+        let mut h = Harness::new();
+        h.apply(Command::UpdateTopic {
+            topic: "t".into(),
+            queues: 1,
+        });
+        h.send(1, (0..4).map(|_| msg("t", None, None, 0)).collect());
+        let purged_entry = h.index;
+        let out = h.receive(10, "g", 2, 1000);
+        h.send(2, (0..3).map(|_| msg("t", None, None, 0)).collect());
+        let r = h.apply(Command::Trim { upto: purged_entry });
+        assert_eq!(r, ApplyResult::Trimmed(4));
+        assert_eq!(
+            h.state.queue_bounds("t").unwrap()[0],
+            Bounds { min: 4, next: 7 }
+        );
+        assert_eq!(
+            h.state.group_progress("g", "t"),
+            Some(vec![(4, 4, 0)]),
+            "in-flight messages of the purged entry are gone; the offset moved up"
+        );
+        assert!(
+            h.ack("g", &out[0].handle).is_err(),
+            "their handles are dead"
+        );
+        let rest = h.receive(20, "g", 32, 1000);
+        assert_eq!(
+            rest.iter().map(|d| d.offset).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
+        assert_eq!(
+            h.apply(Command::Trim { upto: purged_entry }),
+            ApplyResult::Trimmed(0)
+        );
+        let fresh = h.receive(30, "new-group", 32, 1000);
+        assert_eq!(fresh.len(), 3, "a new group starts at the min offset");
     }
 
     #[test]

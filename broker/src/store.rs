@@ -35,6 +35,8 @@ use crate::state::{
 const RESULTS_MAX: usize = 1 << 16;
 /// How long `execute` keeps retrying while the group has no reachable leader.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How often the dispatcher looks whether retention purged the log.
+const TRIM_CHECK: Duration = Duration::from_secs(1);
 /// How long `execute` waits for this node to apply its own command.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
@@ -636,8 +638,17 @@ impl MessageStore {
         loop {
             let from = self.state().last_index() + 1;
             let mut tail = self.node.committed_entries(from).include_internal();
+            let mut trim_check = tokio::time::Instant::now();
             loop {
-                let entry = match tail.next().await {
+                if trim_check.elapsed() >= TRIM_CHECK {
+                    trim_check = tokio::time::Instant::now();
+                    self.trim_after_purge();
+                }
+                let next = match tokio::time::timeout(TRIM_CHECK, tail.next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                };
+                let entry = match next {
                     Ok(e) => e,
                     Err(LogError::Purged { .. }) => {
                         // A snapshot is being installed; resume after it.
@@ -673,6 +684,31 @@ impl MessageStore {
                 }
             }
         }
+    }
+
+    /// On the leader: when retention purged the log past what the queues were trimmed to,
+    /// proposes the [`Command::Trim`] that moves every replica's queues past it.
+    fn trim_after_purge(&self) {
+        let m = self.node.metrics();
+        let Some(purged) = m.purged_index else {
+            return;
+        };
+        if m.role != raft_log::Role::Leader || purged <= self.state().trimmed_upto() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let command = Command::Trim { upto: purged };
+            match store.execute(&command).await {
+                Ok((_, ApplyResult::Trimmed(n))) => {
+                    tracing::info!(upto = purged, messages = n, "queues trimmed after a purge");
+                }
+                Ok((index, other)) => {
+                    tracing::error!(index, result = ?other.kind(), "Trim applied as another kind")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not trim the queues after a purge"),
+            }
+        });
     }
 
     fn apply_entry(&self, index: u64, body: Bytes) -> Result<(), StateError> {

@@ -306,3 +306,71 @@ async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_re
         s.node().shutdown().await.unwrap();
     }
 }
+
+/// Retention with messages in flight: after the log is purged past a send, the leader trims
+/// every replica's queues past it; its in-flight messages are gone, later ones still come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_trims_the_queues_on_every_replica_with_messages_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = start_group(dir.path()).await;
+    let l = leader(&stores).await;
+    let s = stores[l].as_ref().unwrap();
+    s.update_topic("t", 1).await.unwrap().unwrap();
+    s.send(1, (0..10).map(message).collect()).await.unwrap();
+    let receive = |now_ms, batch| Receive {
+        now_ms,
+        group: "cg".into(),
+        topic: "t".into(),
+        tags: vec![],
+        batch,
+        invisible_ms: 600_000,
+        max_attempts: 16,
+    };
+    let early = s.receive(receive(10, 3)).await.unwrap().unwrap();
+    assert_eq!(early.len(), 3);
+    let purge_to = s.state().last_index();
+    s.send(2, (10..15).map(message).collect()).await.unwrap();
+    let last = s.state().last_index();
+    for s in stores.iter().flatten() {
+        s.wait_processed_for_tests(last).await;
+        s.node().purge_upto(purge_to).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stores
+        .iter()
+        .flatten()
+        .any(|s| s.state().trimmed_upto() < purge_to)
+    {
+        assert!(Instant::now() < deadline, "the queues were not trimmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in stores.iter().flatten() {
+        let b = s.state().queue_bounds("t").unwrap()[0];
+        assert_eq!(
+            (b.min, b.next),
+            (10, 15),
+            "min offset moved past the purged send"
+        );
+        assert_eq!(s.state().group_progress("cg", "t"), Some(vec![(10, 10, 0)]));
+    }
+    let stale = s
+        .ack("cg", "t", vec![early[0].handle.clone()])
+        .await
+        .unwrap();
+    assert!(
+        stale[0].is_err(),
+        "a purged in-flight message cannot be acked"
+    );
+    let got = s.receive(receive(20, 32)).await.unwrap().unwrap();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|d| s.read_message(&d.unit).unwrap().0.message_id)
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (10..15).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    for s in stores.iter().flatten() {
+        s.node().shutdown().await.unwrap();
+    }
+}
