@@ -293,8 +293,9 @@ async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_re
             break;
         }
         for d in &got {
+            let applied = s.state().last_index();
             for other in stores.iter().flatten() {
-                other.wait_processed_for_tests(s.state().last_index()).await;
+                other.wait_processed_for_tests(applied).await;
                 let (m, _) = other.read_message(&d.unit).unwrap();
                 assert_eq!(m.body, Bytes::from(format!("body-{}", &m.message_id[1..])));
             }

@@ -9,6 +9,11 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
+
+#[allow(clippy::cast_possible_truncation)]
+fn at(o: u64) -> usize {
+    o as usize
+}
 use crate::command::MessageType;
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -111,7 +116,7 @@ impl Reference {
 
     fn current(&self, offset: u64, epoch: u64) -> bool {
         matches!(
-            self.msgs.get(offset as usize),
+            self.msgs.get(at(offset)),
             Some(Msg::Out { epoch: e, .. }) if *e == epoch
         )
     }
@@ -218,7 +223,7 @@ impl Run {
                 assert_eq!(r, ApplyResult::Acked(vec![ok_if(expect, &h)]));
                 if expect {
                     let (_, o, _) = decode_handle(&h).unwrap();
-                    self.reference.msgs[o as usize] = Msg::Acked;
+                    self.reference.msgs[at(o)] = Msg::Acked;
                 }
             }
             Op::Change { k, invisible } => self.change(k, invisible),
@@ -233,7 +238,7 @@ impl Run {
                 assert_eq!(r, ApplyResult::DeadLettered(ok_if(expect, &h)));
                 if expect {
                     let (_, o, _) = decode_handle(&h).unwrap();
-                    self.reference.msgs[o as usize] = Msg::Dead;
+                    self.reference.msgs[at(o)] = Msg::Dead;
                     self.reference.dead += 1;
                 }
             }
@@ -289,8 +294,8 @@ impl Run {
         assert_eq!(r.is_ok(), expect, "change-invisible of {h}");
         if let Ok(new) = r {
             let (_, o, epoch) = decode_handle(&new).unwrap();
-            if let Msg::Out { attempt, .. } = self.reference.msgs[o as usize] {
-                self.reference.msgs[o as usize] = Msg::Out {
+            if let Msg::Out { attempt, .. } = self.reference.msgs[at(o)] {
+                self.reference.msgs[at(o)] = Msg::Out {
                     visible_at: self.now + u64::from(invisible),
                     attempt,
                     epoch,
@@ -353,7 +358,7 @@ proptest! {
                 let r = run.apply(Command::Ack { group: "g".into(), topic: "t".into(), handles: vec![h.clone()] });
                 prop_assert_eq!(r, ApplyResult::Acked(vec![Ok(())]));
                 let (_, o, _) = decode_handle(&h).unwrap();
-                run.reference.msgs[o as usize] = Msg::Acked;
+                run.reference.msgs[at(o)] = Msg::Acked;
             }
             run.check();
         }
