@@ -158,6 +158,10 @@ impl Reader {
         }
         (0..n).map(|_| self.str()).collect()
     }
+    /// Bytes left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.remaining()
+    }
     pub(crate) fn done(&self) -> Result<(), DecodeError> {
         if self.buf.has_remaining() {
             return Err(DecodeError::TrailingBytes {

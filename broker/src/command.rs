@@ -225,6 +225,9 @@ pub enum Command {
         /// The last purged index.
         upto: u64,
     },
+    /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
+    /// invisibility changes and dead-letter moves), applied in order; never nested.
+    Batch(Vec<Command>),
 }
 
 /// Hand out up to `batch` messages to `group`, invisible for `invisible_ms`.
@@ -254,6 +257,7 @@ const ACK: u8 = 5;
 const CHANGE_INVISIBLE: u8 = 6;
 const FORWARD_DLQ: u8 = 7;
 const TRIM: u8 = 8;
+const BATCH: u8 = 9;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -267,6 +271,7 @@ impl Command {
             Command::ChangeInvisible { .. } => "ChangeInvisible",
             Command::ForwardToDeadLetter { .. } => "ForwardToDeadLetter",
             Command::Trim { .. } => "Trim",
+            Command::Batch(_) => "Batch",
         }
     }
 
@@ -274,17 +279,23 @@ impl Command {
     pub fn encode(&self) -> Bytes {
         let body_bytes: usize = match self {
             Command::Send { messages, .. } => messages.iter().map(|m| m.body.len() + 256).sum(),
+            Command::Batch(commands) => commands.len() * 128,
             _ => 128,
         };
         let mut w = Writer::with_capacity(body_bytes + 16);
         w.u8(VERSION);
+        self.encode_into(&mut w);
+        w.finish()
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
         match self {
             Command::Send { now_ms, messages } => {
                 w.u8(SEND)
                     .u64(*now_ms)
                     .u32(u32::try_from(messages.len()).unwrap_or(u32::MAX));
                 for m in messages {
-                    m.encode(&mut w);
+                    m.encode(w);
                 }
             }
             Command::UpdateTopic { topic, queues } => {
@@ -342,8 +353,14 @@ impl Command {
             Command::Trim { upto } => {
                 w.u8(TRIM).u64(*upto);
             }
+            Command::Batch(commands) => {
+                w.u8(BATCH)
+                    .u32(u32::try_from(commands.len()).unwrap_or(u32::MAX));
+                for c in commands {
+                    c.encode_into(w);
+                }
+            }
         }
-        w.finish()
     }
 
     /// Decodes a log entry body. Bodies of messages share `entry` without a copy.
@@ -356,13 +373,20 @@ impl Command {
         if version != VERSION {
             return Err(DecodeError::Version { version });
         }
+        let cmd = Command::decode_from(&mut r, true)?;
+        r.done()?;
+        Ok(cmd)
+    }
+
+    /// One command; a Batch only at the top (`batch_allowed`).
+    fn decode_from(r: &mut Reader, batch_allowed: bool) -> Result<Command, DecodeError> {
         let cmd = match r.u8()? {
             SEND => {
                 let now_ms = r.u64()?;
                 let n = r.u32()? as usize;
                 let mut messages = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
-                    messages.push(StoredMessage::decode(&mut r)?);
+                    messages.push(StoredMessage::decode(r)?);
                 }
                 Command::Send { now_ms, messages }
             }
@@ -398,9 +422,17 @@ impl Command {
                 handle: r.str()?,
             },
             TRIM => Command::Trim { upto: r.u64()? },
+            BATCH if batch_allowed => {
+                let n = r.u32()? as usize;
+                // Each command takes at least its kind byte: bound the allocation by the input.
+                let mut commands = Vec::with_capacity(n.min(r.remaining()));
+                for _ in 0..n {
+                    commands.push(Command::decode_from(r, false)?);
+                }
+                Command::Batch(commands)
+            }
             other => return Err(DecodeError::CommandKind { kind: other }),
         };
-        r.done()?;
         Ok(cmd)
     }
 }
@@ -464,6 +496,14 @@ mod tests {
                 handle: "h".into(),
             },
             Command::Trim { upto: 77 },
+            Command::Batch(vec![
+                Command::Ack {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    handles: vec!["h1".into(), "h2".into()],
+                },
+                Command::Trim { upto: 3 },
+            ]),
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);
@@ -501,6 +541,16 @@ mod tests {
         assert!(
             StoredMessage::decode_at(&other, 2, 1).is_err(),
             "not a Send"
+        );
+    }
+
+    #[test]
+    fn a_batch_inside_a_batch_is_refused() {
+        let inner = Command::Batch(vec![Command::Trim { upto: 1 }]);
+        let nested = Command::Batch(vec![inner]).encode();
+        assert_eq!(
+            Command::decode(nested),
+            Err(DecodeError::CommandKind { kind: BATCH })
         );
     }
 

@@ -185,6 +185,8 @@ pub enum ApplyResult {
     DeadLettered(Result<(), ApplyError>),
     /// Queues trimmed after a purge: how many messages left the queues.
     Trimmed(u64),
+    /// One result per command of a [`Command::Batch`], in order.
+    Batch(Vec<ApplyResult>),
 }
 
 impl ApplyResult {
@@ -198,6 +200,7 @@ impl ApplyResult {
             ApplyResult::TopicChanged(_) => "UpdateTopic or DeleteTopic",
             ApplyResult::DeadLettered(_) => "ForwardToDeadLetter",
             ApplyResult::Trimmed(_) => "Trim",
+            ApplyResult::Batch(_) => "Batch",
         }
     }
 }
@@ -426,7 +429,11 @@ impl BrokerState {
             return Ok(None);
         }
         self.r.last_index = index;
-        Ok(Some(match command {
+        self.apply_command(index, command).map(Some)
+    }
+
+    fn apply_command(&mut self, index: u64, command: &Command) -> Result<ApplyResult, StateError> {
+        Ok(match command {
             Command::Send { messages, .. } => ApplyResult::Sent(self.send(index, messages)?),
             Command::UpdateTopic { topic, queues } => {
                 ApplyResult::TopicChanged(self.update_topic(topic, *queues))
@@ -458,7 +465,13 @@ impl BrokerState {
                 handle,
             } => ApplyResult::DeadLettered(self.forward_to_dlq(group, topic, handle)?),
             Command::Trim { upto } => ApplyResult::Trimmed(self.trim(*upto)?),
-        }))
+            Command::Batch(commands) => ApplyResult::Batch(
+                commands
+                    .iter()
+                    .map(|c| self.apply_command(index, c))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
     }
 
     /// Moves every queue's min offset past the units of entries up to `upto`, drops the

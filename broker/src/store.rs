@@ -10,6 +10,7 @@
 //! A checkpoint task ([`checkpoint`]) saves the state every second, so a restart goes on from
 //! there instead of replaying the whole log.
 
+mod batch;
 mod checkpoint;
 
 pub use checkpoint::RecoveryError;
@@ -216,6 +217,7 @@ pub struct MessageStore {
     node: RaftLogNode,
     shared: Arc<Shared>,
     sends: mpsc::Sender<SendRequest>,
+    ops: mpsc::Sender<batch::OpRequest>,
 }
 
 /// One producer request waiting for group commit.
@@ -269,20 +271,24 @@ impl MessageStore {
         });
         let node = RaftLogNode::start_with_hook(config, hook).await?;
         let (sends, queue) = mpsc::channel(SEND_QUEUE_MAX);
+        let (ops, op_queue) = mpsc::channel(batch::OPS_QUEUE_MAX);
         let store = MessageStore {
             node,
             shared,
             sends,
+            ops,
         };
         tokio::spawn(store.clone().dispatch());
-        // The committer's own copy must not hold a sender of the queue it drains: then the
-        // queue closes when the last user's store drops, the task ends and lets go of the
+        // The committers' own copy must not hold a sender of the queues they drain: then the
+        // queues close when the last user's store drops, the tasks end and let go of the
         // node (and its store lock), so the same process can open the store again.
         let committer = MessageStore {
             sends: mpsc::channel(1).0,
+            ops: mpsc::channel(1).0,
             ..store.clone()
         };
-        tokio::spawn(committer.group_commit(queue));
+        tokio::spawn(committer.clone().group_commit(queue));
+        tokio::spawn(committer.commit_ops(op_queue));
         tokio::spawn(MessageStore::checkpoints(Arc::downgrade(&store.shared)));
         Ok(store)
     }
@@ -351,7 +357,7 @@ impl MessageStore {
         &self,
         receive: Receive,
     ) -> Result<Result<Vec<Delivery>, ApplyError>, StoreError> {
-        self.execute_as(&Command::Receive(receive), |r| match r {
+        self.execute_batched_as(Command::Receive(receive), |r| match r {
             ApplyResult::Received(r) => Ok(r),
             other => Err(other),
         })
@@ -373,7 +379,7 @@ impl MessageStore {
             topic: topic.to_string(),
             handles,
         };
-        self.execute_as(&command, |r| match r {
+        self.execute_batched_as(command, |r| match r {
             ApplyResult::Acked(r) => Ok(r),
             other => Err(other),
         })
@@ -400,7 +406,7 @@ impl MessageStore {
             handle,
             invisible_ms,
         };
-        self.execute_as(&command, |r| match r {
+        self.execute_batched_as(command, |r| match r {
             ApplyResult::Changed(r) => Ok(r),
             other => Err(other),
         })
@@ -422,7 +428,7 @@ impl MessageStore {
             topic: topic.to_string(),
             handle,
         };
-        self.execute_as(&command, |r| match r {
+        self.execute_batched_as(command, |r| match r {
             ApplyResult::DeadLettered(r) => Ok(r),
             other => Err(other),
         })

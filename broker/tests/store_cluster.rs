@@ -375,3 +375,69 @@ async fn a_purge_trims_the_queues_on_every_replica_with_messages_in_flight() {
         s.node().shutdown().await.unwrap();
     }
 }
+
+/// Acks of concurrent requests share log entries (group commit), and each is answered with
+/// its own result once committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acks_share_log_entries_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = start_group(dir.path()).await;
+    let l = leader(&stores).await;
+    let s = stores[l].as_ref().unwrap().clone();
+    s.send(1, (0..200).map(message).collect()).await.unwrap();
+    let mut handles = Vec::new();
+    while handles.len() < 200 {
+        let got = s
+            .receive(Receive {
+                now_ms: 10,
+                group: "cg".into(),
+                topic: "t".into(),
+                tags: vec![],
+                batch: 32,
+                invisible_ms: 600_000,
+                max_attempts: 16,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!got.is_empty());
+        handles.extend(got.into_iter().map(|d| d.handle));
+    }
+    let before = s.node().metrics().commit_index.unwrap();
+    let mut tasks = Vec::new();
+    for h in handles.iter().cloned() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.ack("cg", "t", vec![h]).await }));
+    }
+    // One handle acked twice in the same burst: exactly one of the two may succeed.
+    let again = {
+        let s = s.clone();
+        let h = handles[7].clone();
+        tokio::spawn(async move { s.ack("cg", "t", vec![h]).await })
+    };
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        ok += usize::from(r[0].is_ok());
+    }
+    let r = again.await.unwrap().unwrap();
+    ok += usize::from(r[0].is_ok());
+    assert_eq!(ok, 200, "every handle acked exactly once");
+    let entries = s.node().metrics().commit_index.unwrap() - before;
+    assert!(
+        entries < 100,
+        "201 acks took {entries} log entries: they were not group-committed"
+    );
+    assert_eq!(
+        s.state()
+            .group_progress("cg", "t")
+            .unwrap()
+            .iter()
+            .map(|p| p.0)
+            .sum::<u64>(),
+        200
+    );
+    for s in stores.iter().flatten() {
+        s.node().shutdown().await.unwrap();
+    }
+}
