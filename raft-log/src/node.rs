@@ -238,6 +238,13 @@ impl RaftLogNode {
         self.inner.role_rx.clone()
     }
 
+    /// Entries openraft applied since this process started the node (tests: a restart applies
+    /// only what lies after the applied marker).
+    #[doc(hidden)]
+    pub fn entries_applied_since_start(&self) -> u64 {
+        self.inner.engine.entries_applied()
+    }
+
     /// Term, role, commit and applied index, and per-peer progress.
     pub fn metrics(&self) -> Metrics {
         self.inner.engine.metrics()

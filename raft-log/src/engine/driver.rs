@@ -34,6 +34,8 @@ pub(crate) struct Engine {
     config: Arc<Config>,
     applied: AppliedWatch,
     blocked: Blocked,
+    /// A handle on the state machine openraft owns, for its counters.
+    sm: StateMachine,
 }
 
 impl std::fmt::Debug for Engine {
@@ -58,7 +60,7 @@ impl Engine {
         channels: PeerChannels,
     ) -> Result<Engine> {
         let sm_dir = config.store.dir.join("snapshot");
-        let (sm, applied) = StateMachine::open(&sm_dir, hook)
+        let (sm, applied) = StateMachine::open(&sm_dir, hook, store.clone())
             .map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
         let raft_config = openraft::Config {
             cluster_name: config.group.clone(),
@@ -88,7 +90,7 @@ impl Engine {
             Arc::new(raft_config),
             network,
             RaftLogStore { store },
-            sm,
+            sm.clone(),
         )
         .await
         .map_err(raft_error)?;
@@ -97,6 +99,7 @@ impl Engine {
             config,
             applied,
             blocked,
+            sm,
         })
     }
 
@@ -137,6 +140,11 @@ impl Engine {
             Err(e) if e.to_string().contains("not allowed") => Ok(()),
             Err(e) => Err(raft_error(e)),
         }
+    }
+
+    /// Entries openraft applied since this process started the node.
+    pub(crate) fn entries_applied(&self) -> u64 {
+        self.sm.applied_count()
     }
 
     pub(crate) fn applied(&self) -> AppliedWatch {

@@ -24,7 +24,7 @@ pub(crate) fn to_term_index(id: &LogId) -> TermIndex {
     }
 }
 
-fn from_term_index(t: TermIndex) -> LogId {
+pub(crate) fn from_term_index(t: TermIndex) -> LogId {
     log_id(t.term, t.index)
 }
 

@@ -4,11 +4,17 @@
 //! records the applied id and membership and publishes the applied index, which is what readers
 //! of committed entries wait on. Snapshots carry the application's derived state from the
 //! [`SnapshotHook`]; the latest one is kept in `snapshot/current` so it survives a restart.
+//!
+//! About once a [`MARKER_INTERVAL`] the applied id is also written to `snapshot/applied`, capped
+//! at the log's durable checkpoint (so it never names an entry a power cut can take). On restart
+//! openraft then re-applies only the entries after it instead of every entry since the last
+//! snapshot: without it, a start-up read the whole log (about 1.2 s for 2 GiB).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -16,8 +22,13 @@ use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use tokio::sync::watch;
 
+use super::log_store::from_term_index;
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::snapshot::SnapshotHook;
+use crate::store::LogStore;
+
+/// How often the applied marker is written while entries are applied.
+const MARKER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An openraft instance over raft-log's state machine.
 pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -44,6 +55,18 @@ struct Inner {
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     applied_tx: watch::Sender<Option<u64>>,
     current: Mutex<Option<(SnapshotMeta, Bytes)>>,
+    /// The log, for the durable point the applied marker may not pass.
+    store: LogStore,
+    marker: Mutex<Marker>,
+    /// Entries applied since this process opened the state machine (tests).
+    applied_count: std::sync::atomic::AtomicU64,
+}
+
+/// What the applied marker needs between writes.
+struct Marker {
+    written: Instant,
+    /// Every membership applied since start, oldest first (membership changes are rare).
+    memberships: Vec<StoredMembership>,
 }
 
 impl StateMachine {
@@ -51,20 +74,33 @@ impl StateMachine {
     pub(crate) fn open(
         dir: &Path,
         hook: Arc<dyn SnapshotHook>,
+        store: LogStore,
     ) -> io::Result<(StateMachine, AppliedWatch)> {
         fs::create_dir_all(dir)?;
         let current = load_snapshot(&dir.join("current"))?;
-        let applied = current
+        let mut applied: (Option<LogId>, StoredMembership) = current
             .as_ref()
             .map(|(m, _)| (m.last_log_id, m.last_membership.clone()))
             .unwrap_or_default();
+        if let Some(marker) = load_marker(&dir.join("applied"), &store)? {
+            if marker.0.map(|l| l.index) > applied.0.map(|l| l.index) {
+                applied = marker;
+            }
+        }
         let (applied_tx, applied_rx) = watch::channel(applied.0.map(|l| l.index));
+        let marker = Marker {
+            written: Instant::now(),
+            memberships: vec![applied.1.clone()],
+        };
         let inner = Inner {
             dir: dir.to_path_buf(),
             hook,
             applied: Mutex::new(applied),
             applied_tx,
             current: Mutex::new(current),
+            store,
+            marker: Mutex::new(marker),
+            applied_count: std::sync::atomic::AtomicU64::new(0),
         };
         Ok((
             StateMachine {
@@ -72,6 +108,13 @@ impl StateMachine {
             },
             applied_rx,
         ))
+    }
+
+    /// Entries applied since this process opened the state machine.
+    pub(crate) fn applied_count(&self) -> u64 {
+        self.inner
+            .applied_count
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, (Option<LogId>, StoredMembership)> {
@@ -82,11 +125,90 @@ impl StateMachine {
         self.inner.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes the applied marker if [`MARKER_INTERVAL`] has passed: the applied id, or the
+    /// durable point when that is older, with the membership in force there.
+    fn maybe_write_marker(&self) -> io::Result<()> {
+        let mut marker = self.inner.marker.lock().unwrap_or_else(|e| e.into_inner());
+        if marker.written.elapsed() < MARKER_INTERVAL {
+            return Ok(());
+        }
+        marker.written = Instant::now();
+        let Some(applied) = self.applied().0 else {
+            return Ok(());
+        };
+        let Some(durable) = self.inner.store.durable_point() else {
+            return Ok(());
+        };
+        let id = if durable.index < applied.index {
+            from_term_index(durable)
+        } else {
+            applied
+        };
+        let Some(membership) = marker
+            .memberships
+            .iter()
+            .rev()
+            .find(|m| m.log_id().is_none_or(|l| l.index <= id.index))
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let keep = marker.memberships.len().saturating_sub(4);
+        marker.memberships.drain(..keep);
+        save_marker(&self.inner.dir, &id, &membership)
+    }
+
     fn save(&self, meta: &SnapshotMeta, data: &Bytes) -> io::Result<()> {
         save_snapshot(&self.inner.dir, meta, data)?;
         *self.current() = Some((meta.clone(), data.clone()));
         Ok(())
     }
+}
+
+/// The applied marker: JSON of (log id, membership) and its CRC32C; replaced atomically.
+fn save_marker(dir: &Path, id: &LogId, membership: &StoredMembership) -> io::Result<()> {
+    let json = serde_json::to_vec(&(id, membership)).map_err(io::Error::other)?;
+    let tmp = dir.join("applied.tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&json)?;
+    f.write_all(&crc32c::crc32c(&json).to_le_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join("applied"))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// The applied marker, if it is intact and names an entry the log still has as committed and
+/// durable; otherwise `None` (openraft then re-applies from the snapshot, which is only slower).
+fn load_marker(
+    path: &Path,
+    store: &LogStore,
+) -> io::Result<Option<(Option<LogId>, StoredMembership)>> {
+    let b = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((json, crc)) = b.split_last_chunk::<4>() else {
+        return Ok(None);
+    };
+    if crc32c::crc32c(json) != u32::from_le_bytes(*crc) {
+        tracing::warn!(file = %path.display(), "ignoring an applied marker with a bad checksum");
+        return Ok(None);
+    }
+    let Ok((id, membership)) = serde_json::from_slice::<(LogId, StoredMembership)>(json) else {
+        return Ok(None);
+    };
+    let committed = store.read_committed().map(|c| c.index);
+    let durable = store.durable_point().map(|d| d.index);
+    let last = store.log_state().last().map(|l| l.index);
+    let ok = [committed, durable, last]
+        .iter()
+        .all(|bound| bound.is_some_and(|b| id.index <= b));
+    if !ok {
+        tracing::warn!(file = %path.display(), index = id.index, "ignoring an applied marker past the log");
+        return Ok(None);
+    }
+    Ok(Some((Some(id), membership)))
 }
 
 /// File format: u32 length of the JSON metadata, the metadata, the data, CRC32C of all before.
@@ -176,16 +298,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let mut applied = self.applied();
                 if let EntryPayload::Membership(m) = &entry.payload {
                     applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
+                    self.inner
+                        .marker
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .memberships
+                        .push(applied.1.clone());
                 }
                 applied.0 = Some(entry.log_id);
             }
             last = Some(entry.log_id.index);
+            self.inner
+                .applied_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(r) = responder {
                 r.send(());
             }
         }
         if let Some(index) = last {
             self.inner.applied_tx.send_replace(Some(index));
+            self.maybe_write_marker()?;
         }
         Ok(())
     }

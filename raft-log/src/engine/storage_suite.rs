@@ -27,8 +27,12 @@ impl StoreBuilder<TypeConfig, RaftLogStore, StateMachine, tempfile::TempDir> for
         config.index_segment_bytes = 4096;
         config.entry_body_bytes_max = 64 << 10;
         let store = LogStore::open(config).expect("open store");
-        let (sm, _) = StateMachine::open(&dir.path().join("snapshot"), Arc::new(EmptySnapshot))
-            .expect("open sm");
+        let (sm, _) = StateMachine::open(
+            &dir.path().join("snapshot"),
+            Arc::new(EmptySnapshot),
+            store.clone(),
+        )
+        .expect("open sm");
         Ok((dir, RaftLogStore { store }, sm))
     }
 }

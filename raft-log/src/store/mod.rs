@@ -491,6 +491,14 @@ impl LogStore {
         self.shared.read_state().committed
     }
 
+    /// The entry the durable checkpoint names: on disk together with everything before it.
+    pub fn durable_point(&self) -> Option<TermIndex> {
+        self.shared.lock_meta().get().durable.map(|d| TermIndex {
+            term: d.term,
+            index: d.index,
+        })
+    }
+
     /// Syncs everything written so far and writes a durable checkpoint. Blocks.
     ///
     /// # Errors
