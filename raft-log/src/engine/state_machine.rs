@@ -82,10 +82,10 @@ impl StateMachine {
             .as_ref()
             .map(|(m, _)| (m.last_log_id, m.last_membership.clone()))
             .unwrap_or_default();
-        if let Some(marker) = load_marker(&dir.join("applied"), &store)? {
-            if marker.0.map(|l| l.index) > applied.0.map(|l| l.index) {
-                applied = marker;
-            }
+        if let Some(marker) = load_marker(&dir.join("applied"), &store)?
+            && marker.0.map(|l| l.index) > applied.0.map(|l| l.index)
+        {
+            applied = marker;
         }
         let (applied_tx, applied_rx) = watch::channel(applied.0.map(|l| l.index));
         let marker = Marker {
