@@ -44,20 +44,20 @@ done
 python3 - "$STORE/table.md" "${rows[@]}" <<'PY'
 import json, sys
 out, rows = sys.argv[1], sys.argv[2:]
-lines = ["| workload | fault | nodes | valid | enqueue ok / unknown / fail | lost | unexpected | duplicated | failed-but-delivered | order | recovery p50 / p99 ms | windows unavailable / never recovered |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+lines = ["| workload | fault | nodes | valid | enqueue ok / unknown / fail | lost | unexpected | duplicated | acked-then-redelivered | failed-but-delivered | order | recovery p50 / p99 ms | windows unavailable / never recovered |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for row in rows:
     workload, fault, nodes, code, path = row.split("|")
     try:
         r = json.load(open(path))
     except Exception as e:
-        lines.append(f"| {workload} | {fault} | {nodes} | harness error (exit {code}) | | | | | | | | |")
+        lines.append(f"| {workload} | {fault} | {nodes} | harness error (exit {code}) | | | | | | | | | |")
         continue
     q = r["checkers"]["queue"]; a = r["checkers"]["availability"]; o = r["checkers"].get("order")
     order = "n/a" if o is None else f'{json.dumps(o["valid"])} ({o["violation_count"]} violations)'
     fmt = lambda v: "-" if v is None else f"{v:.0f}"
     valid = json.dumps(r["valid"]).strip('"')
-    lines.append(f'| {workload} | {fault} | {nodes} | {valid} | {q["enqueue_ok_count"]} / {q["enqueue_info_count"]} / {q["enqueue_fail_count"]} | {q["lost"]["count"]} | {q["unexpected"]["count"]} | {q["duplicated"]["count"]} | {q["failed_but_delivered"]["count"]} | {order} | {fmt(a["recovery_ms_p50"])} / {fmt(a["recovery_ms_p99"])} | {a["unavailable_window_count"]} / {a["unrecovered_window_count"]} |')
+    lines.append(f'| {workload} | {fault} | {nodes} | {valid} | {q["enqueue_ok_count"]} / {q["enqueue_info_count"]} / {q["enqueue_fail_count"]} | {q["lost"]["count"]} | {q["unexpected"]["count"]} | {q["duplicated"]["count"]} | {q.get("acked_then_redelivered", {}).get("count", "-")} | {q["failed_but_delivered"]["count"]} | {order} | {fmt(a["recovery_ms_p50"])} / {fmt(a["recovery_ms_p99"])} | {a["unavailable_window_count"]} / {a["unrecovered_window_count"]} |')
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

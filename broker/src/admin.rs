@@ -14,7 +14,10 @@ use proto::raftmq::admin::v1::admin_server::Admin as AdminRpc;
 use raft_log::Role;
 use tonic::{Request, Response, Status as GrpcStatus};
 
-use crate::service::{BrokerService, ClusterView, NodeView, QueueProgress, ServiceError};
+use crate::service::{
+    BrokerService, ClusterView, MessageQuery, MessageView, NodeView, QUERY_MAX_DEFAULT,
+    QueueProgress, ServiceError,
+};
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
 
@@ -32,8 +35,10 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
         | E::DeliveryTooLate { .. }
         | E::InvisibleTimeMissing
         | E::InvisibleTimeTooLong { .. }
-        | E::InvisibleTimeOutOfRange { .. } => Code::InvalidArgument,
-        E::TopicNotFound { .. }
+        | E::InvisibleTimeOutOfRange { .. }
+        | E::InvalidField { .. } => Code::InvalidArgument,
+        E::MessageNotFound { .. }
+        | E::TopicNotFound { .. }
         | E::TopicNotAutoCreated { .. }
         | E::GroupNotFound { .. }
         | E::UnknownNode { .. } => Code::NotFound,
@@ -105,6 +110,8 @@ with_status!(
     pb::TopicStatusResponse,
     pb::ConsumerProgressResponse,
     pb::LeadershipTransferResponse,
+    pb::QueryMessageResponse,
+    pb::ResetOffsetByTimeResponse,
 );
 
 /// The response for `result`: the answer with OK, or an empty answer with the error's status.
@@ -244,14 +251,14 @@ impl AdminRpc for Admin {
         request: Request<pb::TopicStatusRequest>,
     ) -> Result<Response<pb::TopicStatusResponse>, GrpcStatus> {
         let topic = request.into_inner().topic;
-        let result = self.service.queue_depths(&topic).map(|depths| {
-            let queues = depths
+        let result = self.service.queue_bounds(&topic).map(|bounds| {
+            let queues = bounds
                 .iter()
                 .enumerate()
-                .map(|(queue, &depth)| pb::QueueStatus {
+                .map(|(queue, b)| pb::QueueStatus {
                     queue_id: u32::try_from(queue).unwrap_or(u32::MAX),
-                    min_offset: 0,
-                    max_offset: depth,
+                    min_offset: b.min,
+                    max_offset: b.next,
                 })
                 .collect();
             pb::TopicStatusResponse {
@@ -302,6 +309,101 @@ impl AdminRpc for Admin {
             }
         };
         Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn query_message(
+        &self,
+        request: Request<pb::QueryMessageRequest>,
+    ) -> Result<Response<pb::QueryMessageResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let max = match req.max {
+            0 => QUERY_MAX_DEFAULT,
+            n => n as usize,
+        };
+        let result = query_from_pb(req.by)
+            .and_then(|q| self.service.query_messages(&q, max))
+            .map(|found| pb::QueryMessageResponse {
+                status: None,
+                messages: found.into_iter().map(found_to_pb).collect(),
+            });
+        answer(result)
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %request.get_ref().group, topic = %request.get_ref().topic))]
+    async fn reset_offset_by_time(
+        &self,
+        request: Request<pb::ResetOffsetByTimeRequest>,
+    ) -> Result<Response<pb::ResetOffsetByTimeResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let result = self
+            .service
+            .reset_offset_by_time(&req.group, &req.topic, req.timestamp_ms)
+            .await
+            .map(|moved| pb::ResetOffsetByTimeResponse {
+                status: None,
+                queues: moved
+                    .into_iter()
+                    .map(|(queue_id, old_offset, new_offset)| pb::QueueReset {
+                        queue_id,
+                        old_offset,
+                        new_offset,
+                    })
+                    .collect(),
+            });
+        answer(result)
+    }
+}
+
+fn query_from_pb(by: Option<pb::query_message_request::By>) -> Result<MessageQuery, ServiceError> {
+    use pb::query_message_request::By;
+    Ok(
+        match by.ok_or(ServiceError::MissingField { field: "by" })? {
+            By::Key(k) => MessageQuery::Key {
+                topic: k.topic,
+                key: k.key,
+            },
+            By::UniqueKey(k) => MessageQuery::UniqueKey {
+                topic: k.topic,
+                id: k.key,
+            },
+            By::OffsetMsgId(id) => MessageQuery::OffsetMsgId(id),
+            By::QueueOffset(q) => MessageQuery::QueueOffset {
+                topic: q.topic,
+                queue: q.queue_id,
+                offset: q.offset,
+            },
+        },
+    )
+}
+
+fn found_to_pb(v: MessageView) -> pb::FoundMessage {
+    let m = v.message;
+    let properties = m
+        .properties
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((k.clone(), v.clone())),
+            _ => None,
+        })
+        .collect();
+    pb::FoundMessage {
+        topic: m.topic,
+        msg_id: m.message_id,
+        offset_msg_id: v.offset_msg_id,
+        tag: m.tag.unwrap_or_default(),
+        keys: m.keys,
+        queue_id: v.queue_offset.map(|(q, _)| q),
+        queue_offset: v.queue_offset.map(|(_, o)| o),
+        commit_log_offset: v.commit_log_offset,
+        born_timestamp_ms: m.born_ms,
+        store_timestamp_ms: v.store_ms,
+        born_host: m.born_host,
+        store_host: v.store_host,
+        properties,
+        body: m.body,
+        message_group: m.message_group.unwrap_or_default(),
+        delivery_timestamp_ms: m.delivery_ms,
     }
 }
 

@@ -138,6 +138,26 @@ impl StoredMessage {
         pos: u32,
         len: u32,
     ) -> Result<(StoredMessage, u64), DecodeError> {
+        Self::decode_record(entry, pos, Some(len))
+    }
+
+    /// As [`StoredMessage::decode_at`] for a record whose length is not known (a lookup by
+    /// offset message id, which names only the position).
+    ///
+    /// # Errors
+    /// As [`StoredMessage::decode_at`].
+    pub fn decode_starting_at(
+        entry: &Bytes,
+        pos: u32,
+    ) -> Result<(StoredMessage, u64), DecodeError> {
+        Self::decode_record(entry, pos, None)
+    }
+
+    fn decode_record(
+        entry: &Bytes,
+        pos: u32,
+        len: Option<u32>,
+    ) -> Result<(StoredMessage, u64), DecodeError> {
         let mut head = Reader::new(entry.slice(..entry.len().min(SEND_HEADER_LEN as usize)));
         let version = head.u8()?;
         if version != VERSION {
@@ -148,7 +168,8 @@ impl StoredMessage {
             return Err(DecodeError::CommandKind { kind });
         }
         let store_ms = head.u64()?;
-        let (start, end) = (pos as usize, pos as usize + len as usize);
+        let start = pos as usize;
+        let end = len.map_or(entry.len(), |len| start + len as usize);
         if end > entry.len() || start < SEND_HEADER_LEN as usize {
             return Err(DecodeError::Truncated {
                 what: "message record",
@@ -158,7 +179,9 @@ impl StoredMessage {
         }
         let mut r = Reader::new(entry.slice(start..end));
         let message = StoredMessage::decode(&mut r)?;
-        r.done()?;
+        if len.is_some() {
+            r.done()?;
+        }
         Ok((message, store_ms))
     }
 }
@@ -225,6 +248,17 @@ pub enum Command {
         /// The last purged index.
         upto: u64,
     },
+    /// Moves a group's consumer offset in each queue of a topic (RocketMQ's
+    /// `resetOffsetByTime`): everything from the new offset on is delivered again, what was in
+    /// flight is forgotten.
+    ResetOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// The new offset of each queue, by queue id.
+        offsets: Vec<u64>,
+    },
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
@@ -258,6 +292,7 @@ const CHANGE_INVISIBLE: u8 = 6;
 const FORWARD_DLQ: u8 = 7;
 const TRIM: u8 = 8;
 const BATCH: u8 = 9;
+const RESET_OFFSET: u8 = 10;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -272,6 +307,7 @@ impl Command {
             Command::ForwardToDeadLetter { .. } => "ForwardToDeadLetter",
             Command::Trim { .. } => "Trim",
             Command::Batch(_) => "Batch",
+            Command::ResetOffset { .. } => "ResetOffset",
         }
     }
 
@@ -353,6 +389,19 @@ impl Command {
             Command::Trim { upto } => {
                 w.u8(TRIM).u64(*upto);
             }
+            Command::ResetOffset {
+                group,
+                topic,
+                offsets,
+            } => {
+                w.u8(RESET_OFFSET)
+                    .str(group)
+                    .str(topic)
+                    .u32(u32::try_from(offsets.len()).unwrap_or(u32::MAX));
+                for o in offsets {
+                    w.u64(*o);
+                }
+            }
             Command::Batch(commands) => {
                 w.u8(BATCH)
                     .u32(u32::try_from(commands.len()).unwrap_or(u32::MAX));
@@ -422,6 +471,20 @@ impl Command {
                 handle: r.str()?,
             },
             TRIM => Command::Trim { upto: r.u64()? },
+            RESET_OFFSET => {
+                let group = r.str()?;
+                let topic = r.str()?;
+                let n = r.u32()? as usize;
+                if n > r.remaining() / 8 {
+                    return Err(DecodeError::ListTooLong { count: n });
+                }
+                let offsets = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+                Command::ResetOffset {
+                    group,
+                    topic,
+                    offsets,
+                }
+            }
             BATCH if batch_allowed => {
                 let n = r.u32()? as usize;
                 // Each command takes at least its kind byte: bound the allocation by the input.
@@ -496,6 +559,11 @@ mod tests {
                 handle: "h".into(),
             },
             Command::Trim { upto: 77 },
+            Command::ResetOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                offsets: vec![1, 2, 3],
+            },
             Command::Batch(vec![
                 Command::Ack {
                     group: "g".into(),

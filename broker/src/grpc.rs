@@ -65,9 +65,12 @@ fn error_status(e: &ServiceError) -> v2::Status {
             kind: NameKind::Group,
             ..
         } => v2::Code::IllegalConsumerGroup,
-        E::NoMessages | E::EmptyBody | E::FifoWithoutGroup | E::MissingField { .. } => {
-            v2::Code::BadRequest
-        }
+        E::NoMessages
+        | E::EmptyBody
+        | E::FifoWithoutGroup
+        | E::MissingField { .. }
+        | E::InvalidField { .. } => v2::Code::BadRequest,
+        E::MessageNotFound { .. } => v2::Code::MessageNotFound,
         E::BodyTooLarge { .. } => v2::Code::MessageBodyTooLarge,
         E::Unsupported { .. } => v2::Code::NotImplemented,
         E::DeliveryTooLate { .. } => v2::Code::IllegalDeliveryTime,

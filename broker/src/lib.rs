@@ -29,6 +29,7 @@ pub mod config;
 pub mod consume_queue;
 pub mod grpc;
 pub mod listener;
+pub mod message_index;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Receive, SEND_HEADER_LEN, StoredMessage};
 use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
+use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
 
 /// Entries a receive examines at most in one queue (bounds the work of one command).
 const SCAN_PER_QUEUE_MAX: usize = 4096;
@@ -157,6 +158,9 @@ pub enum StateError {
     /// A consume-queue file operation failed.
     #[error(transparent)]
     Queue(#[from] CqError),
+    /// A message-index file operation failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
     /// A snapshot or checkpoint that does not decode.
     #[error("broker state snapshot: {why}")]
     Snapshot {
@@ -187,6 +191,8 @@ pub enum ApplyResult {
     Trimmed(u64),
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<ApplyResult>),
+    /// Per queue: the consumer offset before and after a reset.
+    Reset(Result<Vec<(u64, u64)>, ApplyError>),
 }
 
 impl ApplyResult {
@@ -201,6 +207,7 @@ impl ApplyResult {
             ApplyResult::DeadLettered(_) => "ForwardToDeadLetter",
             ApplyResult::Trimmed(_) => "Trim",
             ApplyResult::Batch(_) => "Batch",
+            ApplyResult::Reset(_) => "ResetOffset",
         }
     }
 }
@@ -224,6 +231,7 @@ struct Replicated {
 pub struct BrokerState {
     r: Replicated,
     cq: ConsumeQueues,
+    index: MessageIndex,
 }
 
 impl PartialEq for BrokerState {
@@ -247,7 +255,63 @@ impl BrokerState {
                 trimmed_upto: 0,
             },
             cq,
+            index: MessageIndex::in_memory(),
         }
+    }
+
+    /// Uses `index` as this replica's message index from now on (the store's, in files).
+    pub fn set_index(&mut self, index: MessageIndex) {
+        self.index = index;
+    }
+
+    /// The message index.
+    pub fn index(&self) -> &MessageIndex {
+        &self.index
+    }
+
+    /// The consume queues.
+    pub fn consume_queues(&self) -> &ConsumeQueues {
+        &self.cq
+    }
+
+    /// Indexes again the messages of entries after the index's runs, up to the last applied
+    /// one, from the consume queues (start-up: records that were only in memory were lost).
+    /// `read` gets a message's keys and id from the log; messages it cannot read are skipped.
+    ///
+    /// # Errors
+    /// A queue or index file failure.
+    pub fn reindex(
+        &mut self,
+        read: impl Fn(&Unit) -> Option<StoredMessage>,
+    ) -> Result<u64, StateError> {
+        let after = self.index.indexed_upto();
+        let upto = self.r.last_index;
+        let mut added = 0;
+        for (topic, queues) in &self.r.queues {
+            if topic.starts_with(DLQ_PREFIX) {
+                continue;
+            }
+            for (qi, b) in queues.iter().enumerate() {
+                let queue = u32::try_from(qi).unwrap_or(u32::MAX);
+                let mut offset = first_after(&self.cq, topic, queue, *b, after)?;
+                'queue: while offset < b.next {
+                    let units = self.cq.read(topic, queue, offset, SCAN_CHUNK)?;
+                    if units.is_empty() {
+                        break;
+                    }
+                    for unit in units {
+                        if unit.index > upto {
+                            break 'queue;
+                        }
+                        if let Some(m) = read(&unit) {
+                            added += index_message(&mut self.index, &m, &unit, queue, offset)?;
+                        }
+                        offset += 1;
+                    }
+                }
+            }
+        }
+        Ok(added)
     }
 
     /// The index of the last command applied.
@@ -324,7 +388,11 @@ impl BrokerState {
     /// As [`BrokerState::install`].
     pub fn restore(data: &[u8], cq: ConsumeQueues) -> Result<(BrokerState, u64), StateError> {
         let r = decode_snapshot(data)?;
-        let mut state = BrokerState { r: r.clone(), cq };
+        let mut state = BrokerState {
+            r: r.clone(),
+            cq,
+            index: MessageIndex::in_memory(),
+        };
         let holes = state.adopt(r)?;
         Ok((state, holes))
     }
@@ -465,6 +533,11 @@ impl BrokerState {
                 handle,
             } => ApplyResult::DeadLettered(self.forward_to_dlq(group, topic, handle)?),
             Command::Trim { upto } => ApplyResult::Trimmed(self.trim(*upto)?),
+            Command::ResetOffset {
+                group,
+                topic,
+                offsets,
+            } => ApplyResult::Reset(self.reset_offset(group, topic, offsets)),
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -474,6 +547,43 @@ impl BrokerState {
         })
     }
 
+    /// Sets `group`'s offset in each queue of `topic` (clamped to the queue's bounds); what was
+    /// in flight or held back is forgotten, so its handles stop working.
+    fn reset_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        offsets: &[u64],
+    ) -> Result<Vec<(u64, u64)>, ApplyError> {
+        let bounds = self
+            .r
+            .queues
+            .get(topic)
+            .ok_or_else(|| ApplyError::TopicNotFound {
+                topic: topic.to_string(),
+            })?;
+        let progress = self
+            .r
+            .groups
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default();
+        progress.resize(bounds.len(), QueueProgress::default());
+        let mut out = Vec::with_capacity(bounds.len());
+        for ((p, b), want) in progress.iter_mut().zip(bounds).zip(offsets) {
+            let before = p.acked_below.max(b.min);
+            let to = (*want).clamp(b.min, b.next);
+            *p = QueueProgress {
+                acked_below: to,
+                next: to,
+                ..QueueProgress::default()
+            };
+            out.push((before, to));
+        }
+        Ok(out)
+    }
+
     /// Moves every queue's min offset past the units of entries up to `upto`, drops the
     /// files below it, and moves consumers behind it up to it.
     fn trim(&mut self, upto: u64) -> Result<u64, StateError> {
@@ -481,6 +591,7 @@ impl BrokerState {
             return Ok(0);
         }
         self.r.trimmed_upto = upto;
+        self.index.trim(upto)?;
         let mut removed = 0;
         for (topic, queues) in &mut self.r.queues {
             for (qi, b) in queues.iter_mut().enumerate() {
@@ -597,6 +708,7 @@ impl BrokerState {
                 .or_insert_with(|| (offset, Vec::new()))
                 .1
                 .push(unit);
+            index_message(&mut self.index, m, &unit, queue, offset)?;
             out.push(Ok((queue, offset)));
         }
         for ((topic, queue), (from, units)) in writes {
@@ -883,6 +995,39 @@ fn deliverable(p: &QueueProgress, offset: u64, u: &Unit, now_ms: u64) -> bool {
         .iter()
         .any(|(&o, f)| earlier_same_group(o, &f.unit))
         && !p.deferred.iter().any(|(&o, d)| earlier_same_group(o, d))
+}
+
+/// Adds the index records of one message: its unique key and each of its keys. Returns how
+/// many.
+fn index_message(
+    index: &mut MessageIndex,
+    m: &StoredMessage,
+    unit: &Unit,
+    queue: u32,
+    offset: u64,
+) -> Result<u64, IndexError> {
+    let record = |hash| Record {
+        hash,
+        index: unit.index,
+        pos: unit.pos,
+        len: unit.len,
+        queue,
+        offset,
+    };
+    let mut n = 0;
+    if !m.message_id.is_empty() {
+        index.add(record(key_hash(
+            KeyKind::UniqueKey,
+            &m.topic,
+            &m.message_id,
+        )))?;
+        n += 1;
+    }
+    for key in m.keys.iter().filter(|k| !k.is_empty()) {
+        index.add(record(key_hash(KeyKind::Key, &m.topic, key)))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Moves a group that is behind `min` up to it: what was below is gone (never delivered, in

@@ -12,8 +12,10 @@
 
 mod batch;
 mod checkpoint;
+mod query;
 
 pub use checkpoint::RecoveryError;
+pub use query::FoundMessage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -102,6 +104,9 @@ pub enum StoreError {
         /// Byte position inside the entry.
         pos: u32,
     },
+    /// The broker state's files failed (a lookup, a reindex).
+    #[error("broker state files: {0}")]
+    State(#[from] StateError),
     /// The broker state could not be recovered at start-up.
     #[error("recovering the broker state: {0}")]
     Recovery(#[from] RecoveryError),
@@ -158,6 +163,7 @@ impl StoreError {
             | StoreError::ResultMismatch { .. }
             | StoreError::NoIndex
             | StoreError::MessageMissing { .. }
+            | StoreError::State(_)
             | StoreError::Recovery(_) => StoreErrorKind::Internal,
         }
     }
@@ -278,6 +284,7 @@ impl MessageStore {
             sends,
             ops,
         };
+        store.reindex()?;
         tokio::spawn(store.clone().dispatch());
         // The committers' own copy must not hold a sender of the queues they drain: then the
         // queues close when the last user's store drops, the tasks end and let go of the
@@ -612,6 +619,26 @@ impl MessageStore {
                 source,
             }
         })
+    }
+
+    /// Indexes again, from the queues and the log, the messages whose index records were only
+    /// in memory when the node stopped (before the dispatcher applies anything new).
+    fn reindex(&self) -> Result<(), StoreError> {
+        let mut state = self
+            .shared
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let added = state
+            .reindex(|unit| self.read_message(unit).ok().map(|(m, _)| m))
+            .map_err(|e| StoreError::Recovery(RecoveryError::State(e)))?;
+        if added > 0 {
+            tracing::info!(
+                records = added,
+                "message index caught up with the checkpoint"
+            );
+        }
+        Ok(())
     }
 
     /// Writes a checkpoint every [`checkpoint::INTERVAL`] while entries are applied, until

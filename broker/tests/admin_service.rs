@@ -941,3 +941,207 @@ async fn invalid_requests_get_their_rocketmq_codes() {
     assert_eq!(route.status.unwrap().code, v2::Code::IllegalTopic as i32);
     shutdown(&nodes).await;
 }
+
+/// The message index and offset resets through `mqadmin`, as RocketMQ's verbs print them:
+/// queryMsgByKey finds every message with a key, queryMsgByUniqueKey the one with a client id,
+/// queryMsgById and queryMsgByOffset the same message by where it is, and resetOffsetByTime
+/// makes a group consume again from a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_queries_messages_by_key_id_and_offset_and_resets_offsets_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_group(dir.path(), 1).await;
+    let addr = nodes[0].endpoint();
+    assert_success(&mqadmin(&["clusterList", "-n", &addr, "--wait-leader", "10"]).await);
+    let topic = "IndexTest";
+    assert_success(&mqadmin(&["updateTopic", "-n", &addr, "-t", topic, "-w", "2"]).await);
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let keys = format!("order-{i},shared");
+        let body = format!("body-{i}");
+        let sent = mqadmin(&[
+            "sendMessage",
+            "-n",
+            &addr,
+            "-t",
+            topic,
+            "-p",
+            &body,
+            "-k",
+            &keys,
+            "-c",
+            "TagA",
+        ])
+        .await;
+        assert_success(&sent);
+        let out = stdout(&sent);
+        ids.push(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    let shared = mqadmin(&["queryMsgByKey", "-n", &addr, "-t", topic, "-k", "shared"]).await;
+    assert_success(&shared);
+    let out = stdout(&shared);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("#Message ID"), "{out}");
+    assert_eq!(lines.len(), 4, "three messages carry the key: {out}");
+    for id in &ids {
+        assert!(out.contains(id.as_str()), "{id} missing: {out}");
+    }
+    let one = mqadmin(&["queryMsgByKey", "-n", &addr, "-t", topic, "-k", "order-2"]).await;
+    assert_success(&one);
+    let out = stdout(&one);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[0], ids[1], "{out}");
+    let (queue, offset) = (row[1].to_string(), row[2].to_string());
+
+    let by_unique = mqadmin(&[
+        "queryMsgByUniqueKey",
+        "-n",
+        &addr,
+        "-t",
+        topic,
+        "-i",
+        &ids[1],
+    ])
+    .await;
+    assert_success(&by_unique);
+    let detail = stdout(&by_unique);
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))[20..]
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field(&detail, "Message Body:"), "body-2");
+    assert_eq!(field(&detail, "Keys:"), "[order-2 shared]");
+    assert_eq!(field(&detail, "Tags:"), "[TagA]");
+    assert_eq!(field(&detail, "Queue Offset:"), offset);
+    let offset_id = field(&detail, "OffsetID:");
+    assert_eq!(offset_id.len(), 32, "{detail}");
+
+    let by_id = mqadmin(&["queryMsgById", "-n", &addr, "-i", &offset_id]).await;
+    assert_success(&by_id);
+    assert_eq!(field(&stdout(&by_id), "Message Body:"), "body-2");
+    assert_eq!(field(&stdout(&by_id), "Queue ID:"), queue);
+    let by_offset = mqadmin(&[
+        "queryMsgByOffset",
+        "-n",
+        &addr,
+        "-t",
+        topic,
+        "-b",
+        "RaftNode00",
+        "-i",
+        &queue,
+        "-o",
+        &offset,
+    ])
+    .await;
+    assert_success(&by_offset);
+    assert_eq!(field(&stdout(&by_offset), "OffsetID:"), offset_id);
+
+    let none = mqadmin(&[
+        "queryMsgByKey",
+        "-n",
+        &addr,
+        "-t",
+        topic,
+        "-k",
+        "no-such-key",
+    ])
+    .await;
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("CODE_NOT_FOUND"),
+        "{}",
+        stderr(&none)
+    );
+    let bad = mqadmin(&["queryMsgById", "-n", &addr, "-i", "XYZ"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("offset_msg_id"), "{}", stderr(&bad));
+
+    // Consume everything, then rewind to the beginning of time: all three come again.
+    let consume_args = [
+        "consumeMessage",
+        "-n",
+        &addr,
+        "-t",
+        topic,
+        "-g",
+        "ResetGroup",
+        "-c",
+        "3",
+        "--wait",
+        "10",
+    ];
+    let first = mqadmin(&consume_args).await;
+    assert_success(&first);
+    assert_eq!(
+        stdout(&first).matches("body-").count(),
+        3,
+        "{}",
+        stdout(&first)
+    );
+    let reset = mqadmin(&[
+        "resetOffsetByTime",
+        "-n",
+        &addr,
+        "-g",
+        "ResetGroup",
+        "-t",
+        topic,
+        "-s",
+        "0",
+    ])
+    .await;
+    assert_success(&reset);
+    let out = stdout(&reset);
+    assert!(
+        out.starts_with("rollback consumer offset by specified group[ResetGroup]"),
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("#brokerName"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 2 + 2, "one row per queue: {out}");
+    let again = mqadmin(&consume_args).await;
+    assert_success(&again);
+    assert_eq!(
+        stdout(&again).matches("body-").count(),
+        3,
+        "{}",
+        stdout(&again)
+    );
+    // To now: nothing is left to consume.
+    assert_success(
+        &mqadmin(&[
+            "resetOffsetByTime",
+            "-n",
+            &addr,
+            "-g",
+            "ResetGroup",
+            "-t",
+            topic,
+            "-s",
+            "now",
+        ])
+        .await,
+    );
+    let progress = mqadmin(&["consumerProgress", "-n", &addr, "-g", "ResetGroup"]).await;
+    assert!(
+        stdout(&progress).contains("Consume Diff Total: 0"),
+        "{}",
+        stdout(&progress)
+    );
+    shutdown(&nodes).await;
+}

@@ -277,6 +277,14 @@ async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_re
         );
         assert_eq!(s.state().group_progress("cg", "t"), progress);
     }
+    // The message index lost what was only in memory; start-up indexed it again.
+    for s in stores.iter().flatten() {
+        let found = s
+            .find_by_key(broker::message_index::KeyKind::UniqueKey, "t", "m33", 4)
+            .unwrap();
+        assert_eq!(found.len(), 1, "m33 by its unique key after the restart");
+        assert_eq!(found[0].message.body, Bytes::from("body-33"));
+    }
     let l = leader(&stores).await;
     let s = stores[l].as_ref().unwrap();
     // The five unacked handles are still valid on the restarted group.

@@ -211,6 +211,46 @@ impl AdminClient {
             .map_err(self.rpc_error("ConsumerProgress"))
     }
 
+    /// QueryMessage: messages by key, unique key, offset message id or queue offset.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr))]
+    pub async fn query_message(
+        &mut self,
+        query: pb::QueryMessageRequest,
+        timeout: Duration,
+    ) -> Result<pb::QueryMessageResponse, ClientError> {
+        let response = self.rpc.query_message(request(query, timeout)).await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("QueryMessage"))
+    }
+
+    /// ResetOffsetByTime: `group`'s offsets on `topic` to the first message stored at or after
+    /// `timestamp_ms`.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, group = %group, topic = %topic))]
+    pub async fn reset_offset_by_time(
+        &mut self,
+        group: &str,
+        topic: &str,
+        timestamp_ms: u64,
+        timeout: Duration,
+    ) -> Result<pb::ResetOffsetByTimeResponse, ClientError> {
+        let reset = pb::ResetOffsetByTimeRequest {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            timestamp_ms,
+        };
+        let response = self.rpc.reset_offset_by_time(request(reset, timeout)).await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("ResetOffsetByTime"))
+    }
+
     /// LeadershipTransfer to node `to`; a follower answers `NOT_LEADER` naming the leader.
     ///
     /// # Errors

@@ -194,6 +194,21 @@ pub enum ServiceError {
     /// The store applied no result for this item (a bug).
     #[error("missing result")]
     ResultMissing,
+    /// A request field holds something that cannot be right (an offset message id that is
+    /// not 32 hex digits, a lookup without a key).
+    #[error("{field}: {why}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A lookup found no message.
+    #[error("no message found for {what}")]
+    MessageNotFound {
+        /// What was looked up.
+        what: String,
+    },
     /// The state refused the command (or one item of it).
     #[error(transparent)]
     Refused {

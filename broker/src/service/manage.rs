@@ -228,6 +228,21 @@ impl BrokerService {
         Ok(())
     }
 
+    /// Each queue's offsets still held (min, next) of `topic`.
+    ///
+    /// # Errors
+    /// A bad name, an unknown topic.
+    pub fn queue_bounds(&self, topic: &str) -> Result<Vec<crate::state::Bounds>, ServiceError> {
+        check_topic("topic", topic)?;
+        self.store
+            .state()
+            .queue_bounds(topic)
+            .map(<[_]>::to_vec)
+            .ok_or_else(|| ServiceError::TopicNotFound {
+                topic: topic.to_string(),
+            })
+    }
+
     /// The number of messages in each queue of `topic`.
     ///
     /// # Errors

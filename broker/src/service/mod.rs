@@ -25,11 +25,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod error;
 mod manage;
 mod message;
+mod query;
 mod receive;
 
 pub use error::{NameError, NameKind, ServiceError, check_name};
 pub use manage::{ClusterView, NodeView, QueueProgress};
 pub use message::{DELAY_MS_MAX, NewMessage, ReceivedMessage, SendReceipt};
+pub use query::{MessageQuery, MessageView, QUERY_MAX_DEFAULT, offset_msg_id, parse_offset_msg_id};
 pub use receive::{
     Filter, FilterKind, INVISIBLE_MS_MAX, INVISIBLE_MS_MIN, LONG_POLL_MS_MAX, LONG_POLL_MS_MIN,
     Polled, ReceiveRequest,

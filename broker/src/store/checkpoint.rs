@@ -18,6 +18,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use crate::consume_queue::ConsumeQueues;
+use crate::message_index::MessageIndex;
 use crate::state::{BrokerState, StateConfig, StateError};
 
 /// How often the checkpoint is written (when something was applied since).
@@ -27,6 +28,8 @@ const MAGIC: &[u8; 4] = b"RMQC";
 const FILE: &str = "checkpoint";
 /// Where the consume queues live under the broker directory (RocketMQ's name).
 const QUEUES: &str = "consumequeue";
+/// Where the message index lives under the broker directory (RocketMQ's name).
+const INDEX: &str = "index";
 
 /// Why recovery failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +91,15 @@ pub(crate) fn recover(
         }
         (None, None) => None,
     };
+    let index_dir = dir.join(INDEX);
     let Some(data) = chosen else {
         cq.wipe().map_err(StateError::from)?;
-        return Ok(BrokerState::new(config, cq));
+        if index_dir.exists() {
+            fs::remove_dir_all(&index_dir).map_err(io_err(&index_dir))?;
+        }
+        let mut state = BrokerState::new(config, cq);
+        state.set_index(MessageIndex::open(&index_dir).map_err(StateError::from)?);
+        return Ok(state);
     };
     let (mut state, holes) = BrokerState::restore(&data, cq)?;
     if holes > 0 {
@@ -100,6 +109,7 @@ pub(crate) fn recover(
         );
     }
     state.set_config(config);
+    state.set_index(MessageIndex::open(&index_dir).map_err(StateError::from)?);
     tracing::info!(
         index = state.last_index(),
         "broker state recovered; applying the log from the next entry"

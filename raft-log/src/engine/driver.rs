@@ -34,8 +34,8 @@ pub(crate) struct Engine {
     config: Arc<Config>,
     applied: AppliedWatch,
     blocked: Blocked,
-    /// A handle on the state machine openraft owns, for its counters.
-    sm: StateMachine,
+    /// Entries the state machine applied since start (see `StateMachine::applied_counter`).
+    applied_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -62,6 +62,7 @@ impl Engine {
         let sm_dir = config.store.dir.join("snapshot");
         let (sm, applied) = StateMachine::open(&sm_dir, hook, store.clone())
             .map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
+        let applied_count = sm.applied_counter();
         let raft_config = openraft::Config {
             cluster_name: config.group.clone(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -90,7 +91,7 @@ impl Engine {
             Arc::new(raft_config),
             network,
             RaftLogStore { store },
-            sm.clone(),
+            sm,
         )
         .await
         .map_err(raft_error)?;
@@ -99,7 +100,7 @@ impl Engine {
             config,
             applied,
             blocked,
-            sm,
+            applied_count,
         })
     }
 
@@ -144,7 +145,8 @@ impl Engine {
 
     /// Entries openraft applied since this process started the node.
     pub(crate) fn entries_applied(&self) -> u64 {
-        self.sm.applied_count()
+        self.applied_count
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn applied(&self) -> AppliedWatch {

@@ -59,7 +59,7 @@ struct Inner {
     store: LogStore,
     marker: Mutex<Marker>,
     /// Entries applied since this process opened the state machine (tests).
-    applied_count: std::sync::atomic::AtomicU64,
+    applied_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the applied marker needs between writes.
@@ -100,7 +100,7 @@ impl StateMachine {
             current: Mutex::new(current),
             store,
             marker: Mutex::new(marker),
-            applied_count: std::sync::atomic::AtomicU64::new(0),
+            applied_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         Ok((
             StateMachine {
@@ -110,11 +110,11 @@ impl StateMachine {
         ))
     }
 
-    /// Entries applied since this process opened the state machine.
-    pub(crate) fn applied_count(&self) -> u64 {
-        self.inner
-            .applied_count
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// A counter of the entries applied since this process opened the state machine. A
+    /// counter, not the machine: a holder of the machine would keep its applied watch open,
+    /// and readers of committed entries would never see the shutdown.
+    pub(crate) fn applied_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.inner.applied_count)
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, (Option<LogId>, StoredMembership)> {

@@ -15,6 +15,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod query;
+
 use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
 use proto::apache::rocketmq::v2;
@@ -127,6 +129,68 @@ enum Verb {
         #[arg(long = "to", alias = "transfereeId", value_name = "ID")]
         to: String,
     },
+    /// The message an offset message id names (RocketMQ's 32-hex OffsetID), in detail.
+    #[command(name = "queryMsgById")]
+    QueryMsgById {
+        /// Offset message ids, comma-separated.
+        #[arg(short = 'i', long = "msgId", value_delimiter = ',', required = true)]
+        ids: Vec<String>,
+    },
+    /// Messages of a topic carrying a key: message id, queue and offset.
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Message key.
+        #[arg(short = 'k', long = "msgKey")]
+        key: String,
+        /// At most this many, newest first.
+        #[arg(short = 'f', long = "maxNum", default_value_t = 64)]
+        max: u32,
+    },
+    /// The message with a client message id (RocketMQ's UNIQ_KEY), in detail.
+    #[command(name = "queryMsgByUniqueKey")]
+    QueryMsgByUniqueKey {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// The client's message id.
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+    },
+    /// The message at an offset of a queue, in detail.
+    #[command(name = "queryMsgByOffset")]
+    QueryMsgByOffset {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Broker name (accepted for RocketMQ's scripts; the asked node answers).
+        #[arg(short = 'b', long = "brokerName")]
+        broker: Option<String>,
+        /// Queue id.
+        #[arg(short = 'i', long = "queueId")]
+        queue: u32,
+        /// Queue offset.
+        #[arg(short = 'o', long = "offset")]
+        offset: u64,
+    },
+    /// Move a consumer group's offsets to the first message stored at or after a time.
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime {
+        /// Consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// `now`, milliseconds since the epoch, or yyyy-MM-dd#HH:mm:ss:SSS (local time).
+        #[arg(short = 's', long = "timestamp")]
+        timestamp: String,
+        /// Accepted for RocketMQ's scripts (a reset always applies).
+        #[arg(short = 'f', long = "force", default_value_t = true, action = clap::ArgAction::Set)]
+        force: bool,
+    },
     /// Send one message through the RocketMQ 5 gRPC API.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -221,6 +285,25 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             consumer_progress(&addrs, timeout, &group, topic.as_deref()).await
         }
         Verb::LeadershipTransfer { to } => leadership_transfer(&addrs, timeout, &to).await,
+        Verb::QueryMsgById { ids } => query::by_id(&addrs, timeout, &ids).await,
+        Verb::QueryMsgByKey { topic, key, max } => {
+            query::by_key(&addrs, timeout, &topic, &key, max).await
+        }
+        Verb::QueryMsgByUniqueKey { topic, id } => {
+            query::by_unique_key(&addrs, timeout, &topic, &id).await
+        }
+        Verb::QueryMsgByOffset {
+            topic,
+            broker: _,
+            queue,
+            offset,
+        } => query::by_offset(&addrs, timeout, &topic, queue, offset).await,
+        Verb::ResetOffsetByTime {
+            group,
+            topic,
+            timestamp,
+            force,
+        } => query::reset_offset_by_time(&addrs, timeout, &group, &topic, &timestamp, force).await,
         Verb::SendMessage {
             topic,
             body,
