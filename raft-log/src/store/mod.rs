@@ -22,6 +22,7 @@ mod flusher;
 mod meta;
 mod mmap;
 mod recovery;
+mod verified;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -146,6 +147,8 @@ struct Shared {
     index_dir: PathBuf,
     state: RwLock<State>,
     meta: Mutex<MetaFile>,
+    /// Committed entries whose CRC already checked out in this process.
+    verified: verified::Verified,
     // Held for the flock; released when the last handle drops.
     _lock: File,
 }
@@ -190,6 +193,7 @@ impl LogStore {
             index_dir,
             state: RwLock::new(state),
             meta: Mutex::new(meta),
+            verified: verified::Verified::default(),
             _lock: lock,
         });
         let flusher = Arc::new(FlushHandle::start(Arc::clone(&shared))?);
@@ -415,6 +419,7 @@ impl LogStore {
                 _ => None,
             };
             let first_kept = upto.index + 1;
+            self.shared.verified.forget_below(first_kept);
             let mut data_files = Vec::new();
             while st.data.len() > 1 && st.data[1].first_index.is_some_and(|f| f <= first_kept) {
                 data_files.push(st.data.remove(0).file.path().to_path_buf());
@@ -749,8 +754,15 @@ impl Shared {
                 "entry {index}: header {h:?} does not match index record {rec:?}"
             )));
         }
-        if !codec::verify_crc(&frame, h.crc) {
-            return Err(corrupt(format!("entry {index}: crc mismatch")));
+        // Committed bytes never change: hash them once per process, not on every read.
+        let committed = st.committed.is_some_and(|c| index <= c.index);
+        if !(committed && self.verified.contains(index)) {
+            if !codec::verify_crc(&frame, h.crc) {
+                return Err(corrupt(format!("entry {index}: crc mismatch")));
+            }
+            if committed {
+                self.verified.insert(index);
+            }
         }
         Ok(StoredEntry {
             index,
