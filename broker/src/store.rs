@@ -510,6 +510,13 @@ impl MessageStore {
             .len()
     }
 
+    /// Writes a checkpoint now, kept in the history too (tests: retention snapshots at a kept
+    /// one).
+    #[doc(hidden)]
+    pub async fn checkpoint_now_for_tests(&self) -> std::io::Result<u64> {
+        checkpoint::take(&self.shared.dir, &self.shared.state, true).await
+    }
+
     /// Waits until this node's dispatcher has applied `index` (tests).
     #[doc(hidden)]
     pub async fn wait_processed_for_tests(&self, index: u64) {
@@ -645,6 +652,7 @@ impl MessageStore {
     /// the store is dropped (the task holds no strong reference).
     async fn checkpoints(shared: std::sync::Weak<Shared>) {
         let mut written = None;
+        let mut taken: u32 = 0;
         let mut tick = tokio::time::interval(checkpoint::INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -659,8 +667,12 @@ impl MessageStore {
             if written == Some(applied) {
                 continue;
             }
-            match checkpoint::take(&shared.dir, &shared.state).await {
-                Ok(index) => written = Some(index),
+            let history = taken.is_multiple_of(checkpoint::HISTORY_EVERY);
+            match checkpoint::take(&shared.dir, &shared.state, history).await {
+                Ok(index) => {
+                    written = Some(index);
+                    taken = taken.wrapping_add(1);
+                }
                 Err(e) => tracing::error!(error = %e, "could not write the broker checkpoint"),
             }
         }
@@ -806,6 +818,20 @@ impl SnapshotHook for StateSnapshot {
                 .map_err(std::io::Error::other)?;
             let state = shared.state.read().unwrap_or_else(PoisonError::into_inner);
             Ok(Bytes::from(state.snapshot()))
+        })
+    }
+
+    fn build_at_most(
+        &self,
+        upto: u64,
+    ) -> BoxFuture<'static, std::io::Result<Option<(u64, Bytes)>>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let dir = shared.dir.clone();
+            let kept = tokio::task::spawn_blocking(move || checkpoint::newest_at_most(&dir, upto))
+                .await
+                .map_err(std::io::Error::other)??;
+            Ok(kept.map(|(index, data)| (index, Bytes::from(data))))
         })
     }
 

@@ -28,28 +28,30 @@ async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
 }
 
 async fn start_group_on(dir: &std::path::Path, ports: &[u16]) -> Vec<Option<MessageStore>> {
+    let mut stores = Vec::new();
+    for i in 0..3 {
+        stores.push(Some(start_node(dir, ports, i).await));
+    }
+    stores
+}
+
+async fn start_node(dir: &std::path::Path, ports: &[u16], i: usize) -> MessageStore {
     let peers = ports
         .iter()
         .enumerate()
         .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(";");
-    let mut stores = Vec::new();
-    for i in 0..3 {
-        let mut c = Config::new("g", &peers, format!("n{i}"), dir).unwrap();
-        c.store.data_segment_bytes = 1 << 20;
-        c.store.index_segment_bytes = 64 << 10;
-        c.store.entry_body_bytes_max = 64 << 10;
-        let state = StateConfig {
-            auto_create_topic_enable: true,
-            default_topic_queue_nums: 4,
-        };
-        let broker_dir = dir.join(format!("broker-n{i}"));
-        stores.push(Some(
-            MessageStore::start(c, state, &broker_dir).await.unwrap(),
-        ));
-    }
-    stores
+    let mut c = Config::new("g", &peers, format!("n{i}"), dir).unwrap();
+    c.store.data_segment_bytes = 1 << 20;
+    c.store.index_segment_bytes = 64 << 10;
+    c.store.entry_body_bytes_max = 64 << 10;
+    let state = StateConfig {
+        auto_create_topic_enable: true,
+        default_topic_queue_nums: 4,
+    };
+    let broker_dir = dir.join(format!("broker-n{i}"));
+    MessageStore::start(c, state, &broker_dir).await.unwrap()
 }
 
 async fn leader(stores: &[Option<MessageStore>]) -> usize {
@@ -445,6 +447,75 @@ async fn concurrent_acks_share_log_entries_and_each_gets_its_own_answer() {
             .sum::<u64>(),
         200
     );
+    for s in stores.iter().flatten() {
+        s.node().shutdown().await.unwrap();
+    }
+}
+
+/// A follower that was down while the leader purged its log installs a snapshot, and then has
+/// every message the leader still has. Retention snapshots at a kept checkpoint at or below its
+/// purge point, so every entry after the snapshot is still in the leader's log. (Snapshotting at
+/// the applied index instead left the follower without the entries between purge point and
+/// snapshot: their messages could not be read there.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_installing_a_snapshot_mid_queue_reads_every_message_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let mut stores = start_group_on(dir.path(), &ports).await;
+    let l = leader(&stores).await;
+    let f = (l + 1) % 3;
+    let other = (l + 2) % 3;
+    let s = stores[l].clone().unwrap();
+    s.update_topic("t", 1).await.unwrap().unwrap();
+    let down = stores[f].take().unwrap();
+    down.node().shutdown().await.unwrap();
+    drop(down);
+
+    s.send(1, (0..10).map(message).collect()).await.unwrap();
+    let purge_point = s.state().last_index();
+    for i in [l, other] {
+        let st = stores[i].as_ref().unwrap();
+        st.wait_processed_for_tests(purge_point).await;
+        assert_eq!(st.checkpoint_now_for_tests().await.unwrap(), purge_point);
+    }
+    s.send(2, (10..20).map(message).collect()).await.unwrap();
+    let last = s.state().last_index();
+    for i in [l, other] {
+        let st = stores[i].as_ref().unwrap();
+        st.wait_processed_for_tests(last).await;
+        let purged = st.node().purge_upto(purge_point).await.unwrap();
+        assert_eq!(
+            purged,
+            Some(purge_point),
+            "purged up to the kept checkpoint"
+        );
+    }
+
+    let back = start_node(dir.path(), &ports, f).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while back.state().trimmed_upto() < purge_point || back.state().last_index() < last {
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bounds = back.state().queue_bounds("t").unwrap()[0];
+    assert_eq!(bounds, s.state().queue_bounds("t").unwrap()[0]);
+    assert_eq!((bounds.min, bounds.next), (10, 20));
+    for offset in bounds.min..bounds.next {
+        let found = back
+            .find_at_offset("t", 0, offset)
+            .unwrap()
+            .unwrap_or_else(|| panic!("offset {offset} not on the follower"));
+        assert_eq!(found.message.message_id, format!("m{offset}"));
+    }
+    back.node().shutdown().await.unwrap();
     for s in stores.iter().flatten() {
         s.node().shutdown().await.unwrap();
     }

@@ -6,6 +6,12 @@
 //! is on disk. The file is replaced atomically (write a temporary, fsync, rename, fsync the
 //! directory).
 //!
+//! Every [`HISTORY_EVERY`]th checkpoint is also kept in `<broker dir>/checkpoints/<index>`:
+//! retention snapshots at the newest of those at or below its purge point and purges only up to
+//! it ([`newest_at_most`]), so a follower that installs the snapshot finds every later entry in
+//! the leader's log. Older ones are deleted then, and thinned out when more than
+//! [`HISTORY_MAX`] pile up.
+//!
 //! At start-up [`recover`] takes the newer of the checkpoint and raft-log's saved snapshot,
 //! restores it over the consume-queue files (cutting what lies beyond the checkpoint: a torn
 //! tail, or units of entries it does not count), and the dispatcher goes on from the entry
@@ -26,6 +32,12 @@ pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 
 const MAGIC: &[u8; 4] = b"RMQC";
 const FILE: &str = "checkpoint";
+/// Where kept checkpoints go under the broker directory.
+const HISTORY: &str = "checkpoints";
+/// Every this many checkpoints one is kept (about every 30 s under load).
+pub(crate) const HISTORY_EVERY: u32 = 30;
+/// Kept checkpoints at most; beyond, every other one of the older half is deleted.
+const HISTORY_MAX: usize = 64;
 /// Where the consume queues live under the broker directory (RocketMQ's name).
 const QUEUES: &str = "consumequeue";
 /// Where the message index lives under the broker directory (RocketMQ's name).
@@ -119,7 +131,12 @@ pub(crate) fn recover(
 
 /// The checkpoint's state bytes, if there is a checkpoint.
 fn read(dir: &Path) -> Result<Option<Vec<u8>>, RecoveryError> {
-    let path = dir.join(FILE);
+    read_file(&dir.join(FILE))
+}
+
+/// A checkpoint file's state bytes, if the file exists.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, RecoveryError> {
+    let path = path.to_path_buf();
     let b = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -150,28 +167,98 @@ pub(crate) fn write(dir: &Path, data: &[u8], dirty: &[Arc<File>]) -> io::Result<
     for f in dirty {
         f.sync_data()?;
     }
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    write_atomically(dir, FILE, data)
+}
+
+fn write_atomically(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp)?;
     f.write_all(MAGIC)?;
     f.write_all(&crc32c::crc32c(data).to_le_bytes())?;
     f.write_all(data)?;
     f.sync_all()?;
-    fs::rename(&tmp, dir.join(FILE))?;
+    fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()
 }
 
+/// Keeps `data`, the state at `index`, in the history (after [`write`] made it durable).
+fn keep(dir: &Path, index: u64, data: &[u8]) -> io::Result<()> {
+    let history = dir.join(HISTORY);
+    fs::create_dir_all(&history)?;
+    write_atomically(&history, &format!("{index:020}"), data)?;
+    let kept = list_history(&history)?;
+    if kept.len() > HISTORY_MAX {
+        // Thin the older half: retention needs one at or below its point, not every one.
+        for (i, (_, path)) in kept[..kept.len() / 2].iter().enumerate() {
+            if i % 2 == 1 {
+                fs::remove_file(path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list_history(history: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let entries = match fs::read_dir(history) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let (20, Ok(index)) = (name.len(), name.parse::<u64>()) {
+            out.push((index, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The newest kept checkpoint at or below `upto`, as (index, state bytes); deletes the kept
+/// ones older than it (a purge up to it makes them useless).
+///
+/// # Errors
+/// A history file that cannot be listed, read or deleted, or a damaged one.
+pub(crate) fn newest_at_most(dir: &Path, upto: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
+    let history = dir.join(HISTORY);
+    let kept = list_history(&history)?;
+    let Some(pos) = kept.iter().rposition(|(index, _)| *index <= upto) else {
+        return Ok(None);
+    };
+    let (index, path) = &kept[pos];
+    let data = read_file(path)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    for (_, older) in &kept[..pos] {
+        fs::remove_file(older)?;
+    }
+    Ok(Some((*index, data)))
+}
+
 /// Takes what a checkpoint needs from the state (briefly, under its lock) and writes it off
-/// the runtime's threads. Returns the index it covers.
-pub(crate) async fn take(dir: &Path, state: &std::sync::RwLock<BrokerState>) -> io::Result<u64> {
+/// the runtime's threads, also into the history when `history`. Returns the index it covers.
+pub(crate) async fn take(
+    dir: &Path,
+    state: &std::sync::RwLock<BrokerState>,
+    history: bool,
+) -> io::Result<u64> {
     let (index, data, dirty) = {
         let mut s = state.write().unwrap_or_else(PoisonError::into_inner);
         let dirty = s.consume_queues_mut().dirty_files();
         (s.last_index(), s.snapshot(), dirty)
     };
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || write(&dir, &data, &dirty))
-        .await
-        .map_err(io::Error::other)??;
+    tokio::task::spawn_blocking(move || {
+        write(&dir, &data, &dirty)?;
+        if history {
+            keep(&dir, index, &data)?;
+        }
+        Ok::<_, io::Error>(())
+    })
+    .await
+    .map_err(io::Error::other)??;
     Ok(index)
 }
 
@@ -232,6 +319,33 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(on_disk, 5 * crate::consume_queue::Unit::SIZE as u64);
+    }
+
+    #[test]
+    fn the_newest_kept_checkpoint_at_or_below_a_point_is_chosen_and_older_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        for index in [10, 20, 30] {
+            keep(dir.path(), index, format!("state-{index}").as_bytes()).unwrap();
+        }
+        assert_eq!(newest_at_most(dir.path(), 5).unwrap(), None);
+        let (index, data) = newest_at_most(dir.path(), 25).unwrap().unwrap();
+        assert_eq!((index, data), (20, b"state-20".to_vec()));
+        let left: Vec<u64> = list_history(&dir.path().join(HISTORY))
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(left, vec![20, 30]);
+        for index in 100..(100 + HISTORY_MAX as u64 + 1) {
+            keep(dir.path(), index, b"s").unwrap();
+        }
+        let kept = list_history(&dir.path().join(HISTORY)).unwrap();
+        assert!(kept.len() <= HISTORY_MAX, "{}", kept.len());
+        assert_eq!(
+            kept.last().unwrap().0,
+            100 + HISTORY_MAX as u64,
+            "the newest stays"
+        );
     }
 
     #[test]

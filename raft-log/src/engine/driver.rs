@@ -19,7 +19,7 @@ use super::log_store::RaftLogStore;
 use super::network::NetworkFactory;
 use super::partition::Blocked;
 use super::server;
-use super::state_machine::{AppliedWatch, Raft, StateMachine};
+use super::state_machine::{AppliedWatch, PurgeRequest, Raft, StateMachine};
 use super::{CommitResponder, EntryData, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
@@ -36,6 +36,8 @@ pub(crate) struct Engine {
     blocked: Blocked,
     /// Entries the state machine applied since start (see `StateMachine::applied_counter`).
     applied_count: Arc<std::sync::atomic::AtomicU64>,
+    /// What the next snapshot is for (see `StateMachine::purge_request`).
+    purge_request: PurgeRequest,
 }
 
 impl std::fmt::Debug for Engine {
@@ -63,6 +65,7 @@ impl Engine {
         let (sm, applied) = StateMachine::open(&sm_dir, hook, store.clone())
             .map_err(|e| Error::Store(StoreError::io("open snapshot", &sm_dir, e)))?;
         let applied_count = sm.applied_counter();
+        let purge_request = sm.purge_request();
         let raft_config = openraft::Config {
             cluster_name: config.group.clone(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -101,6 +104,7 @@ impl Engine {
             applied,
             blocked,
             applied_count,
+            purge_request,
         })
     }
 
@@ -294,6 +298,9 @@ impl Engine {
         })
     }
 
+    /// Snapshots for a purge up to `upto` (at the newest state the application kept at or
+    /// below it, see [`crate::snapshot`]), then purges up to that snapshot. Returns the purge
+    /// point.
     pub(crate) async fn snapshot_and_purge(&self, upto: u64) -> Result<Option<u64>> {
         let m = self.raft.metrics().borrow_watched().clone();
         let target = match m.last_applied {
@@ -301,20 +308,33 @@ impl Engine {
             None => return Ok(m.purged.map(|p| p.index)),
         };
         let wait = Some(Duration::from_secs(30));
-        if m.snapshot.is_none_or(|s| s.index < target) {
-            self.raft
-                .trigger()
-                .snapshot()
-                .await
-                .map_err(|_| Error::Shutdown)?;
-            self.raft
-                .wait(wait)
-                .metrics(
-                    |m| m.snapshot.is_some_and(|s| s.index >= target),
-                    "snapshot",
-                )
-                .await
-                .map_err(raft_error)?;
+        let before = m.snapshot;
+        if before.is_some_and(|s| s.index >= target) {
+            return self.purge(target, wait).await;
+        }
+        self.purge_request.set(target);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        let m = self
+            .raft
+            .wait(wait)
+            .metrics(|m| m.snapshot != before, "snapshot")
+            .await
+            .map_err(raft_error)?;
+        let Some(snapshot) = m.snapshot else {
+            return Ok(m.purged.map(|p| p.index));
+        };
+        self.purge(target.min(snapshot.index), wait).await
+    }
+
+    /// Purges the log up to `target` (covered by a snapshot) and waits for it.
+    async fn purge(&self, target: u64, wait: Option<Duration>) -> Result<Option<u64>> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.purged.is_some_and(|p| p.index >= target) {
+            return Ok(m.purged.map(|p| p.index));
         }
         self.raft
             .trigger()

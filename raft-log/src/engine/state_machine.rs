@@ -27,6 +27,21 @@ use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeC
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
 
+/// The purge point the next snapshot is for, set by retention before it triggers one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PurgeRequest(Arc<Mutex<Option<u64>>>);
+
+impl PurgeRequest {
+    /// The next snapshot is for a purge up to `upto`.
+    pub(crate) fn set(&self, upto: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(upto);
+    }
+
+    fn take(&self) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// How often the applied marker is written while entries are applied.
 const MARKER_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -60,6 +75,8 @@ struct Inner {
     marker: Mutex<Marker>,
     /// Entries applied since this process opened the state machine (tests).
     applied_count: Arc<std::sync::atomic::AtomicU64>,
+    /// The purge point the next snapshot is for (see [`StateMachine::purge_request`]).
+    snapshot_upto: PurgeRequest,
 }
 
 /// What the applied marker needs between writes.
@@ -101,6 +118,7 @@ impl StateMachine {
             store,
             marker: Mutex::new(marker),
             applied_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            snapshot_upto: PurgeRequest::default(),
         };
         Ok((
             StateMachine {
@@ -108,6 +126,49 @@ impl StateMachine {
             },
             applied_rx,
         ))
+    }
+
+    /// Where to say that the next snapshot is one for purging up to an index: it is then taken
+    /// at the newest index at or below it that the application kept a state for. A handle, not
+    /// the machine (see [`StateMachine::applied_counter`]).
+    pub(crate) fn purge_request(&self) -> PurgeRequest {
+        self.inner.snapshot_upto.clone()
+    }
+
+    /// The snapshot for a purge up to `upto`, if the application kept a state at or below it
+    /// and this node knows the log id and membership there.
+    async fn snapshot_at_most(&self, upto: u64) -> io::Result<Option<(SnapshotMeta, Bytes)>> {
+        let Some((index, data)) = self.inner.hook.build_at_most(upto).await? else {
+            return Ok(None);
+        };
+        let applied = self.applied().0.map_or(0, |l| l.index);
+        let Ok(Some(entry)) = self.inner.store.read(index) else {
+            return Ok(None);
+        };
+        if index > applied.min(upto) {
+            return Ok(None);
+        }
+        let id = from_term_index(crate::store::TermIndex {
+            term: entry.term,
+            index,
+        });
+        let marker = self.inner.marker.lock().unwrap_or_else(|e| e.into_inner());
+        let membership = marker
+            .memberships
+            .iter()
+            .rev()
+            .find(|m| m.log_id().is_none_or(|l| l.index <= index))
+            .cloned();
+        drop(marker);
+        Ok(membership.map(|last_membership| {
+            (
+                SnapshotMeta {
+                    last_log_id: Some(id),
+                    last_membership,
+                },
+                data,
+            )
+        }))
     }
 
     /// A counter of the entries applied since this process opened the state machine. A
@@ -261,14 +322,25 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     #[tracing::instrument(level = "info", skip_all)]
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (last_log_id, last_membership) = self.applied().clone();
-        let data = match last_log_id {
-            Some(id) => self.inner.hook.build(id.index).await?,
-            None => Bytes::new(),
+        let upto = self.inner.snapshot_upto.take();
+        let at_most = match upto {
+            Some(upto) => self.snapshot_at_most(upto).await?,
+            None => None,
         };
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
+        let (meta, data) = match at_most {
+            Some(built) => built,
+            None => {
+                let (last_log_id, last_membership) = self.applied().clone();
+                let data = match last_log_id {
+                    Some(id) => self.inner.hook.build(id.index).await?,
+                    None => Bytes::new(),
+                };
+                let meta = SnapshotMeta {
+                    last_log_id,
+                    last_membership,
+                };
+                (meta, data)
+            }
         };
         self.save(&meta, &data)?;
         tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
