@@ -14,8 +14,9 @@ use broker::store::MessageStore;
 use bytes::Bytes;
 use raft_log::{Config, Role};
 
-async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
-    let ports: Vec<u16> = (0..3)
+/// Three ports nothing listens on right now.
+fn free_ports() -> Vec<u16> {
+    (0..3)
         .map(|_| {
             TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -23,7 +24,11 @@ async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
                 .unwrap()
                 .port()
         })
-        .collect();
+        .collect()
+}
+
+async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {
+    let ports = free_ports();
     start_group_on(dir, &ports).await
 }
 
@@ -216,15 +221,7 @@ async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports = free_ports();
     let stores = start_group_on(dir.path(), &ports).await;
     let l = leader(&stores).await;
     let s = stores[l].as_ref().unwrap();
@@ -460,15 +457,7 @@ async fn concurrent_acks_share_log_entries_and_each_gets_its_own_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_installing_a_snapshot_mid_queue_reads_every_message_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports = free_ports();
     let mut stores = start_group_on(dir.path(), &ports).await;
     let l = leader(&stores).await;
     let f = (l + 1) % 3;
