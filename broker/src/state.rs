@@ -35,6 +35,10 @@ use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
 const SCAN_PER_QUEUE_MAX: usize = 4096;
 /// Units read from a consume queue at a time while scanning.
 const SCAN_CHUNK: usize = 64;
+/// Messages of one queue a group may have in flight (RocketMQ's `popInflightMessageThreshold`):
+/// beyond, new messages wait (expired ones are still redelivered), so consumer state stays
+/// bounded however far consumers fall behind on acking.
+pub const POP_INFLIGHT_MAX: usize = 10_000;
 
 /// The prefix of dead-letter topics.
 pub const DLQ_PREFIX: &str = "%DLQ%";
@@ -934,7 +938,11 @@ impl QueueReceive<'_> {
     /// 3. Messages never examined by this group, read from the consume queue.
     fn deliver_unexamined(&mut self) -> Result<(), StateError> {
         let mut scanned = 0;
-        while !self.full() && self.p.next < self.bounds.next && scanned < SCAN_PER_QUEUE_MAX {
+        while !self.full()
+            && self.p.next < self.bounds.next
+            && scanned < SCAN_PER_QUEUE_MAX
+            && self.p.inflight.len() + self.p.deferred.len() < POP_INFLIGHT_MAX
+        {
             let left = usize::try_from(self.bounds.next - self.p.next).unwrap_or(usize::MAX);
             let want = left.min(SCAN_CHUNK).min(SCAN_PER_QUEUE_MAX - scanned);
             let units = self
@@ -946,7 +954,8 @@ impl QueueReceive<'_> {
                 break;
             }
             for unit in units {
-                if self.full() {
+                if self.full() || self.p.inflight.len() + self.p.deferred.len() >= POP_INFLIGHT_MAX
+                {
                     break;
                 }
                 let offset = self.p.next;
@@ -1529,6 +1538,32 @@ mod tests {
         );
         let fresh = h.receive(30, "new-group", 32, 1000);
         assert_eq!(fresh.len(), 3, "a new group starts at the min offset");
+    }
+
+    #[test]
+    fn in_flight_messages_of_a_queue_are_capped() {
+        let mut h = Harness::new();
+        h.apply(Command::UpdateTopic {
+            topic: "t".into(),
+            queues: 1,
+        });
+        let n = POP_INFLIGHT_MAX + 10;
+        h.send(1, (0..n).map(|_| msg("t", None, None, 0)).collect());
+        let mut out = Vec::new();
+        for round in 0..(n / 1000 + 2) {
+            out.extend(h.receive(10 + round as u64, "g", 1000, 1_000_000));
+        }
+        assert_eq!(out.len(), POP_INFLIGHT_MAX, "no more than the cap in flight");
+        assert_eq!(h.state.group_progress("g", "t").unwrap()[0].2, POP_INFLIGHT_MAX);
+        // An ack makes room for one new message.
+        h.ack("g", &out[0].handle).unwrap();
+        let more = h.receive(100, "g", 1000, 1_000_000);
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].offset, POP_INFLIGHT_MAX as u64);
+        // At the cap, expired messages are still redelivered.
+        let again = h.receive(2_000_000, "g", 5, 1_000_000);
+        assert_eq!(again.len(), 5);
+        assert!(again.iter().all(|d| d.attempt == 2));
     }
 
     #[test]
