@@ -71,6 +71,19 @@ fn grpc_text(error: &ClientError) -> String {
         .map_or_else(|| error.to_string(), |status| format!("grpc {status}"))
 }
 
+/// What one receive + ack delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The values received, in delivery order, whether or not the ack went through: a message
+    /// that reached the consumer was delivered.
+    pub values: Vec<u64>,
+    /// When the ReceiveMessage call returned, before any ack was sent: the values were
+    /// delivered by then, however long the acks take.
+    pub received_at: std::time::Instant,
+    /// The ack errors, if an ack failed or went unanswered.
+    pub ack_error: Option<String>,
+}
+
 /// One client connection to one broker node.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -134,9 +147,8 @@ impl Client {
         }
     }
 
-    /// One long poll for up to `batch` messages, then an ack of each. Returns the values
-    /// received (whether or not the ack went through: a message that reached the consumer was
-    /// delivered) and the ack errors, if any.
+    /// One long poll for up to `batch` messages, then an ack of each. Returns the [`Delivery`]:
+    /// the values received, when the receive returned, and the ack errors, if any.
     pub async fn receive_and_ack(
         &mut self,
         topic: &str,
@@ -144,7 +156,7 @@ impl Client {
         batch: i32,
         poll: Duration,
         invisible: Duration,
-    ) -> Outcome<(Vec<u64>, Option<String>)> {
+    ) -> Outcome<Delivery> {
         let receive = Receive {
             group: resource(group),
             topic: resource(topic),
@@ -155,15 +167,22 @@ impl Client {
         };
         let timeout = poll + Duration::from_secs(3);
         let call = self.rpc.receive(&receive, timeout);
-        let received = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        let answer = tokio::time::timeout(timeout + Duration::from_secs(1), call).await;
+        let received_at = std::time::Instant::now();
+        let received = match answer {
             Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
             Ok(Err(error)) => return Outcome::Unknown(grpc_text(&error)),
             Ok(Ok(r)) => r,
         };
+        let delivery = |values: Vec<u64>, ack_error: Option<String>| Delivery {
+            values,
+            received_at,
+            ack_error,
+        };
         let (status, messages) = (received.status, received.messages);
         match &status {
             Some(s) if s.code == v2::Code::MessageNotFound as i32 => {
-                return Outcome::Ok((Vec::new(), None));
+                return Outcome::Ok(delivery(Vec::new(), None));
             }
             Some(s) if s.code == v2::Code::Ok as i32 => {}
             // Messages that came with a failed status are still delivered.
@@ -192,7 +211,7 @@ impl Client {
             .filter(|m| m.system_properties.is_some())
             .collect();
         if ackable.is_empty() {
-            return Outcome::Ok((values, None));
+            return Outcome::Ok(delivery(values, None));
         }
         let (group, topic) = (resource(group), resource(topic));
         let call = self
@@ -212,7 +231,7 @@ impl Client {
                 (!bad.is_empty()).then(|| format!("ack: {}", bad.join(",")))
             }
         };
-        Outcome::Ok((values, ack_error))
+        Outcome::Ok(delivery(values, ack_error))
     }
 }
 

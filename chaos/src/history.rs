@@ -29,9 +29,9 @@ pub enum F {
     /// A send of one message carrying the unique `value` (and `group` for FIFO sends).
     Enqueue,
     /// A receive (+ ack) by a consumer; `ok` carries every received value in delivery order
-    /// (possibly empty), acked or not: a message that reached the consumer was delivered. The
-    /// `ok` has an `error` when an ack failed or went unanswered, so only an `ok` without
-    /// `error` proves its values acknowledged, by its completion time.
+    /// (possibly empty), acked or not: a message that reached the consumer was delivered, by
+    /// the `ok`'s `received_ns`. The `ok` has an `error` when an ack failed or went unanswered,
+    /// so only an `ok` without `error` proves its values acknowledged, by its completion time.
     Dequeue,
     /// The final drain after the heal: `invoke` when it starts, `ok` when the consumers saw no
     /// new message for the quiet period, `fail` when it hit its deadline. The messages it reads
@@ -68,6 +68,12 @@ pub struct Op {
     /// Dequeue `ok`: the values received, in delivery order (acknowledged unless `error`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<u64>,
+    /// Dequeue `ok`: when the receive returned, in nanoseconds since the run started (the clock
+    /// of `time_ns`), before any ack was sent. The values were delivered by then; `time_ns` is
+    /// later by the acks, seconds later when one times out. Absent from histories written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_ns: Option<u64>,
     /// The broker node the client talked to (`n0`…), or the fault's name for nemesis ops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -137,6 +143,16 @@ mod tests {
         let op: Op = serde_json::from_str(line).unwrap();
         assert_eq!((op.ty, op.f, op.value), (OpType::Ok, F::Enqueue, Some(7)));
         assert_eq!(op.time_ms(), 1.5);
+        assert_eq!(serde_json::to_string(&op).unwrap(), line);
+        assert_eq!(op.received_ns, None);
+    }
+
+    #[test]
+    fn a_dequeue_line_round_trips_with_its_receive_time() {
+        let line = r#"{"index":9,"time_ns":72691000000,"process":"c3","type":"ok","f":"dequeue","values":[2785,2786],"received_ns":70190000000,"node":"n0","error":"ack: MASTER_PERSISTENCE_TIMEOUT"}"#;
+        let op: Op = serde_json::from_str(line).unwrap();
+        assert_eq!(op.received_ns, Some(70_190_000_000));
+        assert_eq!(op.values, [2785, 2786]);
         assert_eq!(serde_json::to_string(&op).unwrap(), line);
     }
 }

@@ -44,7 +44,12 @@ impl Recorder {
 
     /// Nanoseconds since the run started.
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` as nanoseconds since the run started, the clock of [`Op::time_ns`] (0 before it).
+    pub fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Records `op` (its index and time are assigned here) and returns the recorded copy.
@@ -77,6 +82,7 @@ impl Recorder {
             value: None,
             group: None,
             values: Vec::new(),
+            received_ns: None,
             node: None,
             fault: Some(fault.to_string()),
             nodes,
@@ -124,6 +130,7 @@ impl<'a> Pending<'a> {
             value,
             group,
             values: Vec::new(),
+            received_ns: None,
             node: Some(node.to_string()),
             fault: None,
             nodes: Vec::new(),
@@ -134,10 +141,57 @@ impl<'a> Pending<'a> {
 
     /// Records the completion.
     pub fn complete(self, ty: OpType, values: Vec<u64>, error: Option<String>) {
+        self.finish(ty, values, None, error);
+    }
+
+    /// Records a dequeue's `ok`: `values` in delivery order, `received_at` when the receive
+    /// returned (before the acks; see [`Op::received_ns`]), `ack_error` when an ack failed or
+    /// went unanswered.
+    pub fn complete_dequeue(
+        self,
+        values: Vec<u64>,
+        received_at: Instant,
+        ack_error: Option<String>,
+    ) {
+        let received_ns = self.recorder.ns_at(received_at);
+        self.finish(OpType::Ok, values, Some(received_ns), ack_error);
+    }
+
+    /// Records the completion as `ty` with these fields.
+    fn finish(self, ty: OpType, values: Vec<u64>, received_ns: Option<u64>, error: Option<String>) {
         let mut op = self.invoke;
         op.ty = ty;
         op.values = values;
+        op.received_ns = received_ns;
         op.error = error;
         self.recorder.record(op);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dequeue_records_when_its_receive_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::create(&dir.path().join("history.jsonl")).unwrap();
+        let pending = Pending::invoke(&recorder, "c0", F::Dequeue, None, None, "n0");
+        let received_at = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        pending.complete_dequeue(vec![7, 8], received_at, Some("ack: no answer".into()));
+        Pending::invoke(&recorder, "c1", F::Enqueue, Some(9), None, "n0").complete(
+            OpType::Ok,
+            Vec::new(),
+            None,
+        );
+        let ops = recorder.finish().unwrap();
+        let (invoke, done) = (&ops[0], &ops[1]);
+        let received_ns = done.received_ns.unwrap();
+        assert!(invoke.time_ns <= received_ns, "{invoke:?} {done:?}");
+        // The ack's time is not the receive's: the completion is recorded 20 ms later.
+        assert!(received_ns + 20_000_000 <= done.time_ns, "{done:?}");
+        assert_eq!(done.values, [7, 8]);
+        assert!(ops[2..].iter().all(|op| op.received_ns.is_none()));
     }
 }

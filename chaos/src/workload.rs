@@ -173,14 +173,15 @@ pub async fn client(shared: Arc<Shared>, spec: ClientSpec) {
     }
 }
 
-/// One receive + ack, recorded as a dequeue. Returns how many values came, `None` when the
-/// receive failed.
+/// One receive + ack, recorded as a dequeue (its `ok` with the time the receive returned, see
+/// [`Op::received_ns`](crate::history::Op::received_ns)). Returns how many values came, `None`
+/// when the receive failed.
 async fn dequeue_once(shared: &Shared, process: &str, node: &str, c: &mut Client) -> Option<usize> {
     let pending = Pending::invoke(&shared.recorder, process, F::Dequeue, None, None, node);
     match c.receive_and_ack(TOPIC, GROUP, 16, POLL, INVISIBLE).await {
-        Outcome::Ok((values, ack_error)) => {
-            let n = values.len();
-            pending.complete(OpType::Ok, values, ack_error);
+        Outcome::Ok(delivery) => {
+            let n = delivery.values.len();
+            pending.complete_dequeue(delivery.values, delivery.received_at, delivery.ack_error);
             Some(n)
         }
         Outcome::Fail(e) => {
@@ -227,14 +228,18 @@ pub async fn drain(
         let id = id.clone();
         let pending_dq = Pending::invoke(&shared.recorder, "drain", F::Dequeue, None, None, &id);
         match c.receive_and_ack(TOPIC, GROUP, 32, POLL, INVISIBLE).await {
-            Outcome::Ok((values, ack_error)) => {
-                if !values.is_empty() {
+            Outcome::Ok(delivery) => {
+                if !delivery.values.is_empty() {
                     last_new = Instant::now();
                     any_ok_since_new = false;
                 } else {
                     any_ok_since_new = true;
                 }
-                pending_dq.complete(OpType::Ok, values, ack_error);
+                pending_dq.complete_dequeue(
+                    delivery.values,
+                    delivery.received_at,
+                    delivery.ack_error,
+                );
             }
             Outcome::Fail(e) => pending_dq.complete(OpType::Fail, Vec::new(), Some(e)),
             Outcome::Unknown(e) => pending_dq.complete(OpType::Info, Vec::new(), Some(e)),

@@ -2,9 +2,17 @@
 //! acknowledged.
 //!
 //! OpenChaos's order check: per group, the sequence of `ok` enqueue values (in completion order)
-//! must be a subsequence of the group's dequeue sequence (values of `ok` dequeues in history
+//! must be a subsequence of the group's dequeue sequence (values of `ok` dequeues in delivery
 //! order, each mapped to its group through its enqueue invocation). Redeliveries and values
 //! whose enqueue was unknown may appear anywhere, since at-least-once delivery allows both.
+//!
+//! Delivery order is the order in which the receives returned: dequeues sorted by their
+//! `received_ns`, the values of one dequeue in the order it received them. Not by the dequeue's
+//! completion: a dequeue op spans the receive and the acks, and an ack may complete seconds
+//! after the receive (a `MASTER_PERSISTENCE_TIMEOUT` comes after ~2.5 s, and that ack may still
+//! commit and let the group's next message go to another consumer in the meantime). A dequeue
+//! without `received_ns` (histories written before it was recorded) counts as received at its
+//! completion time, as before; ties go by history position.
 //!
 //! Only acknowledged values that were delivered at least once are checked: a lost message is
 //! the queue checker's finding and must not show up here a second time. Values without a group
@@ -71,11 +79,10 @@ pub fn check(history: &[Op]) -> OrderResult {
 
     let mut dequeued: HashMap<&str, Vec<u64>> = HashMap::new();
     let mut delivered: HashSet<u64> = HashSet::new();
-    let deliveries = history
-        .iter()
-        .filter(|op| op.f == F::Dequeue && op.ty == OpType::Ok)
-        .flat_map(|op| op.values.iter().copied());
-    for value in deliveries {
+    for value in delivery_order(history)
+        .into_iter()
+        .flat_map(|op| op.values.iter().copied())
+    {
         delivered.insert(value);
         if let Some(group) = group_of.get(&value) {
             dequeued.entry(group).or_default().push(value);
@@ -111,6 +118,20 @@ pub fn check(history: &[Op]) -> OrderResult {
         Validity::True
     };
     result
+}
+
+/// The `ok` dequeues in the order their receives returned: by `received_ns`, or by the
+/// completion time where it is absent, then by history position. The recorder numbers ops in
+/// time order, so a history without `received_ns` keeps its history order.
+fn delivery_order(history: &[Op]) -> Vec<&Op> {
+    let mut dequeues: Vec<(u64, usize, &Op)> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.f == F::Dequeue && op.ty == OpType::Ok)
+        .map(|(position, op)| (op.received_ns.unwrap_or(op.time_ns), position, op))
+        .collect();
+    dequeues.sort_by_key(|(received, position, _)| (*received, *position));
+    dequeues.into_iter().map(|(_, _, op)| op).collect()
 }
 
 /// Greedy subsequence match of `enqueued` in `dequeued`; the first value left unmatched is the
@@ -244,6 +265,85 @@ mod tests {
                 violations: &[("a", 1, Some(2))],
             },
             Case {
+                name: "a delivery counts when its receive returned, not when its ack timed out",
+                history: ack_timeout_history(true),
+                valid: Validity::True,
+                group_count: 2,
+                value_count: 3,
+                violations: &[],
+            },
+            Case {
+                name: "without received_ns a slow ack orders its values at its completion",
+                history: ack_timeout_history(false),
+                valid: Validity::False,
+                group_count: 2,
+                value_count: 3,
+                violations: &[("g4", 2790, Some(2785))],
+            },
+            Case {
+                name: "a later value received strictly before an earlier one fails",
+                // By completion 1 comes first; by receive 2 does, 1 ms before 1.
+                history: history()
+                    .enq_group("c0", 1, "a", 0, 5, Ok)
+                    .enq_group("c0", 2, "a", 10, 15, Ok)
+                    .deq("c3", &[1], 20, 35)
+                    .received(32)
+                    .deq("c2", &[2], 20, 40)
+                    .received(31)
+                    .build(),
+                valid: Validity::False,
+                group_count: 1,
+                value_count: 2,
+                violations: &[("a", 2, Some(1))],
+            },
+            Case {
+                name: "a dequeue keeps the order of its own values",
+                history: history()
+                    .enq_group("c0", 1, "a", 0, 5, Ok)
+                    .enq_group("c0", 2, "a", 10, 15, Ok)
+                    .deq("c2", &[2, 1], 20, 40)
+                    .received(30)
+                    .build(),
+                valid: Validity::False,
+                group_count: 1,
+                value_count: 2,
+                violations: &[("a", 2, Some(1))],
+            },
+            Case {
+                name: "receives at the same time go by history position",
+                history: history()
+                    .enq_group("c0", 1, "a", 0, 5, Ok)
+                    .enq_group("c0", 2, "a", 10, 15, Ok)
+                    .deq("c2", &[1], 20, 40)
+                    .received(30)
+                    .deq("c3", &[2], 20, 35)
+                    .received(30)
+                    .build(),
+                valid: Validity::False,
+                group_count: 1,
+                value_count: 2,
+                violations: &[("a", 2, Some(1))],
+            },
+            Case {
+                name: "a dequeue without received_ns counts as received at its completion",
+                // Received at 40 (c3), completed at 50 (c2, no received_ns), received at 55
+                // (c4): in order, although the completions are 2, 3, 1.
+                history: history()
+                    .enq_group("c0", 1, "a", 0, 5, Ok)
+                    .enq_group("c0", 2, "a", 6, 8, Ok)
+                    .enq_group("c0", 3, "a", 10, 15, Ok)
+                    .deq("c3", &[1], 20, 70)
+                    .received(40)
+                    .deq("c2", &[2], 20, 50)
+                    .deq("c4", &[3], 20, 60)
+                    .received(55)
+                    .build(),
+                valid: Validity::True,
+                group_count: 1,
+                value_count: 3,
+                violations: &[],
+            },
+            Case {
                 name: "ungrouped values are not checked",
                 history: history()
                     .enq("c0", 1, 0, 5, Ok)
@@ -256,6 +356,32 @@ mod tests {
                 violations: &[],
             },
         ]
+    }
+
+    /// The chaos run that found the false positive, reduced (ms): c3 received 2785 (and 2786 of
+    /// another group) at 70 190, before 2790 was sent; its ack answered
+    /// MASTER_PERSISTENCE_TIMEOUT at 72 691 but committed, so the broker let c5 have 2790 at
+    /// 70 826. `received` records the receive times, as the workload does now.
+    fn ack_timeout_history(received: bool) -> Vec<Op> {
+        let ops = history()
+            .enq_group("c2", 2785, "g4", 70_180, 70_188, Ok)
+            .enq_group("c2", 2786, "g5", 70_188, 70_189, Ok)
+            .enq_group("c2", 2790, "g4", 70_796, 70_824, Ok)
+            .deq_ack_failed("c3", &[2785, 2786], 70_133, 72_691);
+        let ops = if received { ops.received(70_190) } else { ops };
+        let ops = ops.deq("c5", &[2790], 70_300, 70_830);
+        let ops = if received { ops.received(70_826) } else { ops };
+        ops.build()
+    }
+
+    #[test]
+    fn the_ack_timeout_false_positive_reads_as_reported_without_received_ns() {
+        let result = check(&ack_timeout_history(false));
+        assert_eq!(
+            result.violations[0].context,
+            "2790 was acknowledged after 2785 but not delivered after it; \
+             deliveries 0..2 of 2: 2790, [2785]"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn op(time_ms: u64, process: &str, ty: OpType, f: F) -> Op {
         value: None,
         group: None,
         values: Vec::new(),
+        received_ns: None,
         node: None,
         fault: None,
         nodes: Vec::new(),
@@ -121,6 +122,16 @@ impl HistoryBuilder {
         if let Some(done) = self.ops.last_mut() {
             done.error = Some("ack: no answer".to_owned());
         }
+        self
+    }
+
+    /// Sets when the receive of the dequeue just pushed returned (its `received_ns`), as the
+    /// workload records it on every `ok` dequeue; without it the dequeue is as in histories
+    /// written before the field existed.
+    pub(crate) fn received(mut self, received_ms: u64) -> Self {
+        let done = self.ops.last_mut().expect("a dequeue before received()");
+        assert_eq!(done.f, F::Dequeue, "received() follows a dequeue");
+        done.received_ns = Some(received_ms * 1_000_000);
         self
     }
 
