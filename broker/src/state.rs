@@ -1553,8 +1553,15 @@ mod tests {
         for round in 0..(n / 1000 + 2) {
             out.extend(h.receive(10 + round as u64, "g", 1000, 1_000_000));
         }
-        assert_eq!(out.len(), POP_INFLIGHT_MAX, "no more than the cap in flight");
-        assert_eq!(h.state.group_progress("g", "t").unwrap()[0].2, POP_INFLIGHT_MAX);
+        assert_eq!(
+            out.len(),
+            POP_INFLIGHT_MAX,
+            "no more than the cap in flight"
+        );
+        assert_eq!(
+            h.state.group_progress("g", "t").unwrap()[0].2,
+            POP_INFLIGHT_MAX
+        );
         // An ack makes room for one new message.
         h.ack("g", &out[0].handle).unwrap();
         let more = h.receive(100, "g", 1000, 1_000_000);
