@@ -63,15 +63,8 @@ command -v python3 >/dev/null || die "python3 is needed to summarize the runs"
 STARTED=0
 PIDS=""
 
-ports_in_use() {
-  local busy=""
-  for p in "${PORTS[@]}"; do
-    if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-      busy="$busy $p"
-    fi
-  done
-  echo "$busy"
-}
+# shellcheck source=bin/lib/group.sh
+. "$ROOT/bin/lib/group.sh"
 
 # The storePathRootDir of every conf in $1; each must look like a fast-try data dir.
 data_dirs() {
@@ -95,27 +88,14 @@ make_confs() {
   done
 }
 
+# A fresh group: its data dirs wiped (only once no other group holds the ports), then started.
 group_start() { # policy
-  local policy=$1 conf="$OUT/conf-$1" busy
-  busy=$(ports_in_use)
-  [ -z "$busy" ] || die "ports$busy are in use: another broker group runs (stop it first; bench.sh stops only groups it started)"
-  local dirs
+  local conf="$OUT/conf-$1" dirs
+  refuse_if_busy bench.sh
   dirs=$(data_dirs "$conf")
   # shellcheck disable=SC2086 # one path per line, none with spaces (checked above)
   rm -rf $dirs
-  STARTED=1
-  if ! RAFTMQ_CONF_DIR="$conf" bin/fast-try.sh start >>"$OUT/fast-try.log" 2>&1; then
-    tail -20 "$OUT/fast-try.log" >&2
-    die "the group did not start (logs: $RAFTMQ_RUN_DIR/broker-*.log)"
-  fi
-  PIDS=$(for n in "${NODES[@]}"; do cat "$RAFTMQ_RUN_DIR/broker-$n.pid"; done | paste -sd,)
-}
-
-group_stop() {
-  if [ "$STARTED" = 1 ]; then
-    bin/fast-try.sh stop >>"$OUT/fast-try.log" 2>&1 || true
-    STARTED=0
-  fi
+  group_up "$conf" bench.sh
 }
 trap group_stop EXIT
 trap 'exit 130' INT TERM
@@ -180,16 +160,7 @@ run_workload() { # name run
 
 mkdir -p "$OUT"
 : >"$OUT/commands.txt"
-if [ -z "$BIN_GIVEN" ]; then
-  say "building release binaries (cargo build --release --locked -p broker -p raftmq-tools --bins)"
-  cargo build --release --locked -p broker -p raftmq-tools --bins >>"$OUT/build.log" 2>&1 || {
-    tail -20 "$OUT/build.log" >&2
-    die "build failed"
-  }
-fi
-for b in mqbroker mqadmin mqbench; do
-  [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
-done
+build_binaries
 make_confs ASYNC_FLUSH
 make_confs SYNC_FLUSH
 

@@ -114,15 +114,8 @@ CHILD=""    # a background mqbench step or drain
 WIPE=0      # 1 once the data dirs are ours to delete
 PIDS=""
 
-ports_in_use() {
-  local busy="" p
-  for p in "${PORTS[@]}"; do
-    if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-      busy="$busy $p"
-    fi
-  done
-  echo "$busy"
-}
+# shellcheck source=bin/lib/group.sh
+. "$ROOT/bin/lib/group.sh"
 
 # Conf copies of conf/dledger in $OUT/<name>: data in $DATA/node0X, ASYNC_FLUSH, plus "$@" lines.
 make_confs() { # name extra-lines...
@@ -143,28 +136,9 @@ make_confs() { # name extra-lines...
   done
 }
 
-read_pids() {
-  PIDS=$(for n in "${NODES[@]}"; do cat "$RAFTMQ_RUN_DIR/broker-$n.pid"; done | paste -sd,)
-}
-
-# Starts the group in the foreground (fast-try waits for a leader and for every node to answer).
+# Starts the group from the confs in $OUT/<conf-name>.
 group_start() { # conf-name
-  local busy
-  busy=$(ports_in_use)
-  [ -z "$busy" ] || die "ports$busy are in use: another broker group runs (stop it first; soak.sh stops only groups it started)"
-  STARTED=1
-  if ! RAFTMQ_CONF_DIR="$OUT/$1" bin/fast-try.sh start >>"$OUT/fast-try.log" 2>&1; then
-    tail -20 "$OUT/fast-try.log" >&2
-    die "the group did not start (logs: $RAFTMQ_RUN_DIR/broker-*.log)"
-  fi
-  read_pids
-}
-
-group_stop() {
-  if [ "$STARTED" = 1 ]; then
-    bin/fast-try.sh stop >>"$OUT/fast-try.log" 2>&1 || true
-    STARTED=0
-  fi
+  group_up "$OUT/$1" soak.sh
 }
 
 cleanup() {
@@ -479,19 +453,8 @@ mkdir -p "$OUT"
 : >"$OUT/commands.txt"
 : >"$OUT/facts.jsonl"
 : >"$OUT/steps.jsonl"
-if [ -z "$BIN_GIVEN" ]; then
-  say "building release binaries (cargo build --release --locked -p broker -p raftmq-tools --bins)"
-  cargo build --release --locked -p broker -p raftmq-tools --bins >>"$OUT/build.log" 2>&1 || {
-    tail -20 "$OUT/build.log" >&2
-    die "build failed"
-  }
-fi
-for b in mqbroker mqadmin mqbench; do
-  [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
-done
-
-busy=$(ports_in_use)
-[ -z "$busy" ] || die "ports$busy are in use: another broker group runs (stop it first; soak.sh stops only groups it started)"
+build_binaries
+refuse_if_busy soak.sh
 # The broker refuses writes above diskMaxUsedSpaceRatio (75 %): refuse a run that would get there.
 mkdir -p "$DATA"
 read -r fs_size fs_used < <(df -Pk "$DATA" | awk 'NR == 2 {print $2, $3}')

@@ -380,12 +380,8 @@ fn query_from_pb(by: Option<pb::query_message_request::By>) -> Result<MessageQue
 fn found_to_pb(v: MessageView) -> pb::FoundMessage {
     let m = v.message;
     let properties = m
-        .properties
-        .chunks(2)
-        .filter_map(|kv| match kv {
-            [k, v] => Some((k.clone(), v.clone())),
-            _ => None,
-        })
+        .property_pairs()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     pb::FoundMessage {
         topic: m.topic,

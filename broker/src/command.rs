@@ -73,6 +73,26 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+#[cfg(test)]
+impl StoredMessage {
+    /// A plain message for tests: normal, no tag, keys or group, body `x`.
+    pub(crate) fn sample(topic: &str, message_id: &str) -> StoredMessage {
+        StoredMessage {
+            topic: topic.into(),
+            message_id: message_id.into(),
+            message_type: MessageType::Normal,
+            tag: None,
+            keys: vec![],
+            message_group: None,
+            delivery_ms: 0,
+            born_ms: 0,
+            born_host: "h".into(),
+            properties: vec![],
+            body: Bytes::from_static(b"x"),
+        }
+    }
+}
+
 /// Bytes before the first message record of a Send entry: version, kind, `now_ms`, count.
 pub const SEND_HEADER_LEN: u32 = 1 + 1 + 8 + 4;
 
@@ -105,6 +125,13 @@ impl StoredMessage {
             properties: r.strs()?,
             body: r.bytes()?,
         })
+    }
+
+    /// The user properties as (key, value) pairs, in the order stored.
+    pub fn property_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.properties
+            .chunks_exact(2)
+            .map(|kv| (kv[0].as_str(), kv[1].as_str()))
     }
 
     /// The length of this message's record in a Send entry (what [`StoredMessage::encode`]

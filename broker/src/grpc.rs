@@ -288,12 +288,10 @@ impl Messaging {
             store_ms,
             invisible_ms_left,
         } = r;
-        let mut user_properties = HashMap::new();
-        for kv in m.properties.chunks(2) {
-            if let [k, v] = kv {
-                user_properties.insert(k.clone(), v.clone());
-            }
-        }
+        let user_properties: HashMap<String, String> = m
+            .property_pairs()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let digest = format!("{:08X}", crc32fast::hash(&m.body));
         let sys = v2::SystemProperties {
             tag: m.tag,

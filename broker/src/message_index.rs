@@ -8,9 +8,11 @@
 //! sorted by (hash, index, position), and a CRC32C. A lookup binary-searches each run with `pread`
 //! and scans what is still in memory; the caller compares the actual keys (hashes collide).
 //!
-//! Memory: at most one run's records (about 2.3 MiB). The records not yet in a run are lost in a
-//! crash; at start-up [`MessageIndex::indexed_upto`] says from where the store adds them again from
-//! the log. Runs are deleted when retention trims the log past them.
+//! Memory: at most one run's records (about 2.3 MiB, plus one entry's). A run is only cut between
+//! entries ([`MessageIndex::end_entry`]), so every entry's records are all in one run or all in
+//! memory. The records not yet in a run are lost in a crash; at start-up
+//! [`MessageIndex::indexed_upto`] says from where the store adds them again from the log. Runs
+//! are deleted when retention trims the log past them.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -188,12 +190,17 @@ impl MessageIndex {
         self.runs.last().map_or(0, |r| r.last)
     }
 
-    /// Adds a record; writes a run when enough have collected.
+    /// Adds a record (in memory until [`MessageIndex::end_entry`] writes a run).
+    pub fn add(&mut self, record: Record) {
+        self.pending.push(record);
+    }
+
+    /// Marks the end of one entry's records: writes a run when enough have collected. Runs
+    /// never split an entry, so [`MessageIndex::indexed_upto`] covers whole entries.
     ///
     /// # Errors
     /// A run file that cannot be written (the records stay in memory).
-    pub fn add(&mut self, record: Record) -> Result<(), IndexError> {
-        self.pending.push(record);
+    pub fn end_entry(&mut self) -> Result<(), IndexError> {
         if self.pending.len() >= RUN_RECORDS && self.dir.is_some() {
             self.flush()?;
         }
@@ -359,7 +366,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = MessageIndex::open(dir.path()).unwrap();
         for i in 1..=(RUN_RECORDS as u64 + 10) {
-            ix.add(rec(i % 1000, i)).unwrap();
+            ix.add(rec(i % 1000, i));
+            ix.end_entry().unwrap();
         }
         assert_eq!(ix.sizes(), (1, 10));
         assert_eq!(ix.indexed_upto(), RUN_RECORDS as u64);
@@ -387,7 +395,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = MessageIndex::open(dir.path()).unwrap();
         for i in 1..=(3 * RUN_RECORDS as u64) {
-            ix.add(rec(i % 10, i)).unwrap();
+            ix.add(rec(i % 10, i));
+            ix.end_entry().unwrap();
         }
         assert_eq!(ix.sizes(), (3, 0));
         let second = ix.runs[1].path.clone();
@@ -400,6 +409,30 @@ mod tests {
         ix.trim(RUN_RECORDS as u64).unwrap();
         assert_eq!(ix.sizes(), (0, 0));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_run_never_splits_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = MessageIndex::open(dir.path()).unwrap();
+        // Entry 1 fills a run but for two records; entry 2 brings four more.
+        for i in 0..(RUN_RECORDS as u64 - 2) {
+            ix.add(rec(i, 1));
+        }
+        ix.end_entry().unwrap();
+        for i in 0..4 {
+            ix.add(rec(i, 2));
+        }
+        ix.end_entry().unwrap();
+        assert_eq!(ix.sizes(), (1, 0), "entry 2 went into the run whole");
+        assert_eq!(ix.indexed_upto(), 2);
+        // A restart keeps both entries' records: none of entry 2 was left in memory.
+        let again = MessageIndex::open(dir.path()).unwrap();
+        assert_eq!(
+            again.lookup(3, 10).unwrap().len(),
+            2,
+            "key 3 in entries 1 and 2"
+        );
     }
 
     #[test]

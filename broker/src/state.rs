@@ -308,13 +308,14 @@ impl BrokerState {
                             break 'queue;
                         }
                         if let Some(m) = read(&unit) {
-                            added += index_message(&mut self.index, &m, &unit, queue, offset)?;
+                            added += index_message(&mut self.index, &m, &unit, queue, offset);
                         }
                         offset += 1;
                     }
                 }
             }
         }
+        self.index.end_entry()?;
         Ok(added)
     }
 
@@ -392,11 +393,7 @@ impl BrokerState {
     /// As [`BrokerState::install`].
     pub fn restore(data: &[u8], cq: ConsumeQueues) -> Result<(BrokerState, u64), StateError> {
         let r = decode_snapshot(data)?;
-        let mut state = BrokerState {
-            r: r.clone(),
-            cq,
-            index: MessageIndex::in_memory(),
-        };
+        let mut state = BrokerState::new(r.config.clone(), cq);
         let holes = state.adopt(r)?;
         Ok((state, holes))
     }
@@ -712,12 +709,13 @@ impl BrokerState {
                 .or_insert_with(|| (offset, Vec::new()))
                 .1
                 .push(unit);
-            index_message(&mut self.index, m, &unit, queue, offset)?;
+            index_message(&mut self.index, m, &unit, queue, offset);
             out.push(Ok((queue, offset)));
         }
         for ((topic, queue), (from, units)) in writes {
             self.cq.write(&topic, queue, from, &units)?;
         }
+        self.index.end_entry()?;
         Ok(out)
     }
 
@@ -1014,7 +1012,7 @@ fn index_message(
     unit: &Unit,
     queue: u32,
     offset: u64,
-) -> Result<u64, IndexError> {
+) -> u64 {
     let record = |hash| Record {
         hash,
         index: unit.index,
@@ -1029,14 +1027,14 @@ fn index_message(
             KeyKind::UniqueKey,
             &m.topic,
             &m.message_id,
-        )))?;
+        )));
         n += 1;
     }
     for key in m.keys.iter().filter(|k| !k.is_empty()) {
-        index.add(record(key_hash(KeyKind::Key, &m.topic, key)))?;
+        index.add(record(key_hash(KeyKind::Key, &m.topic, key)));
         n += 1;
     }
-    Ok(n)
+    n
 }
 
 /// Moves a group that is behind `min` up to it: what was below is gone (never delivered, in

@@ -651,7 +651,10 @@ impl MessageStore {
     /// Writes a checkpoint every [`checkpoint::INTERVAL`] while entries are applied, until
     /// the store is dropped (the task holds no strong reference).
     async fn checkpoints(shared: std::sync::Weak<Shared>) {
-        let mut written = None;
+        // What start-up recovered is on disk already.
+        let Some(mut written) = shared.upgrade().map(|s| *s.processed.borrow()) else {
+            return;
+        };
         let mut taken: u32 = 0;
         let mut tick = tokio::time::interval(checkpoint::INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -660,17 +663,13 @@ impl MessageStore {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            let applied = *shared.processed.borrow();
-            if written.is_none() {
-                written = Some(applied);
-            }
-            if written == Some(applied) {
+            if *shared.processed.borrow() == written {
                 continue;
             }
             let history = taken.is_multiple_of(checkpoint::HISTORY_EVERY);
             match checkpoint::take(&shared.dir, &shared.state, history).await {
                 Ok(index) => {
-                    written = Some(index);
+                    written = index;
                     taken = taken.wrapping_add(1);
                 }
                 Err(e) => tracing::error!(error = %e, "could not write the broker checkpoint"),

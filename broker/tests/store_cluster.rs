@@ -215,11 +215,12 @@ async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
     }
 }
 
-/// Restart goes on from the checkpoint: consumer progress, in-flight handles and the queue
-/// files survive, a torn unit after the checkpoint's count is cut and written again from the
-/// log, and every message still reads back whole.
+/// Restart goes on from the checkpoint: consumer progress, in-flight handles, the queue files
+/// and the message index survive, junk after the last unit (half a unit, as a torn write leaves
+/// it) is ignored, and every message still reads back whole on every node. That a torn tail is
+/// cut and rebuilt from the log is `store::checkpoint`'s unit tests' subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_rebuilt() {
+async fn a_restarted_group_goes_on_from_its_checkpoint_and_ignores_junk_past_the_queue_tail() {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports();
     let stores = start_group_on(dir.path(), &ports).await;
@@ -258,7 +259,7 @@ async fn a_restarted_group_goes_on_from_its_checkpoint_with_a_torn_queue_tail_re
     drop(stores);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // A torn write after the checkpoint on every node's first queue file: half a unit.
+    // Junk after the last unit of every node's first queue file: half a unit.
     for i in 0..3 {
         let file = dir
             .path()

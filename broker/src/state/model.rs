@@ -5,7 +5,6 @@
 //! proptest prints the failing case (and its seed in `proptest-regressions/`); set
 //! `PROPTEST_CASES` for a longer run.
 
-use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
@@ -14,7 +13,6 @@ use super::*;
 fn at(o: u64) -> usize {
     o as usize
 }
-use crate::command::MessageType;
 
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -138,19 +136,7 @@ struct Run {
 }
 
 fn message() -> StoredMessage {
-    StoredMessage {
-        topic: "t".into(),
-        message_id: "m".into(),
-        message_type: MessageType::Normal,
-        tag: None,
-        keys: vec![],
-        message_group: None,
-        delivery_ms: 0,
-        born_ms: 0,
-        born_host: "h".into(),
-        properties: vec![],
-        body: Bytes::from_static(b"x"),
-    }
+    StoredMessage::sample("t", "m")
 }
 
 impl Run {

@@ -25,7 +25,8 @@ pub(super) const OPS_QUEUE_MAX: usize = 16 * 1024;
 /// One consumer request waiting for group commit.
 pub(super) struct OpRequest {
     command: Command,
-    reply: oneshot::Sender<Result<ApplyResult, StoreError>>,
+    /// The entry's index and this command's result.
+    reply: oneshot::Sender<Result<(u64, ApplyResult), StoreError>>,
 }
 
 impl MessageStore {
@@ -42,9 +43,9 @@ impl MessageStore {
             .send(OpRequest { command, reply })
             .await
             .map_err(|_| StoreError::Shutdown)?;
-        let result = rx.await.map_err(|_| StoreError::Shutdown)??;
+        let (index, result) = rx.await.map_err(|_| StoreError::Shutdown)??;
         take(result).map_err(|other| StoreError::ResultMismatch {
-            index: 0,
+            index,
             proposed,
             applied: other.kind(),
         })
@@ -75,16 +76,14 @@ impl MessageStore {
     async fn commit_op_batch(&self, mut batch: Vec<OpRequest>) {
         if batch.len() == 1 {
             let r = batch.remove(0);
-            let _ = r
-                .reply
-                .send(self.execute(&r.command).await.map(|(_, result)| result));
+            let _ = r.reply.send(self.execute(&r.command).await);
             return;
         }
         let (commands, replies): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|r| (r.command, r.reply)).unzip();
         let n = commands.len();
         let outcome = match self.execute(&Command::Batch(commands)).await {
-            Ok((_, ApplyResult::Batch(results))) if results.len() == n => Ok(results),
+            Ok((index, ApplyResult::Batch(results))) if results.len() == n => Ok((index, results)),
             Ok((index, other)) => Err(StoreError::ResultMismatch {
                 index,
                 proposed: "Batch",
@@ -93,9 +92,9 @@ impl MessageStore {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(results) => {
+            Ok((index, results)) => {
                 for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
+                    let _ = reply.send(Ok((index, result)));
                 }
             }
             Err(e) => {
