@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# RaftMQ fast-try: a local three-node broker group from conf/dledger/broker-n{0,1,2}.conf,
-# laid out like RocketMQ's bin/dledger/fast-try.sh (listen ports 30911/30921/30931, Raft peers
-# 40911-40913, group RaftNode00, data under /tmp/rmqstore/node0X).
+# RaftMQ fast-try: a NameServer (conf/namesrv.conf, port 9876) and a local three-node broker
+# group from conf/dledger/broker-n{0,1,2}.conf, laid out like RocketMQ's bin/dledger/fast-try.sh
+# (listen ports 30911/30921/30931, Raft peers 40911-40913, group RaftNode00, data under
+# /tmp/rmqstore/node0X).
 #
-#   bin/fast-try.sh start    build release binaries if needed, start three mqbroker, wait for a leader
-#   bin/fast-try.sh stop     stop the brokers this script started (PID files; TERM, then KILL after 10 s)
+#   bin/fast-try.sh start    build release binaries if needed, start mqnamesrv and three mqbroker,
+#                            wait for a leader
+#   bin/fast-try.sh stop     stop what this script started (PID files; TERM, then KILL after 10 s)
 #   bin/fast-try.sh status   which brokers run, and the group as mqadmin clusterList sees it
 #
 # Only processes recorded in its own PID files are ever signalled.
@@ -38,22 +40,66 @@ check_conf() {
   done
 }
 
-alive() { # pid -> 0 if it is one of our mqbroker processes
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null && grep -q mqbroker "/proc/$pid/cmdline" 2>/dev/null
+alive() { # pid [program] -> 0 if it is one of our mqbroker (or program) processes
+  local pid=$1 program=${2:-mqbroker}
+  kill -0 "$pid" 2>/dev/null && grep -q "$program" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+NAMESRV_PORT=9876
+
+start_namesrv() {
+  local pidfile="$RUN_DIR/namesrv.pid"
+  if [ -f "$pidfile" ] && alive "$(cat "$pidfile")" mqnamesrv; then
+    echo "fast-try: mqnamesrv already runs (pid $(cat "$pidfile"))"
+    return
+  fi
+  nohup "$BIN/mqnamesrv" -c conf/namesrv.conf >"$RUN_DIR/namesrv.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 50); do
+    grep -q "boot success" "$RUN_DIR/namesrv.log" 2>/dev/null && break
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "fast-try: mqnamesrv exited; the end of $RUN_DIR/namesrv.log:" >&2
+      tail -n 5 "$RUN_DIR/namesrv.log" | sed 's/^/  /' >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "fast-try: started mqnamesrv (pid $(cat "$pidfile"), listenPort $NAMESRV_PORT, log $RUN_DIR/namesrv.log)"
+}
+
+stop_pid() { # name pidfile program
+  local name=$1 pidfile=$2 program=$3 pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  local was=1
+  if alive "$pid" "$program"; then
+    was=0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((STOP_GRACE_S * 10))); do
+      alive "$pid" "$program" || break
+      sleep 0.1
+    done
+    if alive "$pid" "$program"; then
+      echo "fast-try: $name (pid $pid) ignored SIGTERM for ${STOP_GRACE_S}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    echo "fast-try: stopped $name (pid $pid)"
+  fi
+  rm -f "$pidfile"
+  return $was
 }
 
 build() {
   local need=0
-  for b in mqbroker mqadmin; do
+  for b in mqbroker mqadmin mqnamesrv; do
     [ -x "$BIN/$b" ] || need=1
   done
   if [ "$need" = 0 ] && [ -n "$(find broker raft-log proto -newer "$BIN/mqbroker" -name '*.rs' -o -newer "$BIN/mqbroker" -name '*.proto' 2>/dev/null | head -1)" ]; then
     need=1
   fi
   if [ "$need" = 1 ]; then
-    echo "fast-try: building release binaries (cargo build --release -p broker -p raftmq-tools --bins)"
-    cargo build --release --locked -p broker -p raftmq-tools --bins
+    echo "fast-try: building release binaries (cargo build --release -p broker -p raftmq-tools -p raftmq-namesrv --bins)"
+    cargo build --release --locked -p broker -p raftmq-tools -p raftmq-namesrv --bins
   fi
 }
 
@@ -61,6 +107,7 @@ start() {
   check_conf
   build
   mkdir -p "$RUN_DIR"
+  start_namesrv
   for i in "${!NODES[@]}"; do
     n=${NODES[$i]}
     pidfile="$RUN_DIR/broker-$n.pid"
@@ -80,9 +127,11 @@ start() {
   check_every_node_serves
   cat <<MSG
 
-RaftMQ group RaftNode00 is up. Connect any RocketMQ 5 SDK to one (or all) of:
+RaftMQ group RaftNode00 is up, registered at the NameServer 127.0.0.1:$NAMESRV_PORT.
+RocketMQ 4.x applications: set the NameServer address (namesrvAddr) to 127.0.0.1:$NAMESRV_PORT.
+RocketMQ 5 SDKs: connect to one (or all) of
   127.0.0.1:30911;127.0.0.1:30921;127.0.0.1:30931
-Every node serves every request; a follower forwards writes to the leader.
+Every node serves every request on both protocols; a follower forwards writes to the leader.
 
 First message:
   $BIN/mqadmin sendMessage -n 127.0.0.1:30911 -t TopicTest -p "hello RaftMQ"
@@ -131,25 +180,10 @@ check_every_node_serves() {
 stop() {
   local any=0
   for n in "${NODES[@]}"; do
-    pidfile="$RUN_DIR/broker-$n.pid"
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if alive "$pid"; then
-      any=1
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 $((STOP_GRACE_S * 10))); do
-        alive "$pid" || break
-        sleep 0.1
-      done
-      if alive "$pid"; then
-        echo "fast-try: broker $n (pid $pid) ignored SIGTERM for ${STOP_GRACE_S}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
-      echo "fast-try: stopped broker $n (pid $pid)"
-    fi
-    rm -f "$pidfile"
+    stop_pid "broker $n" "$RUN_DIR/broker-$n.pid" mqbroker && any=1
   done
-  [ "$any" = 1 ] || echo "fast-try: no broker of this fast-try is running"
+  stop_pid mqnamesrv "$RUN_DIR/namesrv.pid" mqnamesrv && any=1
+  [ "$any" = 1 ] || echo "fast-try: nothing of this fast-try is running"
 }
 
 status() {
@@ -162,6 +196,11 @@ status() {
       echo "broker $n: stopped"
     fi
   done
+  if [ -f "$RUN_DIR/namesrv.pid" ] && alive "$(cat "$RUN_DIR/namesrv.pid")" mqnamesrv; then
+    echo "mqnamesrv: running (pid $(cat "$RUN_DIR/namesrv.pid"), listenPort $NAMESRV_PORT)"
+  else
+    echo "mqnamesrv: stopped"
+  fi
   if [ -x "$BIN/mqadmin" ]; then
     "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[0]};127.0.0.1:${PORTS[1]};127.0.0.1:${PORTS[2]}" || true
   fi

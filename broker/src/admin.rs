@@ -45,9 +45,9 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
         E::NotLeader { .. } => Code::NotLeader,
         E::Refused { source } => match source {
             ApplyError::TopicNotFound { .. } => Code::NotFound,
-            ApplyError::InvalidHandle { .. } | ApplyError::QueueCount { .. } => {
-                Code::InvalidArgument
-            }
+            ApplyError::InvalidHandle { .. }
+            | ApplyError::QueueCount { .. }
+            | ApplyError::QueueNotFound { .. } => Code::InvalidArgument,
         },
         E::Store { source } => store_code(source.kind()),
         E::Unsupported { .. } | E::DiskFull { .. } | E::ResultMissing => Code::Internal,

@@ -71,6 +71,9 @@ pub struct StoredMessage {
     pub properties: Vec<String>,
     /// The body.
     pub body: Bytes,
+    /// The queue the producer chose (a 4.x producer's queue selector); `None` = the broker
+    /// places it. Carried in the Send entry's trailer, not in the message record.
+    pub queue: Option<u32>,
 }
 
 #[cfg(test)]
@@ -89,6 +92,7 @@ impl StoredMessage {
             born_host: "h".into(),
             properties: vec![],
             body: Bytes::from_static(b"x"),
+            queue: None,
         }
     }
 }
@@ -124,7 +128,15 @@ impl StoredMessage {
             born_host: r.str()?,
             properties: r.strs()?,
             body: r.bytes()?,
+            queue: None,
         })
+    }
+
+    /// The value of property `key`, if the message has it.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        self.property_pairs()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// The user properties as (key, value) pairs, in the order stored.
@@ -191,7 +203,7 @@ impl StoredMessage {
             return Err(DecodeError::Version { version });
         }
         let kind = head.u8()?;
-        if kind != SEND {
+        if kind != SEND && kind != SEND_TO_QUEUES {
             return Err(DecodeError::CommandKind { kind });
         }
         let store_ms = head.u64()?;
@@ -286,6 +298,18 @@ pub enum Command {
         /// The new offset of each queue, by queue id.
         offsets: Vec<u64>,
     },
+    /// Sets a group's consumer offset in one queue (RocketMQ 4.x UPDATE_CONSUMER_OFFSET, or a
+    /// pull that carries its commit offset).
+    CommitOffset {
+        /// Consumer group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Queue id.
+        queue: u32,
+        /// The offset of the next message the group wants.
+        offset: u64,
+    },
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
@@ -320,6 +344,12 @@ const FORWARD_DLQ: u8 = 7;
 const TRIM: u8 = 8;
 const BATCH: u8 = 9;
 const RESET_OFFSET: u8 = 10;
+/// A Send whose messages carry the producer's queue choice: the same records, then one u32
+/// per message ([`NO_QUEUE`] = the broker places it).
+const SEND_TO_QUEUES: u8 = 11;
+/// The trailer value of a message without a queue choice.
+const NO_QUEUE: u32 = u32::MAX;
+const COMMIT_OFFSET: u8 = 12;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -335,6 +365,7 @@ impl Command {
             Command::Trim { .. } => "Trim",
             Command::Batch(_) => "Batch",
             Command::ResetOffset { .. } => "ResetOffset",
+            Command::CommitOffset { .. } => "CommitOffset",
         }
     }
 
@@ -354,11 +385,17 @@ impl Command {
     fn encode_into(&self, w: &mut Writer) {
         match self {
             Command::Send { now_ms, messages } => {
-                w.u8(SEND)
+                let queued = messages.iter().any(|m| m.queue.is_some());
+                w.u8(if queued { SEND_TO_QUEUES } else { SEND })
                     .u64(*now_ms)
                     .u32(u32::try_from(messages.len()).unwrap_or(u32::MAX));
                 for m in messages {
                     m.encode(w);
+                }
+                if queued {
+                    for m in messages {
+                        w.u32(m.queue.unwrap_or(NO_QUEUE));
+                    }
                 }
             }
             Command::UpdateTopic { topic, queues } => {
@@ -429,6 +466,18 @@ impl Command {
                     w.u64(*o);
                 }
             }
+            Command::CommitOffset {
+                group,
+                topic,
+                queue,
+                offset,
+            } => {
+                w.u8(COMMIT_OFFSET)
+                    .str(group)
+                    .str(topic)
+                    .u32(*queue)
+                    .u64(*offset);
+            }
             Command::Batch(commands) => {
                 w.u8(BATCH)
                     .u32(u32::try_from(commands.len()).unwrap_or(u32::MAX));
@@ -457,12 +506,17 @@ impl Command {
     /// One command; a Batch only at the top (`batch_allowed`).
     fn decode_from(r: &mut Reader, batch_allowed: bool) -> Result<Command, DecodeError> {
         let cmd = match r.u8()? {
-            SEND => {
+            kind @ (SEND | SEND_TO_QUEUES) => {
                 let now_ms = r.u64()?;
                 let n = r.u32()? as usize;
                 let mut messages = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
                     messages.push(StoredMessage::decode(r)?);
+                }
+                if kind == SEND_TO_QUEUES {
+                    for m in &mut messages {
+                        m.queue = Some(r.u32()?).filter(|&q| q != NO_QUEUE);
+                    }
                 }
                 Command::Send { now_ms, messages }
             }
@@ -512,6 +566,12 @@ impl Command {
                     offsets,
                 }
             }
+            COMMIT_OFFSET => Command::CommitOffset {
+                group: r.str()?,
+                topic: r.str()?,
+                queue: r.u32()?,
+                offset: r.u64()?,
+            },
             BATCH if batch_allowed => {
                 let n = r.u32()? as usize;
                 // Each command takes at least its kind byte: bound the allocation by the input.
@@ -544,6 +604,7 @@ mod tests {
             born_host: "h".into(),
             properties: vec!["p".into(), "v".into()],
             body: Bytes::from(vec![i; 100]),
+            queue: None,
         }
     }
 
@@ -586,6 +647,22 @@ mod tests {
                 handle: "h".into(),
             },
             Command::Trim { upto: 77 },
+            Command::Send {
+                now_ms: 4,
+                messages: vec![
+                    StoredMessage {
+                        queue: Some(3),
+                        ..msg(4)
+                    },
+                    msg(5),
+                ],
+            },
+            Command::CommitOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                queue: 2,
+                offset: 99,
+            },
             Command::ResetOffset {
                 group: "g".into(),
                 topic: "t".into(),

@@ -81,7 +81,9 @@ fn error_status(e: &ServiceError) -> v2::Status {
         E::Refused { source } => match source {
             ApplyError::TopicNotFound { .. } => v2::Code::TopicNotFound,
             ApplyError::InvalidHandle { .. } => v2::Code::InvalidReceiptHandle,
-            ApplyError::QueueCount { .. } => v2::Code::BadRequest,
+            ApplyError::QueueCount { .. } | ApplyError::QueueNotFound { .. } => {
+                v2::Code::BadRequest
+            }
         },
         E::Store { source } => return store_status(source.kind(), e),
         E::GroupNotFound { .. }
@@ -188,6 +190,7 @@ fn new_message(m: &v2::Message) -> NewMessage {
         born_host: sys.born_host,
         properties,
         body: m.body.clone(),
+        queue: None,
     }
 }
 

@@ -30,6 +30,7 @@ pub mod consume_queue;
 pub mod grpc;
 pub mod listener;
 pub mod message_index;
+pub mod remoting;
 pub mod server;
 pub mod service;
 pub mod state;

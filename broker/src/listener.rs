@@ -28,11 +28,65 @@ const READ_CHUNK_LEN: usize = 16 * 1024;
 pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<ClientStream<TcpStream>>> {
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
         let stream = conn?;
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
+        set_nodelay(&stream);
         Ok(ClientStream::new(stream))
     })
+}
+
+fn set_nodelay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
+/// The first byte of an HTTP/2 connection (its preface `PRI * HTTP/2.0`). A remoting frame
+/// starts with its length, whose high byte is 0 for any frame under 16 MiB.
+const HTTP2_FIRST_BYTE: u8 = b'P';
+/// How long a new connection may stay silent before it is dropped unclassified.
+const FIRST_BYTE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Classified gRPC connections waiting for the server.
+const GRPC_BACKLOG: usize = 1024;
+
+/// Like [`incoming`], but a connection that starts with a remoting frame is served by
+/// `remoting` instead; only gRPC connections are yielded. Each connection is classified in its
+/// own task, so a silent one does not hold up the others.
+pub fn incoming_with_remoting(
+    listener: TcpListener,
+    remoting: crate::remoting::Remoting,
+) -> impl Stream<Item = io::Result<ClientStream<TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(GRPC_BACKLOG);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => return, // the server stopped: release the port
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            set_nodelay(&stream);
+            let (grpc, remoting) = (tx.clone(), remoting.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let peeked =
+                    tokio::time::timeout(FIRST_BYTE_PATIENCE, stream.peek(&mut first)).await;
+                match peeked {
+                    Ok(Ok(1)) if first[0] != HTTP2_FIRST_BYTE => remoting.serve(stream, peer).await,
+                    Ok(Ok(1)) => {
+                        let _ = grpc.send(Ok(ClientStream::new(stream))).await;
+                    }
+                    _ => {} // closed, failed or silent: drop it
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// One client connection whose inbound HTTP/2 header blocks pass through [`Rewriter`] until

@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
 use crate::grpc::Messaging;
+use crate::remoting::Remoting;
+use crate::remoting::register::{RegisterConfig, Registrar};
 use crate::service::{BrokerService, ServiceConfig};
 use crate::state::StateConfig;
 use crate::store::{MessageStore, StoreError};
@@ -21,6 +23,8 @@ use crate::store::{MessageStore, StoreError};
 /// How long the client listener waits for `listenPort` while something else holds it: the
 /// same patience as the replication port, since a port held for a moment is no reason to fail.
 const BIND_PATIENCE: Duration = Duration::from_secs(5);
+/// RocketMQ's `registerNameServerPeriod`: how often a broker registers at its NameServers.
+const REGISTER_PERIOD: Duration = Duration::from_secs(30);
 /// The largest gRPC message either way (a send of many large bodies).
 const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
@@ -73,6 +77,27 @@ pub struct Broker {
     local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    registrar: Option<Registrar>,
+    remoting: Remoting,
+}
+
+/// Where this node registers at the NameServers, from broker.conf.
+fn register_config(config: &BrokerConfig, namesrv_addrs: &str) -> RegisterConfig {
+    let host = config.broker_ip1.as_deref().unwrap_or("127.0.0.1");
+    RegisterConfig {
+        namesrv_addrs: namesrv_addrs
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect(),
+        cluster_name: config.broker_cluster_name.clone(),
+        broker_name: config.broker_name.clone(),
+        broker_addr: format!("{host}:{}", config.listen_port),
+        ha_addr: config.raft_log.self_addr().to_string(),
+        node_number: config.raft_log.node_id(),
+        period: REGISTER_PERIOD,
+    }
 }
 
 impl Broker {
@@ -108,7 +133,12 @@ impl Broker {
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = crate::listener::incoming(listener);
+        let remoting = Remoting::new(service.clone());
+        let incoming = crate::listener::incoming_with_remoting(listener, remoting.clone());
+        let registrar = config
+            .namesrv_addr
+            .as_deref()
+            .map(|addrs| Registrar::start(service.clone(), register_config(&config, addrs)));
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(messaging)
@@ -120,13 +150,17 @@ impl Broker {
         tracing::info!(
             listen = %local_addr,
             raft = %config.raft_log.self_addr(),
-            "mqbroker serving apache.rocketmq.v2.MessagingService and raftmq.admin.v1.Admin"
+            namesrv = config.namesrv_addr.as_deref().unwrap_or("none"),
+            "mqbroker serving apache.rocketmq.v2.MessagingService, raftmq.admin.v1.Admin and \
+             RocketMQ remoting"
         );
         Ok(Broker {
             service,
             local_addr,
             stop,
             server,
+            registrar,
+            remoting,
         })
     }
 
@@ -167,8 +201,14 @@ impl Broker {
             service,
             stop,
             server,
+            registrar,
+            remoting,
             ..
         } = self;
+        if let Some(r) = registrar {
+            r.stop().await;
+        }
+        remoting.stop();
         let _ = stop.send(());
         server_result(server.await)?;
         tracing::info!("shutting down");
@@ -176,6 +216,10 @@ impl Broker {
     }
 
     async fn stop_store(self) -> Result<(), BrokerError> {
+        if let Some(r) = self.registrar {
+            r.stop().await;
+        }
+        self.remoting.stop();
         shutdown_store(&self.service).await
     }
 }

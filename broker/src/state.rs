@@ -146,6 +146,16 @@ pub enum ApplyError {
         /// The handle.
         handle: String,
     },
+    /// A producer chose a queue the topic does not have.
+    #[error("topic {topic} has {queues} queues; there is no queue {queue}")]
+    QueueNotFound {
+        /// The topic.
+        topic: String,
+        /// The queue asked for.
+        queue: u32,
+        /// The topic's queue count.
+        queues: u32,
+    },
     /// A topic update asked for a queue count outside [`TOPIC_QUEUES`].
     #[error("queue count {queues} must be 1..=1024")]
     QueueCount {
@@ -197,6 +207,8 @@ pub enum ApplyResult {
     Batch(Vec<ApplyResult>),
     /// Per queue: the consumer offset before and after a reset.
     Reset(Result<Vec<(u64, u64)>, ApplyError>),
+    /// A consumer offset committed.
+    Committed(Result<(), ApplyError>),
 }
 
 impl ApplyResult {
@@ -212,6 +224,7 @@ impl ApplyResult {
             ApplyResult::Trimmed(_) => "Trim",
             ApplyResult::Batch(_) => "Batch",
             ApplyResult::Reset(_) => "ResetOffset",
+            ApplyResult::Committed(_) => "CommitOffset",
         }
     }
 }
@@ -539,6 +552,12 @@ impl BrokerState {
                 topic,
                 offsets,
             } => ApplyResult::Reset(self.reset_offset(group, topic, offsets)),
+            Command::CommitOffset {
+                group,
+                topic,
+                queue,
+                offset,
+            } => ApplyResult::Committed(self.commit_offset(group, topic, *queue, *offset)),
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -583,6 +602,48 @@ impl BrokerState {
             out.push((before, to));
         }
         Ok(out)
+    }
+
+    /// Sets `group`'s offset in one queue of `topic` (clamped to the queue's bounds), as a 4.x
+    /// consumer commits it; what was in flight in that queue is forgotten, as by a reset.
+    fn commit_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<(), ApplyError> {
+        let not_found = || ApplyError::TopicNotFound {
+            topic: topic.to_string(),
+        };
+        let bounds = self.r.queues.get(topic).ok_or_else(not_found)?;
+        let b = *bounds
+            .get(queue as usize)
+            .ok_or_else(|| ApplyError::QueueNotFound {
+                topic: topic.to_string(),
+                queue,
+                queues: u32::try_from(bounds.len()).unwrap_or(u32::MAX),
+            })?;
+        let progress = self
+            .r
+            .groups
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default();
+        if progress.len() < bounds.len() {
+            progress.resize(bounds.len(), QueueProgress::default());
+        }
+        let to = offset.clamp(b.min, b.next);
+        let p = &mut progress[queue as usize];
+        if p.acked_below != to || p.next != to {
+            *p = QueueProgress {
+                acked_below: to,
+                next: to,
+                ..QueueProgress::default()
+            };
+        }
+        Ok(())
     }
 
     /// Moves every queue's min offset past the units of entries up to `upto`, drops the
@@ -659,6 +720,16 @@ impl BrokerState {
             self.update_topic(&m.topic, queues)?;
         }
         let queues = self.r.topics[&m.topic].queues;
+        if let Some(queue) = m.queue {
+            if queue >= queues {
+                return Err(ApplyError::QueueNotFound {
+                    topic: m.topic.clone(),
+                    queue,
+                    queues,
+                });
+            }
+            return Ok(queue);
+        }
         Ok(match &m.message_group {
             Some(g) => crc32c::crc32c(g.as_bytes()) % queues,
             None => {
@@ -1140,6 +1211,7 @@ mod tests {
             born_host: "h".into(),
             properties: vec![],
             body: Bytes::from_static(b"x"),
+            queue: None,
         }
     }
 

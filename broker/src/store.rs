@@ -393,6 +393,31 @@ impl MessageStore {
         .await
     }
 
+    /// Commits `group`'s consumer offset of one queue (group-committed with other consumer
+    /// commands).
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: no such topic or queue.
+    pub async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<Result<(), ApplyError>, StoreError> {
+        let command = Command::CommitOffset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            queue,
+            offset,
+        };
+        self.execute_batched_as(command, |r| match r {
+            ApplyResult::Committed(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// Makes a delivered message invisible for `invisible_ms` from `now_ms`; returns its new
     /// receipt handle.
     ///

@@ -86,6 +86,7 @@ fn message(i: u32) -> StoredMessage {
         born_host: "test".into(),
         properties: vec![],
         body: Bytes::from(format!("body-{i}")),
+        queue: None,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct NewMessage {
     pub properties: Vec<String>,
     /// The body.
     pub body: Bytes,
+    /// The queue the producer chose; `None` = the broker places it.
+    pub queue: Option<u32>,
 }
 
 /// Where a sent message was stored.
@@ -102,6 +104,7 @@ pub(crate) fn check_message(
         born_host: m.born_host,
         properties: m.properties,
         body: m.body,
+        queue: m.queue,
     })
 }
 
@@ -122,6 +125,7 @@ mod tests {
             born_host: "h".into(),
             properties: vec![],
             body: Bytes::from_static(b"x"),
+            queue: None,
         }
     }
 

@@ -25,16 +25,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod error;
 mod manage;
 mod message;
+mod pull;
 mod query;
 mod receive;
+mod retry;
 
 pub use error::{NameError, NameKind, ServiceError, check_name};
 pub use manage::{ClusterView, NodeView, QueueProgress};
 pub use message::{DELAY_MS_MAX, NewMessage, ReceivedMessage, SendReceipt};
-pub use query::{MessageQuery, MessageView, QUERY_MAX_DEFAULT, offset_msg_id, parse_offset_msg_id};
+pub use pull::{
+    PULL_BATCH_MAX, PULL_SUSPEND_MS_MAX, PullRequest, PullStatus, Pulled, PulledMessage,
+};
+pub use query::{
+    MessageQuery, MessageView, QUERY_MAX_DEFAULT, commit_log_offset, offset_msg_id,
+    parse_offset_msg_id, split_commit_log_offset,
+};
 pub use receive::{
     Filter, FilterKind, INVISIBLE_MS_MAX, INVISIBLE_MS_MIN, LONG_POLL_MS_MAX, LONG_POLL_MS_MIN,
     Polled, ReceiveRequest,
+};
+pub use retry::{
+    DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
+    SendBack, delay_of_level, reconsume_times,
 };
 
 use crate::command::StoredMessage;

@@ -87,11 +87,17 @@ pub fn parse_offset_msg_id(id: &str) -> Result<(u64, u32), ServiceError> {
         return Err(invalid("is not 32 hex digits"));
     }
     let offset = u64::from_str_radix(&id[16..], 16).map_err(|_| invalid("is not hex"))?;
-    let pos = u32::try_from(offset & ((1 << POS_BITS) - 1)).unwrap_or(0);
-    Ok((offset >> POS_BITS, pos))
+    Ok(split_commit_log_offset(offset))
 }
 
-fn commit_log_offset(index: u64, pos: u32) -> u64 {
+/// The (log index, position) of a commit-log offset.
+pub fn split_commit_log_offset(offset: u64) -> (u64, u32) {
+    let pos = u32::try_from(offset & ((1 << POS_BITS) - 1)).unwrap_or(0);
+    (offset >> POS_BITS, pos)
+}
+
+/// The commit-log offset of the record at `pos` of entry `index`.
+pub fn commit_log_offset(index: u64, pos: u32) -> u64 {
     (index << POS_BITS) | u64::from(pos)
 }
 

@@ -25,7 +25,7 @@ const DEADLINE_MARGIN_MS: u64 = 500;
 const RECEIVE_BATCH_MAX: u32 = 1024;
 /// How often a waiting poll looks again while nothing is applied (invisible and delay times
 /// pass without a log entry).
-const POLL_RECHECK: Duration = Duration::from_millis(100);
+pub(crate) const POLL_RECHECK: Duration = Duration::from_millis(100);
 
 /// How a consumer filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub enum Polled {
 }
 
 /// The tags a filter accepts; empty = all.
-fn tags_of(filter: Option<&Filter>) -> Result<Vec<String>, ServiceError> {
+pub(crate) fn tags_of(filter: Option<&Filter>) -> Result<Vec<String>, ServiceError> {
     let Some(f) = filter else {
         return Ok(Vec::new());
     };

@@ -4,8 +4,9 @@
 
 use super::{MessageStore, StoreError};
 use crate::command::{Command, StoredMessage};
+use crate::consume_queue::Unit;
 use crate::message_index::{KeyKind, key_hash};
-use crate::state::{ApplyError, ApplyResult, StateError};
+use crate::state::{ApplyError, ApplyResult, Bounds, StateError};
 
 /// A message found by a lookup, with where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +136,54 @@ impl MessageStore {
             pos: unit.pos,
             queue_offset: Some((queue, offset)),
         }))
+    }
+
+    /// Up to `max` units of (topic, queue) from `from`, with the queue's bounds; `None` for an
+    /// unknown topic or queue. The units are read under the state's lock, so they are what the
+    /// bounds count.
+    ///
+    /// # Errors
+    /// A queue file that cannot be read.
+    pub fn read_queue(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Option<(Bounds, Vec<Unit>)>, StoreError> {
+        let state = self.state();
+        let Some(b) = state
+            .queue_bounds(topic)
+            .and_then(|b| b.get(queue as usize).copied())
+        else {
+            return Ok(None);
+        };
+        let want = usize::try_from(b.next.saturating_sub(from))
+            .unwrap_or(usize::MAX)
+            .min(max);
+        if from < b.min || want == 0 {
+            return Ok(Some((b, Vec::new())));
+        }
+        let units = state
+            .consume_queues()
+            .read(topic, queue, from, want)
+            .map_err(state_err)?;
+        Ok(Some((b, units)))
+    }
+
+    /// The unit at `offset` of (topic, queue), if written.
+    pub fn unit_at(&self, topic: &str, queue: u32, offset: u64) -> Option<Unit> {
+        self.state()
+            .consume_queues()
+            .get(topic, queue, offset)
+            .ok()
+            .flatten()
+    }
+
+    /// `group`'s committed offset in (topic, queue): `None` when it has none there.
+    pub fn consumer_offset(&self, group: &str, topic: &str, queue: u32) -> Option<u64> {
+        let progress = self.state().group_progress(group, topic)?;
+        progress.get(queue as usize).map(|p| p.0)
     }
 
     /// The first offset of (topic, queue) stored at or after `ms` (the next offset when none

@@ -1,0 +1,24 @@
+//! RocketMQ 4.x remoting: the wire protocol of the 4.x clients, the NameServer and `mqadmin -n`.
+//!
+//! - [`RemotingCommand`]: one request or response — code, language, version, opaque, flag,
+//!   remark, ext fields and body — with both header encodings (JSON and ROCKETMQ binary);
+//! - [`FrameCodec`]: the length-prefixed frame, for `tokio_util::codec::Framed`;
+//! - [`code`]: request and response codes, with RocketMQ's names;
+//! - [`route`]: what the NameServer stores and serves (TopicRouteData, cluster info, broker
+//!   registration), as RocketMQ's JSON;
+//! - [`RemotingClient`]: one connection with requests in flight matched by opaque.
+//!
+//! The crate knows nothing of the broker: the broker's remoting front end and `mqnamesrv` both
+//! build on it.
+
+mod client;
+pub mod code;
+mod codec;
+mod command;
+mod error;
+pub mod route;
+
+pub use client::RemotingClient;
+pub use codec::{FRAME_LEN_MAX, FrameCodec};
+pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
+pub use error::{FieldError, RemotingError};

@@ -1,0 +1,242 @@
+//! The RocketMQ 4.x remoting front end on `listenPort`, beside gRPC.
+//!
+//! The listener tells the protocols apart by a connection's first byte (an HTTP/2 client
+//! starts with the preface `PRI *`, a remoting frame with its length's high byte, 0 for any
+//! frame under 16 MiB) and hands remoting connections here. Every request runs in its own
+//! task, so a held pull does not stop the connection; responses go out in the request's
+//! header type. Like the gRPC layer this is a mapping: the rules are in [`BrokerService`].
+//!
+//! - [`send`]: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and
+//!   CONSUMER_SEND_MSG_BACK (36);
+//! - [`pull`]: PULL_MESSAGE (11), with long polling;
+//! - [`offset`]: consumer offsets (14, 15) and queue offsets (29, 30, 31);
+//! - [`clients`]: heartbeats (34, 35), group membership (38, 40) and queue locks (41, 42);
+//! - [`admin`]: topic create (17), lookups (12, 33), runtime info (28);
+//! - [`register`]: registering at the NameServers (`namesrvAddr`).
+
+mod admin;
+mod clients;
+pub mod message_ext;
+mod offset;
+mod pull;
+pub mod register;
+mod send;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{SinkExt as _, StreamExt as _};
+use raftmq_remoting::code::{request as rq, response as rs};
+use raftmq_remoting::{FieldError, FrameCodec, RemotingCommand};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+use crate::service::{BrokerService, ServiceError};
+use crate::state::ApplyError;
+use crate::store::StoreErrorKind;
+use clients::ClientTable;
+
+/// Responses and notifications that may wait for a connection's writer.
+const OUTBOX_LEN: usize = 1024;
+
+/// One accepted remoting connection, as the client table knows it.
+#[derive(Clone, Debug)]
+pub(crate) struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    outbox: mpsc::Sender<RemotingCommand>,
+}
+
+/// The remoting front end of one broker node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Remoting {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    service: BrokerService,
+    clients: ClientTable,
+    next_connection: AtomicU64,
+    /// Set when the broker stops: every connection closes.
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Remoting {
+    /// The front end over `service`.
+    pub fn new(service: BrokerService) -> Remoting {
+        Remoting {
+            inner: Arc::new(Inner {
+                service,
+                clients: ClientTable::default(),
+                next_connection: AtomicU64::new(1),
+                stopped: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Closes every connection (requests in progress still answer) and refuses new ones.
+    pub fn stop(&self) {
+        self.inner.stopped.send_replace(true);
+    }
+
+    /// Serves one connection until the client closes it.
+    #[tracing::instrument(level = "debug", skip_all, fields(peer = %peer))]
+    pub async fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        let (mut sink, mut source) = Framed::new(stream, FrameCodec::default()).split();
+        let (outbox, mut rx) = mpsc::channel::<RemotingCommand>(OUTBOX_LEN);
+        let conn = Connection {
+            id: self.inner.next_connection.fetch_add(1, Ordering::Relaxed),
+            peer,
+            outbox,
+        };
+        let writer = tokio::spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                if sink.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stopped = self.inner.stopped.subscribe();
+        loop {
+            if *stopped.borrow_and_update() {
+                break;
+            }
+            let frame = tokio::select! {
+                frame = source.next() => frame,
+                _ = stopped.changed() => break,
+            };
+            let Some(frame) = frame else { break };
+            match frame {
+                Ok(cmd) if cmd.is_response() => {} // a client's answer to a notification
+                Ok(request) => {
+                    let this = self.clone();
+                    let conn = conn.clone();
+                    tokio::spawn(async move { this.answer(request, &conn).await });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "remoting connection closed on a bad frame");
+                    break;
+                }
+            }
+        }
+        self.inner.clients.connection_closed(conn.id);
+        drop(conn);
+        let _ = writer.await;
+    }
+
+    async fn answer(&self, request: RemotingCommand, conn: &Connection) {
+        let oneway = request.is_oneway();
+        let response = self.dispatch(&request, conn).await;
+        if !oneway {
+            let _ = conn.outbox.send(response).await;
+        }
+    }
+
+    async fn dispatch(&self, r: &RemotingCommand, conn: &Connection) -> RemotingCommand {
+        let inner = &*self.inner;
+        let answered = match r.code {
+            rq::SEND_MESSAGE | rq::SEND_MESSAGE_V2 | rq::SEND_BATCH_MESSAGE => {
+                send::send(&inner.service, r, conn).await
+            }
+            rq::CONSUMER_SEND_MSG_BACK => send::send_back(&inner.service, r).await,
+            rq::PULL_MESSAGE => pull::pull(&inner.service, &inner.clients, r).await,
+            rq::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(&inner.service, r),
+            rq::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(&inner.service, r).await,
+            rq::GET_MAX_OFFSET => offset::max_offset(&inner.service, r),
+            rq::GET_MIN_OFFSET => offset::min_offset(&inner.service, r),
+            rq::SEARCH_OFFSET_BY_TIMESTAMP => offset::search_by_time(&inner.service, r),
+            rq::HEART_BEAT => inner.clients.heartbeat(r, conn, &inner.service).await,
+            rq::UNREGISTER_CLIENT => inner.clients.unregister(r),
+            rq::GET_CONSUMER_LIST_BY_GROUP => inner.clients.consumer_list(r),
+            rq::LOCK_BATCH_MQ => inner.clients.lock(r),
+            rq::UNLOCK_BATCH_MQ => inner.clients.unlock(r),
+            rq::UPDATE_AND_CREATE_TOPIC => admin::update_topic(&inner.service, r).await,
+            rq::VIEW_MESSAGE_BY_ID => admin::view_message(&inner.service, r),
+            rq::QUERY_MESSAGE => admin::query_message(&inner.service, r),
+            rq::GET_BROKER_RUNTIME_INFO => Ok(admin::runtime_info(&inner.service, r)),
+            code => Ok(
+                RemotingCommand::response_to(r, rs::REQUEST_CODE_NOT_SUPPORTED)
+                    .with_remark(format!("request type {code} not supported")),
+            ),
+        };
+        answered.unwrap_or_else(|e| e.response(r))
+    }
+}
+
+/// Why a request failed, as a remoting response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// A header field is missing or bad.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A body does not decode.
+    #[error("{what}")]
+    Body {
+        /// What is wrong.
+        what: String,
+    },
+    /// The service refused or failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<crate::store::StoreError> for RequestError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RequestError::Service(e.into())
+    }
+}
+
+impl RequestError {
+    fn response(&self, request: &RemotingCommand) -> RemotingCommand {
+        let code = match self {
+            RequestError::Field(_) | RequestError::Body { .. } => rs::SYSTEM_ERROR,
+            RequestError::Service(e) => service_code(e),
+        };
+        RemotingCommand::response_to(request, code).with_remark(self.to_string())
+    }
+}
+
+/// The RocketMQ response code for a service error: the codes a 4.x producer retries on
+/// another broker (SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST) where RocketMQ uses
+/// them; FLUSH_SLAVE_TIMEOUT for a write whose outcome is unknown.
+fn service_code(e: &ServiceError) -> i32 {
+    use ServiceError as E;
+    match e {
+        E::InvalidName { .. }
+        | E::NoMessages
+        | E::EmptyBody
+        | E::BodyTooLarge { .. }
+        | E::FifoWithoutGroup
+        | E::DeliveryTooLate { .. } => rs::MESSAGE_ILLEGAL,
+        E::TopicNotAutoCreated { .. } | E::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
+        E::Refused { source } => match source {
+            ApplyError::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
+            ApplyError::QueueNotFound { .. } | ApplyError::QueueCount { .. } => rs::SYSTEM_ERROR,
+            ApplyError::InvalidHandle { .. } => rs::SYSTEM_ERROR,
+        },
+        E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
+        E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,
+        E::Store { source } => match source.kind() {
+            StoreErrorKind::NoLeader | StoreErrorKind::Shutdown => rs::SERVICE_NOT_AVAILABLE,
+            StoreErrorKind::Busy => rs::SYSTEM_BUSY,
+            StoreErrorKind::OutcomeUnknown => rs::FLUSH_SLAVE_TIMEOUT,
+            StoreErrorKind::TooLarge => rs::MESSAGE_ILLEGAL,
+            StoreErrorKind::UnknownNode | StoreErrorKind::Internal => rs::SYSTEM_ERROR,
+        },
+        E::Unsupported { .. } => rs::REQUEST_CODE_NOT_SUPPORTED,
+        E::InvisibleTimeMissing
+        | E::InvisibleTimeTooLong { .. }
+        | E::InvisibleTimeOutOfRange { .. }
+        | E::GroupNotFound { .. }
+        | E::MissingField { .. }
+        | E::UnknownNode { .. }
+        | E::InvalidField { .. }
+        | E::ResultMissing => rs::SYSTEM_ERROR,
+    }
+}
+
+/// A request's result: the response, or why there is none but an error.
+pub(crate) type Answer = Result<RemotingCommand, RequestError>;
