@@ -112,6 +112,17 @@ struct QueueProgress {
     inflight: BTreeMap<u64, Inflight>,
 }
 
+impl QueueProgress {
+    /// Everything below `offset` consumed, nothing in flight or held back.
+    fn at(offset: u64) -> QueueProgress {
+        QueueProgress {
+            acked_below: offset,
+            next: offset,
+            ..QueueProgress::default()
+        }
+    }
+}
+
 /// One message handed to a consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -575,30 +586,12 @@ impl BrokerState {
         topic: &str,
         offsets: &[u64],
     ) -> Result<Vec<(u64, u64)>, ApplyError> {
-        let bounds = self
-            .r
-            .queues
-            .get(topic)
-            .ok_or_else(|| ApplyError::TopicNotFound {
-                topic: topic.to_string(),
-            })?;
-        let progress = self
-            .r
-            .groups
-            .entry(group.to_string())
-            .or_default()
-            .entry(topic.to_string())
-            .or_default();
-        progress.resize(bounds.len(), QueueProgress::default());
+        let (bounds, progress) = queues_and_progress(&mut self.r, group, topic)?;
         let mut out = Vec::with_capacity(bounds.len());
         for ((p, b), want) in progress.iter_mut().zip(bounds).zip(offsets) {
             let before = p.acked_below.max(b.min);
             let to = (*want).clamp(b.min, b.next);
-            *p = QueueProgress {
-                acked_below: to,
-                next: to,
-                ..QueueProgress::default()
-            };
+            *p = QueueProgress::at(to);
             out.push((before, to));
         }
         Ok(out)
@@ -613,35 +606,18 @@ impl BrokerState {
         queue: u32,
         offset: u64,
     ) -> Result<(), ApplyError> {
-        let not_found = || ApplyError::TopicNotFound {
-            topic: topic.to_string(),
-        };
-        let bounds = self.r.queues.get(topic).ok_or_else(not_found)?;
-        let b = *bounds
-            .get(queue as usize)
-            .ok_or_else(|| ApplyError::QueueNotFound {
+        let (bounds, progress) = queues_and_progress(&mut self.r, group, topic)?;
+        let (Some(b), Some(p)) = (bounds.get(queue as usize), progress.get_mut(queue as usize))
+        else {
+            return Err(ApplyError::QueueNotFound {
                 topic: topic.to_string(),
                 queue,
                 queues: u32::try_from(bounds.len()).unwrap_or(u32::MAX),
-            })?;
-        let progress = self
-            .r
-            .groups
-            .entry(group.to_string())
-            .or_default()
-            .entry(topic.to_string())
-            .or_default();
-        if progress.len() < bounds.len() {
-            progress.resize(bounds.len(), QueueProgress::default());
-        }
+            });
+        };
         let to = offset.clamp(b.min, b.next);
-        let p = &mut progress[queue as usize];
         if p.acked_below != to || p.next != to {
-            *p = QueueProgress {
-                acked_below: to,
-                next: to,
-                ..QueueProgress::default()
-            };
+            *p = QueueProgress::at(to);
         }
         Ok(())
     }
@@ -1045,6 +1021,30 @@ impl QueueReceive<'_> {
             self.p.deferred.insert(offset, unit);
         }
     }
+}
+
+/// The bounds of `topic`'s queues and `group`'s progress in them, one entry per queue.
+fn queues_and_progress<'a>(
+    r: &'a mut Replicated,
+    group: &str,
+    topic: &str,
+) -> Result<(&'a [Bounds], &'a mut Vec<QueueProgress>), ApplyError> {
+    let bounds = r
+        .queues
+        .get(topic)
+        .ok_or_else(|| ApplyError::TopicNotFound {
+            topic: topic.to_string(),
+        })?;
+    let progress = r
+        .groups
+        .entry(group.to_string())
+        .or_default()
+        .entry(topic.to_string())
+        .or_default();
+    if progress.len() < bounds.len() {
+        progress.resize(bounds.len(), QueueProgress::default());
+    }
+    Ok((bounds, progress))
 }
 
 /// A queue offset or count as a vector index: it indexes a `Vec`, so it fits.

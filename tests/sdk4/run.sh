@@ -20,6 +20,9 @@ setup_python() {
 }
 setup_node() {
   mkdir -p "$WORK/node"
+  if cmp -s "$HERE/node/package-lock.json" "$WORK/node/package-lock.json" && [ -d "$WORK/node/node_modules/ali-ons" ]; then
+    return 0
+  fi
   cp "$HERE/node/package.json" "$HERE/node/package-lock.json" "$WORK/node/"
   (cd "$WORK/node" && npm ci --no-audit --no-fund --silent)
 }
@@ -31,6 +34,10 @@ run_one() {  # name, command...
 args() {  # client tag
   echo --namesrv "$NAMESRV" --topic "${SDK4_TOPIC:-SDK4_$1}" --group "SDK4_$1_$RUN_ID"
 }
+if [ "$MODE" = install ]; then  # install both clients, run nothing
+  setup_python && setup_node && echo "sdk4: clients installed in $WORK"
+  exit
+fi
 for c in $CLIENTS; do
   extra=(); [ "$MODE" = failover ] && extra=(--seconds "${SECONDS_RUN:-30}")
   case "$c" in

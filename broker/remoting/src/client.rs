@@ -3,7 +3,7 @@
 //! tests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub struct RemotingClient {
     outbox: mpsc::Sender<RemotingCommand>,
     pending: Pending,
     next_opaque: AtomicI32,
+    /// Set when the reader ends (the peer closed or sent garbage): calls fail at once.
+    closed: Arc<AtomicBool>,
 }
 
 impl RemotingClient {
@@ -59,6 +61,8 @@ impl RemotingClient {
             let _ = sink.close().await;
         });
         let reader_pending = Arc::clone(&pending);
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = Arc::clone(&closed);
         let peer = addr.to_string();
         tokio::spawn(async move {
             while let Some(frame) = source.next().await {
@@ -78,6 +82,7 @@ impl RemotingClient {
                     }
                 }
             }
+            reader_closed.store(true, Ordering::Release);
             lock(&reader_pending).clear(); // every waiter sees Closed
         });
         Ok(RemotingClient {
@@ -85,6 +90,7 @@ impl RemotingClient {
             outbox,
             pending,
             next_opaque: AtomicI32::new(1),
+            closed,
         })
     }
 
@@ -108,6 +114,11 @@ impl RemotingClient {
         let code = request.code;
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(opaque, tx);
+        if self.closed.load(Ordering::Acquire) {
+            // The reader may have ended before the insert and will never answer it.
+            lock(&self.pending).remove(&opaque);
+            return Err(self.closed());
+        }
         if self.outbox.send(request).await.is_err() {
             lock(&self.pending).remove(&opaque);
             return Err(self.closed());
@@ -158,7 +169,7 @@ impl RemotingClient {
 
     /// Whether the connection is still up (its writer still runs).
     pub fn is_open(&self) -> bool {
-        !self.outbox.is_closed()
+        !self.outbox.is_closed() && !self.closed.load(Ordering::Acquire)
     }
 
     fn closed(&self) -> RemotingError {
@@ -239,6 +250,37 @@ mod tests {
             .await
             .expect("the server sees the close in time");
         assert!(end.is_none(), "{end:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_peer_closed_fails_calls_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accepts");
+            drop(stream); // the peer goes away
+        });
+        let client = RemotingClient::connect(&addr, Duration::from_secs(2))
+            .await
+            .expect("connects");
+        server.await.expect("server task");
+        for _ in 0..200 {
+            if !client.is_open() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!client.is_open(), "a closed peer is seen");
+        let started = std::time::Instant::now();
+        let err = client
+            .invoke(
+                RemotingCommand::request(105, ExtFields::new()),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect_err("closed");
+        assert!(matches!(err, RemotingError::Closed { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1), "not after the timeout");
     }
 
     #[tokio::test]

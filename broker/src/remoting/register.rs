@@ -21,6 +21,8 @@ use crate::service::{BrokerService, now_ms};
 pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 /// How long a NameServer has to answer a registration.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How soon a registration that a NameServer missed is sent again.
+const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// How often the role and topics are looked at between periodic registrations.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A NameServer drops a broker it has not heard from for this long (RocketMQ's
@@ -98,12 +100,17 @@ async fn run(service: BrokerService, config: RegisterConfig, mut stopped: watch:
     let mut version = 0u64;
     loop {
         let now = registration(&service, config.node_number);
-        let due = last_at.elapsed() >= config.period;
-        if last.as_ref() != Some(&now) || due {
+        let due = match last {
+            Some(_) => last_at.elapsed() >= config.period,
+            None => last_at.elapsed() >= RETRY_AFTER || version == 0,
+        };
+        let changed = last.as_ref().is_some_and(|l| *l != now);
+        if changed || due {
             version += 1;
             let request = register_request(&config, &now, version);
+            let mut all = true;
             for (addr, client) in config.namesrv_addrs.iter().zip(clients.iter_mut()) {
-                register_at(addr, client, request.clone()).await;
+                all &= register_at(addr, client, request.clone()).await;
             }
             if last.as_ref().is_some_and(|l| l.broker_id != now.broker_id) {
                 tracing::info!(
@@ -111,7 +118,9 @@ async fn run(service: BrokerService, config: RegisterConfig, mut stopped: watch:
                     "registered at the NameServers with a new role"
                 );
             }
-            last = Some(now);
+            // A NameServer that missed this registration gets it again after RETRY_AFTER,
+            // not at the next period.
+            last = all.then_some(now);
             last_at = tokio::time::Instant::now();
         }
         tokio::select! {
@@ -128,22 +137,31 @@ async fn run(service: BrokerService, config: RegisterConfig, mut stopped: watch:
     }
 }
 
-/// Sends one registration, connecting first when the connection is down.
-async fn register_at(addr: &str, client: &mut Option<RemotingClient>, request: RemotingCommand) {
+/// Sends one registration, connecting first when the connection is down; whether it was
+/// taken.
+async fn register_at(
+    addr: &str,
+    client: &mut Option<RemotingClient>,
+    request: RemotingCommand,
+) -> bool {
     if client.as_ref().is_none_or(|c| !c.is_open()) {
         match RemotingClient::connect(addr, REGISTER_TIMEOUT).await {
             Ok(c) => *client = Some(c),
             Err(e) => {
                 tracing::warn!(namesrv = %addr, error = %e, "cannot reach NameServer");
-                return;
+                return false;
             }
         }
     }
-    let Some(c) = client.as_ref() else { return };
+    let Some(c) = client.as_ref() else {
+        return false;
+    };
     if let Err(e) = c.invoke_ok(request, REGISTER_TIMEOUT).await {
         tracing::warn!(namesrv = %addr, error = %e, "register broker failed");
         *client = None;
+        return false;
     }
+    true
 }
 
 fn header(config: &RegisterConfig, broker_id: u64) -> ExtFields {

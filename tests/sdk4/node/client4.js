@@ -190,12 +190,18 @@ async function failover(args) {
   const p = await startProducer(args);
   const acked = [];
   let failed = 0;
+  let lastAck = Date.now();
+  let gapMs = 0; // the longest time without an acknowledged send: the outage clients saw
   const end = Date.now() + args.seconds * 1000;
   for (let i = 0; Date.now() < end; i++) {
     const body = `${RUN}-fo-${i}`;
     try {
       const r = await p.send(newMsg(args.topic, body, { keys: body }));
-      if (r.sendStatus === 'SEND_OK') acked.push(body); else failed++;
+      if (r.sendStatus === 'SEND_OK') {
+        acked.push(body);
+        gapMs = Math.max(gapMs, Date.now() - lastAck);
+        lastAck = Date.now();
+      } else failed++;
     } catch (err) {
       failed++;
       await sleep(100);
@@ -206,7 +212,8 @@ async function failover(args) {
   const missing = acked.filter(b => !rec.got.has(b));
   await closeAll(p, [ c ]);
   console.log(JSON.stringify({ client: 'node-ali-ons-3.12.0', mode: 'failover', acked: acked.length,
-    received: acked.length - missing.length, missing: missing.length, missing_sample: missing.slice(0, 20), failed_sends: failed }));
+    received: acked.length - missing.length, missing: missing.length, missing_sample: missing.slice(0, 20), failed_sends: failed,
+    longest_send_gap_s: gapMs / 1000 }));
   return missing.length === 0;
 }
 

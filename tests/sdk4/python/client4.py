@@ -212,6 +212,7 @@ def failover(args):
     time.sleep(args.settle)
     p = producer(args)
     acked, failed, i = [], 0, 0
+    last_ack, gap = time.time(), 0.0  # the longest time without an acknowledged send
     end = time.time() + args.seconds
     while time.time() < end:
         body = f"{RUN}-fo-{i}"
@@ -220,6 +221,8 @@ def failover(args):
             r = p.send_sync(msg(args.topic, body, keys=body))
             if r.status == 0:
                 acked.append(body)
+                gap = max(gap, time.time() - last_ack)
+                last_ack = time.time()
             else:
                 failed += 1
         except Exception:
@@ -232,7 +235,8 @@ def failover(args):
     c.shutdown()
     print(json.dumps({"client": "python-rocketmq-0.4.4", "mode": "failover", "acked": len(acked),
                       "received": len(acked) - len(missing), "missing": len(missing),
-                      "missing_sample": missing[:20], "failed_sends": failed}))
+                      "missing_sample": missing[:20], "failed_sends": failed,
+                      "longest_send_gap_s": round(gap, 3)}))
     return not missing
 
 

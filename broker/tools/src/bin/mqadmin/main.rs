@@ -1,11 +1,20 @@
 //! `mqadmin`: RaftMQ's admin CLI, with RocketMQ's verbs and flags where they exist.
 //!
-//! `-n` is RocketMQ's nameserver flag; RaftMQ has no nameserver, so it names broker nodes
-//! (their listenPort), `;`-separated, falling back to `$NAMESRV_ADDR` as RocketMQ does. Every
-//! verb uses the first address that accepts a connection, except `clusterList`, which asks all of
-//! them: a node knows only its own role and indexes, so the table merges each node's report of
-//! itself. Admin verbs speak `raftmq.admin.v1.Admin`; `sendMessage` and `consumeMessage` speak
-//! the RocketMQ 5 gRPC API as the SDKs do (client id header, `grpc-timeout`, 34-hex message ids).
+//! `-n` is RocketMQ's NameServer flag, `;`-separated, falling back to `$NAMESRV_ADDR` as
+//! RocketMQ does. It may also name broker nodes (their listenPort) of one Raft group: mqadmin
+//! asks the first address that answers what it is ([`namesrv::detect`]).
+//!
+//! - **A NameServer** (`mqnamesrv`): `clusterList` prints RocketMQ's table of every group and
+//!   node, `topicList` and `topicRoute` are the NameServer's answers, `updateTopic -c CLUSTER`
+//!   creates the topic on every group of the cluster, and every other verb asks the group that
+//!   holds its topic (or the only group), on any of that group's nodes.
+//! - **Broker nodes**: every verb uses the first address that accepts a connection, except
+//!   `clusterList`, which asks all of them and prints RaftMQ's Raft view: a node knows only its
+//!   own role and indexes, so the table merges each node's report of itself.
+//!
+//! Admin verbs speak `raftmq.admin.v1.Admin` on a broker node; `sendMessage` and
+//! `consumeMessage` speak the RocketMQ 5 gRPC API as the SDKs do (client id header,
+//! `grpc-timeout`, 34-hex message ids); the NameServer is asked over RocketMQ 4.x remoting.
 //!
 //! Exit status: 0 on success; 1 when the server refuses (the message carries its code) or no
 //! address is reachable; 2 on a usage error (clap names the flag).
@@ -15,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod namesrv;
 mod query;
 
 use anyhow::{anyhow, bail};
@@ -25,6 +35,8 @@ use raftmq_client::{
     AdminClient, ClientError, ClientIdentity, MessageSpec, MessagingClient, Receive, check_admin,
     check_v2, cluster_views, resource,
 };
+
+use crate::namesrv::{Access, NameServer};
 
 /// How often `--wait-leader` asks again.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -46,7 +58,7 @@ const DEFAULT_QUEUES: u32 = 8;
 #[derive(Debug, Parser)]
 #[command(name = "mqadmin", version)]
 struct Args {
-    /// Broker addresses HOST:PORT, `;`-separated (RocketMQ's nameserver flag; here any broker's
+    /// NameServer addresses HOST:PORT, `;`-separated, or broker nodes of one group (their
     /// listenPort). Defaults to $NAMESRV_ADDR.
     #[arg(
         short = 'n',
@@ -72,10 +84,12 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Verb {
-    /// The Raft group's members: role, term, commit and applied index, replication lag.
+    /// With a NameServer: every group and node (RocketMQ's table). With broker nodes: the Raft
+    /// group's members, role, term, commit and applied index, replication lag.
     #[command(name = "clusterList")]
     ClusterList {
-        /// Wait up to SECS for the group to have a leader; exit 1 if it has none by then.
+        /// Wait up to SECS for the group to have a leader; exit 1 if it has none by then
+        /// (prints the Raft view, also with a NameServer of one group).
         #[arg(long = "wait-leader", value_name = "SECS")]
         wait_leader: Option<u64>,
         /// Print only the leader's id (`n0`); exit 1 when there is no leader.
@@ -85,12 +99,25 @@ enum Verb {
     /// Topic names, one per line.
     #[command(name = "topicList")]
     TopicList,
+    /// A topic's route as the NameServer serves it (JSON).
+    #[command(name = "topicRoute")]
+    TopicRoute {
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
     /// Create a topic or change its queue count.
     #[command(name = "updateTopic")]
     UpdateTopic {
         /// Topic name.
         #[arg(short = 't', long = "topic")]
         topic: String,
+        /// Create it on every broker group of this cluster (needs a NameServer in -n).
+        #[arg(short = 'c', long = "clusterName", conflicts_with = "broker_addr")]
+        cluster: Option<String>,
+        /// Create it on the group of this broker node (HOST:PORT, its listenPort).
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
         /// Read queue count. RaftMQ topics have one queue count: the larger of -r and -w.
         #[arg(short = 'r', long = "readQueueNums")]
         read_queues: Option<u32>,
@@ -258,52 +285,125 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
+    // `updateTopic -b` names its broker itself; RocketMQ's scripts often give no -n with it.
+    if let Verb::UpdateTopic {
+        broker_addr: Some(addr),
+        topic,
+        read_queues,
+        write_queues,
+        ..
+    } = &args.verb
+    {
+        let queues = queue_count(*read_queues, *write_queues);
+        return update_topic(std::slice::from_ref(addr), timeout, topic, queues).await;
+    }
+    let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
+    let access = namesrv::detect(&addrs, timeout).await?;
     match args.verb {
         Verb::ClusterList {
             wait_leader,
             leader_id,
         } => {
+            let nodes = match &access {
+                Access::Brokers(addrs) => addrs.clone(),
+                Access::NameServer(ns) if wait_leader.is_none() && !leader_id => {
+                    return ns_cluster_list(ns, timeout).await;
+                }
+                Access::NameServer(ns) => ns.only_group(
+                    "--wait-leader and --leader-id show one Raft group: give its nodes with -n",
+                )?,
+            };
             cluster_list(
-                &addrs,
+                &nodes,
                 timeout,
                 wait_leader.map(Duration::from_secs),
                 leader_id,
             )
             .await
         }
-        Verb::TopicList => topic_list(&addrs, timeout).await,
+        Verb::TopicList => match &access {
+            Access::Brokers(addrs) => topic_list(addrs, timeout).await,
+            Access::NameServer(ns) => {
+                for topic in ns.topic_list().await?.topic_list {
+                    println!("{topic}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Verb::TopicRoute { topic } => topic_route(&access, &topic).await,
         Verb::UpdateTopic {
             topic,
+            cluster,
+            broker_addr: _,
             read_queues,
             write_queues,
-        } => update_topic(&addrs, timeout, &topic, read_queues, write_queues).await,
-        Verb::DeleteTopic { topic } => delete_topic(&addrs, timeout, &topic).await,
-        Verb::TopicStatus { topic } => topic_status(&addrs, timeout, &topic).await,
-        Verb::ConsumerProgress { group, topic } => {
-            consumer_progress(&addrs, timeout, &group, topic.as_deref()).await
+        } => {
+            let queues = queue_count(read_queues, write_queues);
+            let groups = match (&access, cluster) {
+                (Access::Brokers(addrs), _) => vec![addrs.clone()],
+                (Access::NameServer(ns), Some(cluster)) => ns.cluster_groups(&cluster)?,
+                (Access::NameServer(ns), None) => vec![ns.only_group(
+                    "give -c CLUSTER to create the topic on all of them, or -b HOST:PORT",
+                )?],
+            };
+            for nodes in &groups {
+                update_topic(nodes, timeout, &topic, queues).await?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Verb::LeadershipTransfer { to } => leadership_transfer(&addrs, timeout, &to).await,
-        Verb::QueryMsgById { ids } => query::by_id(&addrs, timeout, &ids).await,
+        Verb::DeleteTopic { topic } => {
+            let groups = match &access {
+                Access::Brokers(addrs) => vec![addrs.clone()],
+                Access::NameServer(ns) => ns.groups_of_topic(&topic).await?,
+            };
+            for nodes in &groups {
+                delete_topic(nodes, timeout, &topic).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::TopicStatus { topic } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            topic_status(&nodes, timeout, &topic).await
+        }
+        Verb::ConsumerProgress { group, topic } => {
+            let nodes = group_nodes(&access, topic.as_deref(), "give -t TOPIC").await?;
+            consumer_progress(&nodes, timeout, &group, topic.as_deref()).await
+        }
+        Verb::LeadershipTransfer { to } => {
+            let nodes = group_nodes(&access, None, "give the group's nodes with -n").await?;
+            leadership_transfer(&nodes, timeout, &to).await
+        }
+        Verb::QueryMsgById { ids } => {
+            let nodes = group_nodes(&access, None, "give the group's nodes with -n").await?;
+            query::by_id(&nodes, timeout, &ids).await
+        }
         Verb::QueryMsgByKey { topic, key, max } => {
-            query::by_key(&addrs, timeout, &topic, &key, max).await
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            query::by_key(&nodes, timeout, &topic, &key, max).await
         }
         Verb::QueryMsgByUniqueKey { topic, id } => {
-            query::by_unique_key(&addrs, timeout, &topic, &id).await
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            query::by_unique_key(&nodes, timeout, &topic, &id).await
         }
         Verb::QueryMsgByOffset {
             topic,
             broker: _,
             queue,
             offset,
-        } => query::by_offset(&addrs, timeout, &topic, queue, offset).await,
+        } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            query::by_offset(&nodes, timeout, &topic, queue, offset).await
+        }
         Verb::ResetOffsetByTime {
             group,
             topic,
             timestamp,
             force,
-        } => query::reset_offset_by_time(&addrs, timeout, &group, &topic, &timestamp, force).await,
+        } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            query::reset_offset_by_time(&nodes, timeout, &group, &topic, &timestamp, force).await
+        }
         Verb::SendMessage {
             topic,
             body,
@@ -311,6 +411,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             keys,
             message_group,
         } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
             let message = OutgoingMessage {
                 topic,
                 body,
@@ -318,7 +419,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 keys,
                 message_group,
             };
-            send_message(&addrs, timeout, message).await
+            send_message(&nodes, timeout, message).await
         }
         Verb::ConsumeMessage {
             topic,
@@ -327,6 +428,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             tag,
             wait,
         } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
             let consume = Consume {
                 topic,
                 group,
@@ -335,9 +437,75 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 wait: Duration::from_secs(wait),
                 request_timeout: timeout,
             };
-            consume_message(&addrs, &consume).await
+            consume_message(&nodes, &consume).await
         }
     }
+}
+
+/// The broker nodes a one-group verb asks: the `-n` nodes, or with a NameServer the nodes of
+/// the group holding `topic` (without a topic, the only group; `choose` says how to pick when
+/// there are several).
+async fn group_nodes(
+    access: &Access,
+    topic: Option<&str>,
+    choose: &str,
+) -> anyhow::Result<Vec<String>> {
+    match (access, topic) {
+        (Access::Brokers(addrs), _) => Ok(addrs.clone()),
+        (Access::NameServer(ns), Some(topic)) => ns.group_of_topic(topic).await,
+        (Access::NameServer(ns), None) => ns.only_group(choose),
+    }
+}
+
+// ---- NameServer verbs --------------------------------------------------------------------------
+
+/// RocketMQ's `clusterList`: one row per node of every group, from the NameServer's ClusterInfo
+/// and each node's GET_BROKER_RUNTIME_INFO (asked at once; a silent node prints `-`).
+async fn ns_cluster_list(ns: &NameServer, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let mut rows = namesrv::cluster_rows(&ns.cluster);
+    let mut asks = tokio::task::JoinSet::new();
+    for (index, row) in rows.iter().enumerate() {
+        let addr = row.addr.clone();
+        asks.spawn(async move { (index, namesrv::runtime_info(addr, timeout).await) });
+    }
+    while let Some(answer) = asks.join_next().await {
+        if let Ok((index, info)) = answer {
+            rows[index].info = info;
+        }
+    }
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    println!("{}", namesrv::cluster_header());
+    for row in &rows {
+        println!("{}", namesrv::cluster_line(row, now_ms));
+    }
+    if rows.is_empty() {
+        eprintln!(
+            "mqadmin: no broker is registered at the NameServer {}",
+            ns.addr()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// RocketMQ's `topicRoute`: the route JSON, pretty-printed with its keys sorted as fastjson
+/// writes them.
+async fn topic_route(access: &Access, topic: &str) -> anyhow::Result<ExitCode> {
+    let ns = match access {
+        Access::NameServer(ns) => ns,
+        Access::Brokers(addrs) => bail!(
+            "topicRoute asks a NameServer, and -n {} names broker nodes (topicStatus shows a \
+             topic's queues on a broker)",
+            addrs.join(";")
+        ),
+    };
+    let route = ns.route_json(topic).await?.ok_or_else(|| {
+        anyhow!(
+            "no route of {topic} at the NameServer {} (TOPIC_NOT_EXIST)",
+            ns.addr()
+        )
+    })?;
+    println!("{}", serde_json::to_string_pretty(&route)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---- clusterList -------------------------------------------------------------------------------
@@ -503,13 +671,8 @@ async fn topic_list(addrs: &[String], timeout: Duration) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn update_topic(
-    addrs: &[String],
-    timeout: Duration,
-    topic: &str,
-    read_queues: Option<u32>,
-    write_queues: Option<u32>,
-) -> anyhow::Result<ExitCode> {
+/// One topic queue count from `-r`/`-w`: RaftMQ's queues are read-write.
+fn queue_count(read_queues: Option<u32>, write_queues: Option<u32>) -> u32 {
     let queues = match (read_queues, write_queues) {
         (None, None) => DEFAULT_QUEUES,
         (r, w) => r.unwrap_or(0).max(w.unwrap_or(0)),
@@ -521,7 +684,17 @@ async fn update_topic(
             "mqadmin: RaftMQ topics have one queue count; using {queues} (the larger of -r and -w)"
         );
     }
-    let mut client = AdminClient::first_reachable(addrs).await?;
+    queues
+}
+
+/// Creates or updates `topic` on one group, through the first of its `nodes` that answers.
+async fn update_topic(
+    nodes: &[String],
+    timeout: Duration,
+    topic: &str,
+    queues: u32,
+) -> anyhow::Result<ExitCode> {
+    let mut client = AdminClient::first_reachable(nodes).await?;
     let response = client.update_topic(topic, queues, timeout).await?;
     check_admin(response.status.as_ref(), "UpdateTopic", client.addr())?;
     println!("create topic to {} success.", client.addr());

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessagingClient, Receive, resource};
 
-use crate::ConsumerArgs;
 use crate::connect::{channels, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
 use crate::report::{Setup, finish, measure, spawn_workers};
+use crate::{Common, ConsumerArgs, Protocol};
 
 /// Pause of a consumer after a refused receive or ack (a wrong topic or group would otherwise
 /// spin).
@@ -91,9 +91,52 @@ pub(crate) fn e2e_us(m: &v2::Message) -> Option<u64> {
     Some(now_us.saturating_sub(born_us))
 }
 
-pub(crate) async fn receive_loop(
-    mut client: MessagingClient,
+/// One protocol's receive and acknowledge.
+pub(crate) trait Receiver: Send + 'static {
+    /// A received message, as the acknowledge needs it.
+    type Message: Send + Sync + 'static;
+    /// One receive (a long poll when nothing is there): the messages, or a failure.
+    fn receive(&mut self) -> impl Future<Output = Result<Vec<Self::Message>, Failure>> + Send;
+    /// Acknowledges `messages`; per message: acknowledged (`None`) or the failure.
+    fn ack(
+        &mut self,
+        messages: &[Self::Message],
+    ) -> impl Future<Output = Result<Vec<Option<Failure>>, Failure>> + Send;
+    /// The body bytes of a message.
+    fn body_len(message: &Self::Message) -> u64;
+    /// Microseconds from the message's born timestamp to now.
+    fn e2e_us(message: &Self::Message) -> Option<u64>;
+}
+
+/// A gRPC receiver: ReceiveMessage and AckMessage on one channel, as a SimpleConsumer.
+#[derive(Debug)]
+pub(crate) struct GrpcReceiver {
+    client: MessagingClient,
     template: Arc<ReceiveTemplate>,
+}
+
+impl Receiver for GrpcReceiver {
+    type Message = v2::Message;
+
+    async fn receive(&mut self) -> Result<Vec<v2::Message>, Failure> {
+        receive_once(&mut self.client, &self.template).await
+    }
+
+    async fn ack(&mut self, messages: &[v2::Message]) -> Result<Vec<Option<Failure>>, Failure> {
+        ack_batch(&mut self.client, &self.template, messages).await
+    }
+
+    fn body_len(message: &v2::Message) -> u64 {
+        message.body.len() as u64
+    }
+
+    fn e2e_us(message: &v2::Message) -> Option<u64> {
+        e2e_us(message)
+    }
+}
+
+pub(crate) async fn receive_loop<R: Receiver>(
+    mut receiver: R,
     shared: Arc<Shared>,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
@@ -101,9 +144,9 @@ pub(crate) async fn receive_loop(
     while let Some(measured) = shared.admit(1) {
         let started = Instant::now();
         let received = tokio::select! {
-            r = receive_once(&mut client, &template) => r,
+            r = receiver.receive() => r,
             // Abandon a long poll at the end of the run; what it would have received stays
-            // invisible for --invisible seconds.
+            // invisible for --invisible seconds (gRPC) or unpulled (remoting).
             _ = stop.wait_for(|s| *s) => break,
         };
         let received_at = Instant::now();
@@ -128,13 +171,13 @@ pub(crate) async fn receive_loop(
                 .latency_us
                 .saturating_record(micros(received_at - started));
             for m in &messages {
-                if let Some(us) = e2e_us(m) {
+                if let Some(us) = R::e2e_us(m) {
                     tally.e2e_us.saturating_record(us);
                 }
             }
         }
         let ack_started = Instant::now();
-        let acked = ack_batch(&mut client, &template, &messages).await;
+        let acked = receiver.ack(&messages).await;
         let done = Instant::now();
         let results = match acked {
             Ok(r) => r,
@@ -156,7 +199,7 @@ pub(crate) async fn receive_loop(
                 None => {
                     ok += 1;
                     if measured {
-                        tally.bytes += m.body.len() as u64;
+                        tally.bytes += R::body_len(m);
                     }
                 }
                 Some(f) if measured => {
@@ -189,14 +232,39 @@ pub(crate) async fn consume(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
     let common = &args.common;
     let (flush, flush_source) = flush_policy(common.flush.as_deref(), &common.broker_pids);
     let watch = BrokerWatch::new(&common.broker_pids)?;
+    let setup = |target| Setup {
+        mode: "consumer",
+        protocol: common.protocol,
+        target,
+        topic: args.topic.clone(),
+        group: Some(args.group.clone()),
+        message_size: None,
+        queues: None,
+        connections: common.connections,
+        inflight: args.inflight,
+        batch: Some(args.batch),
+        message_groups: 0,
+        flush: flush.clone(),
+        flush_source: flush_source.clone(),
+    };
+    match common.protocol {
+        Protocol::Grpc => {
+            let (receivers, target) = grpc_receivers(&args).await?;
+            run(common, receivers, watch, setup(target)).await
+        }
+        Protocol::Remoting => {
+            let (receivers, target) = crate::remoting::receivers(&args).await?;
+            run(common, receivers, watch, setup(target)).await
+        }
+    }
+}
+
+/// `--inflight` receivers on each of `--connections` gRPC channels, after asking the topic's
+/// route as an SDK does.
+async fn grpc_receivers(args: &ConsumerArgs) -> anyhow::Result<(Vec<GrpcReceiver>, String)> {
+    let common = &args.common;
     let (addrs, target) = targets(common).await?;
     let identity = Arc::new(ClientIdentity::new(0)?);
-    let mut clients = Vec::new();
-    for (addr, channel) in channels(&addrs, common.connections).await? {
-        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
-        query_route(&mut client, &args.topic).await?;
-        clients.push(client);
-    }
     let template = Arc::new(ReceiveTemplate {
         receive: Receive {
             group: resource(&args.group),
@@ -208,28 +276,31 @@ pub(crate) async fn consume(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
         },
         timeout: Duration::from_secs(common.timeout),
     });
+    let mut receivers = Vec::new();
+    for (addr, channel) in channels(&addrs, common.connections).await? {
+        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        query_route(&mut client, &args.topic).await?;
+        for _ in 0..args.inflight {
+            receivers.push(GrpcReceiver {
+                client: client.clone(),
+                template: Arc::clone(&template),
+            });
+        }
+    }
+    Ok((receivers, target))
+}
 
+/// Runs `receivers` to the end of the plan and reports.
+async fn run<R: Receiver>(
+    common: &Common,
+    receivers: Vec<R>,
+    watch: BrokerWatch,
+    setup: Setup,
+) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(common);
     let shared = Shared::new(plan, false);
     let bar = progress_bar(common, &plan);
-    let workers = spawn_workers(&clients, args.inflight, |client| {
-        receive_loop(client, Arc::clone(&template), Arc::clone(&shared))
-    });
+    let workers = spawn_workers(receivers, |r| receive_loop(r, Arc::clone(&shared)));
     let measured = measure(&shared, watch, bar, workers, "msgs").await?;
-
-    let setup = Setup {
-        mode: "consumer",
-        target,
-        topic: args.topic.clone(),
-        group: Some(args.group.clone()),
-        message_size: None,
-        queues: None,
-        connections: common.connections,
-        inflight: args.inflight,
-        batch: Some(args.batch),
-        message_groups: 0,
-        flush,
-        flush_source,
-    };
     finish(common, setup, &plan, measured)
 }

@@ -1,11 +1,14 @@
 //! `mqbench`: a load generator for a RaftMQ group, with the habits of RocketMQ's
 //! `benchmark/producer.sh` and `consumer.sh`.
 //!
-//! It speaks the RocketMQ 5 gRPC API as the SDKs do (client id headers, QueryRoute, one
-//! `SendMessage` per message; `ReceiveMessage` long polls and `AckMessage` as a SimpleConsumer),
-//! over `--connections` HTTP/2 channels with `--inflight` concurrent requests on each. Every
-//! response's status is checked: only OK counts as a success, and a failure is counted under its
-//! code, never retried.
+//! By default it speaks the RocketMQ 5 gRPC API as the SDKs do (client id headers, QueryRoute,
+//! one `SendMessage` per message; `ReceiveMessage` long polls and `AckMessage` as a
+//! SimpleConsumer), over `--connections` HTTP/2 channels with `--inflight` concurrent requests on
+//! each. `--protocol remoting` speaks RocketMQ 4.x remoting instead, as the 4.x clients do:
+//! SEND_MESSAGE_V2 round-robin over the topic's queues, PULL_MESSAGE from each queue's min
+//! offset with UPDATE_CONSUMER_OFFSET after every pull; `-n` may then be a NameServer
+//! ([`remoting`]). Every response's status is checked: only OK (SUCCESS) counts as a success,
+//! and a failure is counted under its code, never retried.
 //!
 //! A run is bounded by `--count` and/or `--duration` (20 s when neither is given); the first
 //! `--warmup` seconds are excluded from every figure. The report gives msgs/s, MB/s (10^6 bytes of
@@ -14,8 +17,9 @@
 //! and their RSS. `--json` prints the report as one JSON object instead.
 //!
 //! Modules follow a run: [`plan`] (when it measures and stops, what workers share and count),
-//! [`connect`] (setup through `raftmq-client`), [`procfs`] (broker CPU, RSS and flush policy),
-//! [`progress`], [`producer`] and [`consumer`] (the workers), [`report`] (text or JSON).
+//! [`connect`] (gRPC setup through `raftmq-client`), [`remoting`] (the 4.x remoting setup and
+//! calls), [`procfs`] (broker CPU, RSS and flush policy), [`progress`], [`producer`] and
+//! [`consumer`] (the workers' loops, whatever the protocol), [`report`] (text or JSON).
 //!
 //! Exit status: 0 when the run completed with at least one success; 1 on a setup failure (no
 //! broker, no leader, the topic refused) or when nothing succeeded; 2 on a usage error.
@@ -26,6 +30,7 @@ mod plan;
 mod procfs;
 mod producer;
 mod progress;
+mod remoting;
 mod report;
 
 use std::process::ExitCode;
@@ -62,18 +67,42 @@ pub(crate) enum Target {
     All,
 }
 
+/// What the load speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Protocol {
+    /// RocketMQ 5 gRPC (SendMessage, ReceiveMessage + AckMessage).
+    Grpc,
+    /// RocketMQ 4.x remoting (SEND_MESSAGE_V2, PULL_MESSAGE + UPDATE_CONSUMER_OFFSET).
+    Remoting,
+}
+
+impl Protocol {
+    /// The `--protocol` value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Remoting => "remoting",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Common {
-    /// Broker addresses HOST:PORT, `;`-separated (RocketMQ's nameserver flag; here any broker's
-    /// listenPort). Defaults to $NAMESRV_ADDR.
+    /// Broker addresses HOST:PORT, `;`-separated (any broker's listenPort); with
+    /// `--protocol remoting` also NameServer addresses. Defaults to $NAMESRV_ADDR.
     #[arg(short = 'n', long = "namesrvAddr", value_name = "HOST:PORT[;…]")]
     pub(crate) namesrv_addr: Option<String>,
 
-    /// Which addresses to load.
+    /// The protocol of the load.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    pub(crate) protocol: Protocol,
+
+    /// Which broker addresses to load (with a NameServer: each group's master, broker id 0).
     #[arg(long, value_enum, default_value_t = Target::Leader)]
     pub(crate) target: Target,
 
-    /// gRPC channels (HTTP/2 connections).
+    /// Connections: gRPC channels, or remoting connections per broker group.
     #[arg(
         long,
         default_value_t = 4,

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, resource};
 
-use crate::ProducerArgs;
 use crate::connect::{channels, create_topic, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
 use crate::report::{Setup, finish, measure, spawn_workers};
+use crate::{Common, ProducerArgs, Protocol};
 
 /// Pause after a failed call so that a dead connection does not turn into a busy loop. The failed
 /// call is counted; the next one is a new message, not a retry.
@@ -69,36 +69,73 @@ pub(crate) fn body(size: usize) -> Bytes {
     )
 }
 
-pub(crate) async fn send_loop(
-    mut client: MessagingClient,
+/// One protocol's send: a request of [`batch`](Sender::batch) messages, one outcome each.
+pub(crate) trait Sender: Send + 'static {
+    /// Messages per request.
+    fn batch(&self) -> u64;
+    /// Body bytes of one message.
+    fn body_len(&self) -> u64;
+    /// Sends one request. Per message: `None` when it was stored, or its failure; and whether
+    /// the request itself failed (transport, deadline), which pauses the worker.
+    fn send(&mut self) -> impl Future<Output = (Vec<Option<Failure>>, bool)> + Send;
+}
+
+/// A gRPC sender: SendMessage on one channel.
+#[derive(Debug)]
+pub(crate) struct GrpcSender {
+    client: MessagingClient,
     template: Arc<SendTemplate>,
+}
+
+impl Sender for GrpcSender {
+    fn batch(&self) -> u64 {
+        self.template.batch as u64
+    }
+
+    fn body_len(&self) -> u64 {
+        self.template.body.len() as u64
+    }
+
+    async fn send(&mut self) -> (Vec<Option<Failure>>, bool) {
+        let batch = self.template.batch;
+        let outcome = self
+            .client
+            .send(self.template.messages(), self.template.timeout)
+            .await;
+        // One outcome per message: its result entry's status (the top status when the broker
+        // sent no entries), or the transport error for every message of the request.
+        match &outcome {
+            Ok(response) => (
+                (0..batch)
+                    .map(|i| {
+                        let status = response
+                            .entries
+                            .get(i)
+                            .and_then(|e| e.status.as_ref())
+                            .or(response.status.as_ref());
+                        v2_failure(status)
+                    })
+                    .collect(),
+                false,
+            ),
+            Err(error) => (
+                (0..batch).map(|_| Some(client_failure(error))).collect(),
+                true,
+            ),
+        }
+    }
+}
+
+pub(crate) async fn send_loop(
+    mut sender: impl Sender,
     shared: Arc<Shared>,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
-    let body_len = template.body.len() as u64;
-    while let Some(measured) = shared.admit(template.batch as u64) {
-        let messages = template.messages();
+    let body_len = sender.body_len();
+    while let Some(measured) = shared.admit(sender.batch()) {
         let started = Instant::now();
-        let outcome = client.send(messages, template.timeout).await;
+        let (failures, transport_error) = sender.send().await;
         let done = Instant::now();
-        // One outcome per message: its result entry's status (the top status when the broker
-        // sent no entries), or the transport error for every message of the request.
-        let failures: Vec<Option<Failure>> = match &outcome {
-            Ok(response) => (0..template.batch)
-                .map(|i| {
-                    let status = response
-                        .entries
-                        .get(i)
-                        .and_then(|e| e.status.as_ref())
-                        .or(response.status.as_ref());
-                    v2_failure(status)
-                })
-                .collect(),
-            Err(error) => (0..template.batch)
-                .map(|_| Some(client_failure(error)))
-                .collect(),
-        };
-        let transport_error = outcome.is_err();
         for failure in failures {
             match failure {
                 None => {
@@ -140,39 +177,9 @@ pub(crate) async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
     }
     let (flush, flush_source) = flush_policy(common.flush.as_deref(), &common.broker_pids);
     let watch = BrokerWatch::new(&common.broker_pids)?;
-    let (addrs, target) = targets(common).await?;
-    create_topic(&addrs[0], &args.topic, args.queues).await?;
-    let identity = Arc::new(ClientIdentity::new(0)?);
-    let mut clients = Vec::new();
-    for (addr, channel) in channels(&addrs, common.connections).await? {
-        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
-        query_route(&mut client, &args.topic).await?;
-        clients.push(client);
-    }
-    let body = body(args.size as usize);
-    let template = Arc::new(SendTemplate {
-        digest: format!("{:08X}", crc32fast::hash(&body)),
-        body,
-        identity,
-        topic: resource(&args.topic),
-        tag: args.tag.clone(),
-        message_groups: (0..args.message_groups)
-            .map(|g| format!("mqbench-{g}"))
-            .collect(),
-        timeout: Duration::from_secs(common.timeout),
-        batch: args.batch as usize,
-    });
-
-    let plan = Plan::new(common);
-    let shared = Shared::new(plan, true);
-    let bar = progress_bar(common, &plan);
-    let workers = spawn_workers(&clients, args.inflight, |client| {
-        send_loop(client, Arc::clone(&template), Arc::clone(&shared))
-    });
-    let measured = measure(&shared, watch, bar, workers, "msgs").await?;
-
-    let setup = Setup {
+    let setup = |target| Setup {
         mode: "producer",
+        protocol: common.protocol,
         target,
         topic: args.topic.clone(),
         group: None,
@@ -182,9 +189,67 @@ pub(crate) async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
         inflight: args.inflight,
         batch: Some(args.batch),
         message_groups: args.message_groups,
-        flush,
-        flush_source,
+        flush: flush.clone(),
+        flush_source: flush_source.clone(),
     };
+    match common.protocol {
+        Protocol::Grpc => {
+            let (senders, target) = grpc_senders(&args).await?;
+            run(common, senders, watch, setup(target)).await
+        }
+        Protocol::Remoting => {
+            let (senders, target) = crate::remoting::senders(&args).await?;
+            run(common, senders, watch, setup(target)).await
+        }
+    }
+}
+
+/// `--inflight` senders on each of `--connections` gRPC channels, after creating the topic and
+/// asking its route as an SDK does.
+async fn grpc_senders(args: &ProducerArgs) -> anyhow::Result<(Vec<GrpcSender>, String)> {
+    let common = &args.common;
+    let (addrs, target) = targets(common).await?;
+    create_topic(&addrs[0], &args.topic, args.queues).await?;
+    let identity = Arc::new(ClientIdentity::new(0)?);
+    let body = body(args.size as usize);
+    let template = Arc::new(SendTemplate {
+        digest: format!("{:08X}", crc32fast::hash(&body)),
+        body,
+        identity: Arc::clone(&identity),
+        topic: resource(&args.topic),
+        tag: args.tag.clone(),
+        message_groups: (0..args.message_groups)
+            .map(|g| format!("mqbench-{g}"))
+            .collect(),
+        timeout: Duration::from_secs(common.timeout),
+        batch: args.batch as usize,
+    });
+    let mut senders = Vec::new();
+    for (addr, channel) in channels(&addrs, common.connections).await? {
+        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        query_route(&mut client, &args.topic).await?;
+        for _ in 0..args.inflight {
+            senders.push(GrpcSender {
+                client: client.clone(),
+                template: Arc::clone(&template),
+            });
+        }
+    }
+    Ok((senders, target))
+}
+
+/// Runs `senders` to the end of the plan and reports.
+async fn run<S: Sender>(
+    common: &Common,
+    senders: Vec<S>,
+    watch: BrokerWatch,
+    setup: Setup,
+) -> anyhow::Result<ExitCode> {
+    let plan = Plan::new(common);
+    let shared = Shared::new(plan, true);
+    let bar = progress_bar(common, &plan);
+    let workers = spawn_workers(senders, |sender| send_loop(sender, Arc::clone(&shared)));
+    let measured = measure(&shared, watch, bar, workers, "msgs").await?;
     finish(common, setup, &plan, measured)
 }
 

@@ -9,13 +9,12 @@ use std::time::Instant;
 use anyhow::{Context as _, anyhow};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use raftmq_client::MessagingClient;
 use serde::Serialize;
 
-use crate::Common;
 use crate::plan::{Plan, Shared, Tally};
 use crate::procfs::{BrokerWatch, cpu_seconds, status_kib};
 use crate::progress::{spawn_deadline, spawn_ticker};
+use crate::{Common, Protocol};
 
 /// What a run measured, before it is turned into a report.
 #[derive(Debug)]
@@ -29,19 +28,17 @@ pub(crate) struct Measured {
     pub(crate) watch: Arc<BrokerWatch>,
 }
 
-/// Spawns `inflight` workers on each of `clients` (one connection each); `worker` makes one.
-pub(crate) fn spawn_workers<Fut>(
-    clients: &[MessagingClient],
-    inflight: u32,
-    worker: impl Fn(MessagingClient) -> Fut,
+/// Spawns one task per worker state (`worker` turns it into the task's future).
+pub(crate) fn spawn_workers<W, Fut>(
+    states: Vec<W>,
+    worker: impl Fn(W) -> Fut,
 ) -> Vec<tokio::task::JoinHandle<anyhow::Result<Tally>>>
 where
     Fut: std::future::Future<Output = anyhow::Result<Tally>> + Send + 'static,
 {
-    clients
-        .iter()
-        .flat_map(|client| (0..inflight).map(move |_| client.clone()))
-        .map(|client| tokio::spawn(worker(client)))
+    states
+        .into_iter()
+        .map(|state| tokio::spawn(worker(state)))
         .collect()
 }
 
@@ -100,6 +97,7 @@ pub(crate) async fn measure(
 #[derive(Debug, Serialize)]
 pub(crate) struct Setup {
     pub(crate) mode: &'static str,
+    pub(crate) protocol: Protocol,
     pub(crate) target: String,
     pub(crate) topic: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,8 +313,12 @@ pub(crate) fn print_report(r: &Report) {
         ),
     };
     println!(
-        "mqbench {}: {what}; {} connection(s) × {} in flight to {}",
-        s.mode, s.connections, s.inflight, s.target
+        "mqbench {} ({}): {what}; {} connection(s) × {} in flight to {}",
+        s.mode,
+        s.protocol.name(),
+        s.connections,
+        s.inflight,
+        s.target
     );
     println!("flush        {} (from {})", s.flush, s.flush_source);
     println!(
