@@ -280,7 +280,10 @@ mod tests {
             .await
             .expect_err("closed");
         assert!(matches!(err, RemotingError::Closed { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(1), "not after the timeout");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not after the timeout"
+        );
     }
 
     #[tokio::test]
