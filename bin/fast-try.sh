@@ -25,6 +25,9 @@ PORTS=(30911 30921 30931)
 STOP_GRACE_S=10
 LEADER_WAIT_S=${RAFTMQ_LEADER_WAIT_S:-30}
 CONF_DIR=${RAFTMQ_CONF_DIR:-conf/dledger}
+# shellcheck source=bin/lib/procs.sh
+. "$ROOT/bin/lib/procs.sh"
+say() { echo "fast-try: $*"; }
 
 usage() {
   echo "usage: $0 start|stop|status" >&2
@@ -40,10 +43,6 @@ check_conf() {
   done
 }
 
-alive() { # pid [program] -> 0 if it is one of our mqbroker (or program) processes
-  local pid=$1 program=${2:-mqbroker}
-  kill -0 "$pid" 2>/dev/null && grep -q "$program" "/proc/$pid/cmdline" 2>/dev/null
-}
 
 NAMESRV_PORT=9876
 
@@ -67,27 +66,6 @@ start_namesrv() {
   echo "fast-try: started mqnamesrv (pid $(cat "$pidfile"), listenPort $NAMESRV_PORT, log $RUN_DIR/namesrv.log)"
 }
 
-stop_pid() { # name pidfile program
-  local name=$1 pidfile=$2 program=$3 pid
-  [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile")
-  local was=1
-  if alive "$pid" "$program"; then
-    was=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 $((STOP_GRACE_S * 10))); do
-      alive "$pid" "$program" || break
-      sleep 0.1
-    done
-    if alive "$pid" "$program"; then
-      echo "fast-try: $name (pid $pid) ignored SIGTERM for ${STOP_GRACE_S}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    echo "fast-try: stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
-  return $was
-}
 
 build() {
   local need=0

@@ -38,6 +38,8 @@ NODES=(n0 n1 n2)
 NAMESRV_HOST=127.0.0.1
 
 say() { echo "two-groups: $*"; }
+# shellcheck source=bin/lib/procs.sh
+. "$ROOT/bin/lib/procs.sh"
 die() {
   echo "two-groups: $*" >&2
   exit 1
@@ -94,10 +96,6 @@ read_conf() {
   done
 }
 
-alive() { # pid [program] -> 0 if it is one of our mqbroker (or program) processes
-  local pid=$1 program=${2:-mqbroker}
-  kill -0 "$pid" 2>/dev/null && grep -q "$program" "/proc/$pid/cmdline" 2>/dev/null
-}
 
 # Whether the process of a PID file of ours runs.
 ours_running() { # pidfile [program]
@@ -307,27 +305,6 @@ Stop:
 MSG
 }
 
-stop_pid() { # name pidfile program
-  local name=$1 pidfile=$2 program=$3 pid
-  [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile")
-  local was=1
-  if alive "$pid" "$program"; then
-    was=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 $((STOP_GRACE_S * 10))); do
-      alive "$pid" "$program" || break
-      sleep 0.1
-    done
-    if alive "$pid" "$program"; then
-      say "$name (pid $pid) ignored SIGTERM for ${STOP_GRACE_S}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    say "stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
-  return $was
-}
 
 stop() {
   local any=0 g n

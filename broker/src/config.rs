@@ -647,6 +647,18 @@ impl BrokerConfig {
             .collect()
     }
 
+    /// The NameServer addresses of `namesrvAddr`, in order (empty without it).
+    pub fn namesrv_addrs(&self) -> Vec<String> {
+        self.namesrv_addr
+            .as_deref()
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
     /// The address the client port is bound on: `bindAddress:listenPort`.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind_address, self.listen_port)

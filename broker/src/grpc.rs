@@ -262,28 +262,6 @@ impl Messaging {
             })
     }
 
-    fn queue(&self, topic: &v2::Resource, id: i32, endpoints: &v2::Endpoints) -> v2::MessageQueue {
-        v2::MessageQueue {
-            topic: Some(topic.clone()),
-            id,
-            permission: v2::Permission::ReadWrite as i32,
-            broker: Some(v2::Broker {
-                name: self.service.config().broker_name.clone(),
-                id: 0,
-                endpoints: Some(endpoints.clone()),
-            }),
-            accept_message_types: [
-                v2::MessageType::Normal,
-                v2::MessageType::Fifo,
-                v2::MessageType::Delay,
-                v2::MessageType::Transaction,
-            ]
-            .iter()
-            .map(|t| *t as i32)
-            .collect(),
-        }
-    }
-
     fn delivered_message(&self, r: ReceivedMessage, namespace: &str) -> v2::Message {
         let ReceivedMessage {
             delivery: d,
@@ -442,9 +420,17 @@ impl MessagingService for Messaging {
         let (s, message_queues) = match self.service.route(&topic.name).await {
             Ok(queues) => {
                 let endpoints = self.endpoints_for(req.endpoints, local);
-                let qs = (0..queues)
-                    .map(|id| self.queue(&topic, i32::try_from(id).unwrap_or(0), &endpoints))
+                let own = &self.service.config().broker_name;
+                let mut qs: Vec<v2::MessageQueue> = (0..queues)
+                    .map(|id| queue_of(&topic, own, i32::try_from(id).unwrap_or(0), &endpoints))
                     .collect();
+                for g in self.service.other_groups(&topic.name).await {
+                    let endpoints = endpoints_of(&g.master_addr);
+                    qs.extend((0..g.queues).map(|id| {
+                        let id = i32::try_from(id).unwrap_or(0);
+                        queue_of(&topic, &g.broker_name, id, &endpoints)
+                    }));
+                }
                 (ok(), qs)
             }
             Err(e) => (error_status(&e), vec![]),
@@ -487,13 +473,24 @@ impl MessagingService for Messaging {
             }));
         }
         let endpoints = self.endpoints_for(req.endpoints, local);
-        // One assignment for the whole broker: receives pop across all queues.
-        let assignment = v2::Assignment {
-            message_queue: Some(self.queue(&topic, -1, &endpoints)),
-        };
+        // One assignment per group: receives pop across all of a group's queues.
+        let own = &self.service.config().broker_name;
+        let mut assignments = vec![v2::Assignment {
+            message_queue: Some(queue_of(&topic, own, -1, &endpoints)),
+        }];
+        for g in self.service.other_groups(&topic.name).await {
+            assignments.push(v2::Assignment {
+                message_queue: Some(queue_of(
+                    &topic,
+                    &g.broker_name,
+                    -1,
+                    &endpoints_of(&g.master_addr),
+                )),
+            });
+        }
         Ok(Response::new(v2::QueryAssignmentResponse {
             status: Some(ok()),
-            assignments: vec![assignment],
+            assignments,
         }))
     }
 
@@ -759,4 +756,44 @@ fn merged_settings(mut s: v2::Settings, config: &ServiceConfig) -> v2::Settings 
         endpoints: None,
     });
     s
+}
+
+/// The endpoints of a `host:port` another group's master registered.
+fn endpoints_of(addr: &str) -> v2::Endpoints {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+    v2::Endpoints {
+        scheme: v2::AddressScheme::IPv4 as i32,
+        addresses: vec![v2::Address {
+            host: host.to_string(),
+            port: port.parse().unwrap_or(0),
+        }],
+    }
+}
+
+/// Queue `id` of `topic` at group `broker_name`, reached at `endpoints`.
+fn queue_of(
+    topic: &v2::Resource,
+    broker_name: &str,
+    id: i32,
+    endpoints: &v2::Endpoints,
+) -> v2::MessageQueue {
+    v2::MessageQueue {
+        topic: Some(topic.clone()),
+        id,
+        permission: v2::Permission::ReadWrite as i32,
+        broker: Some(v2::Broker {
+            name: broker_name.to_string(),
+            id: 0,
+            endpoints: Some(endpoints.clone()),
+        }),
+        accept_message_types: [
+            v2::MessageType::Normal,
+            v2::MessageType::Fifo,
+            v2::MessageType::Delay,
+            v2::MessageType::Transaction,
+        ]
+        .iter()
+        .map(|t| *t as i32)
+        .collect(),
+    }
 }

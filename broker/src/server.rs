@@ -82,15 +82,10 @@ pub struct Broker {
 }
 
 /// Where this node registers at the NameServers, from broker.conf.
-fn register_config(config: &BrokerConfig, namesrv_addrs: &str) -> RegisterConfig {
+fn register_config(config: &BrokerConfig, namesrv_addrs: Vec<String>) -> RegisterConfig {
     let host = config.broker_ip1.as_deref().unwrap_or("127.0.0.1");
     RegisterConfig {
-        namesrv_addrs: namesrv_addrs
-            .split(';')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(String::from)
-            .collect(),
+        namesrv_addrs,
         cluster_name: config.broker_cluster_name.clone(),
         broker_name: config.broker_name.clone(),
         broker_addr: format!("{host}:{}", config.listen_port),
@@ -135,10 +130,9 @@ impl Broker {
         let (stop, stopped) = oneshot::channel::<()>();
         let remoting = Remoting::new(service.clone());
         let incoming = crate::listener::incoming_with_remoting(listener, remoting.clone());
-        let registrar = config
-            .namesrv_addr
-            .as_deref()
-            .map(|addrs| Registrar::start(service.clone(), register_config(&config, addrs)));
+        let namesrv_addrs = config.namesrv_addrs();
+        let registrar = (!namesrv_addrs.is_empty())
+            .then(|| Registrar::start(service.clone(), register_config(&config, namesrv_addrs)));
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(messaging)

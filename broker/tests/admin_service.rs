@@ -68,6 +68,7 @@ async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u
         store_dir: store.node().config().store.dir.clone(),
         disk_max_used_space_ratio,
         unsafe_ack_before_replication: false,
+        namesrv_addrs: vec![],
     };
     let service = BrokerService::new(store, config);
     let messaging = MessagingServiceServer::new(Messaging::new(service.clone()));

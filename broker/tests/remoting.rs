@@ -13,12 +13,14 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use broker::Broker;
+use broker::service::now_ms;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt as _, StreamExt as _};
 use raftmq_remoting::code::{request as rq, response as rs};
+use raftmq_remoting::ext_fields as fields;
 use raftmq_remoting::{ExtFields, FrameCodec, RemotingClient, RemotingCommand, SerializeType};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -121,23 +123,6 @@ async fn assert_listen_port_closed(addr: &str) {
 
 // ---------------------------------------------------------------------------------------------
 // Requests as the 4.x clients build them.
-
-fn fields(pairs: &[(&str, &str)]) -> ExtFields {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 async fn call(c: &RemotingClient, request: RemotingCommand) -> RemotingCommand {
     let code = request.code;

@@ -32,10 +32,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use broker::service::now_ms;
 use bytes::{Buf, Bytes};
 use raftmq_remoting::code::{request as rq, response as rs};
+use raftmq_remoting::ext_fields as fields;
 use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, RemotingError};
 
 const CLUSTER: &str = "RaftCluster";
@@ -266,23 +268,6 @@ impl Drop for Cluster {
 
 // ---------------------------------------------------------------------------------------------
 // Remoting requests, as the 4.x clients and mqadmin send them.
-
-fn fields(pairs: &[(&str, &str)]) -> ExtFields {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// One connection per address, reconnected after a failure, as a client instance keeps them.
 #[derive(Default)]
@@ -846,6 +831,43 @@ async fn send_while_victim_down(producer: &mut Producer) {
     );
 }
 
+
+/// A QueryRoute (RocketMQ 5 gRPC) at `node` lists each group's queues with that group's own
+/// endpoint: `node`'s group at the address dialled, the other group at its master's address.
+async fn assert_grpc_route_covers_both_groups(node: &str, masters: &[String]) {
+    let channel = raftmq_client::endpoint(node).unwrap().connect_lazy();
+    let identity = std::sync::Arc::new(raftmq_client::ClientIdentity::new(0).unwrap());
+    let mut client = raftmq_client::MessagingClient::new(node, channel, identity);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let route = client.query_route(TOPIC, ANSWER_TIMEOUT).await.unwrap();
+        let mut by_group: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
+        for q in &route.message_queues {
+            let b = q.broker.as_ref().unwrap();
+            let e = by_group.entry(b.name.clone()).or_default();
+            e.0 += 1;
+            for a in &b.endpoints.as_ref().unwrap().addresses {
+                let addr = format!("{}:{}", a.host, a.port);
+                if !e.1.contains(&addr) {
+                    e.1.push(addr);
+                }
+            }
+        }
+        let want: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::from([
+            (GROUPS[0].to_string(), (QUEUES as usize, vec![node.to_string()])),
+            (GROUPS[1].to_string(), (QUEUES as usize, vec![masters[1].clone()])),
+        ]);
+        if by_group == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gRPC route at {node}: {by_group:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_continue_on_one_group_while_the_other_has_lost_its_majority() {
     let started = Instant::now();
@@ -864,6 +886,9 @@ async fn sends_continue_on_one_group_while_the_other_has_lost_its_majority() {
     let t = Instant::now();
     let route = create_topic_on_both(&cluster, &mut conns, &masters).await;
     eprintln!("timing: topic routed to both groups in {:?}", t.elapsed());
+
+    eprintln!("phase: a RocketMQ 5 route from a node of broker-a covers both groups");
+    assert_grpc_route_covers_both_groups(&cluster.addrs[0][0], &masters).await;
 
     eprintln!("phase: {SENDS_BEFORE_KILL} sends round-robin over both groups' queues");
     let mut producer = Producer::new(&cluster.namesrv_addr, route);

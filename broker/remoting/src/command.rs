@@ -23,6 +23,14 @@ const OUR_VERSION: i32 = 435;
 /// The ext fields of a command: RocketMQ's custom header, as strings.
 pub type ExtFields = HashMap<String, String>;
 
+/// Ext fields from `(key, value)` pairs.
+pub fn ext_fields(pairs: &[(&str, &str)]) -> ExtFields {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
 /// How a command's header is encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SerializeType {

@@ -20,5 +20,5 @@ pub mod route;
 
 pub use client::RemotingClient;
 pub use codec::{FRAME_LEN_MAX, FrameCodec};
-pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
+pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType, ext_fields};
 pub use error::{FieldError, RemotingError};

@@ -11,7 +11,7 @@ use raftmq_remoting::code::request as rq;
 use raftmq_remoting::route::{
     DataVersion, MASTER_ID, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper,
 };
-use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand};
+use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, ext_fields};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -165,12 +165,12 @@ async fn register_at(
 }
 
 fn header(config: &RegisterConfig, broker_id: u64) -> ExtFields {
-    let mut f = ExtFields::new();
-    f.insert("brokerAddr".into(), config.broker_addr.clone());
-    f.insert("brokerId".into(), broker_id.to_string());
-    f.insert("brokerName".into(), config.broker_name.clone());
-    f.insert("clusterName".into(), config.cluster_name.clone());
-    f
+    ext_fields(&[
+        ("brokerAddr", &config.broker_addr),
+        ("brokerId", &broker_id.to_string()),
+        ("brokerName", &config.broker_name),
+        ("clusterName", &config.cluster_name),
+    ])
 }
 
 fn register_request(config: &RegisterConfig, r: &Registration, version: u64) -> RemotingCommand {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod cluster;
 mod error;
 mod manage;
 mod message;
@@ -30,6 +31,7 @@ mod query;
 mod receive;
 mod retry;
 
+pub use cluster::{GroupRoute, ROUTE_TTL};
 pub use error::{NameError, NameKind, ServiceError, check_name};
 pub use manage::{ClusterView, NodeView, QueueProgress};
 pub use message::{DELAY_MS_MAX, NewMessage, ReceivedMessage, SendReceipt};
@@ -74,6 +76,8 @@ pub struct ServiceConfig {
     /// `unsafeAckBeforeReplication` (negative control, tests only): answer a send OK before it
     /// is proposed, and store it in the background.
     pub unsafe_ack_before_replication: bool,
+    /// `namesrvAddr`: where the other groups of the cluster are found.
+    pub namesrv_addrs: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -88,6 +92,7 @@ impl ServiceConfig {
             store_dir: config.raft_log.store.dir.clone(),
             disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
             unsafe_ack_before_replication: config.unsafe_ack_before_replication,
+            namesrv_addrs: config.namesrv_addrs(),
         }
     }
 }
@@ -98,6 +103,7 @@ pub struct BrokerService {
     store: MessageStore,
     config: Arc<ServiceConfig>,
     disk: Arc<DiskGuard>,
+    cluster: Arc<cluster::ClusterRoutes>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -133,10 +139,12 @@ pub type SendResults = Vec<Result<SendReceipt, ServiceError>>;
 impl BrokerService {
     /// The service over `store`.
     pub fn new(store: MessageStore, config: ServiceConfig) -> BrokerService {
+        let cluster = Arc::new(cluster::ClusterRoutes::new(config.namesrv_addrs.clone()));
         BrokerService {
             store,
             config: Arc::new(config),
             disk: Arc::default(),
+            cluster,
         }
     }
 
