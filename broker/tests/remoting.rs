@@ -1368,3 +1368,42 @@ async fn the_broker_registers_its_topics_at_the_nameserver() {
     .await;
     ns.shutdown().await;
 }
+
+/// Goal: one connection cannot pile up requests without bound: past
+/// `REQUESTS_IN_FLIGHT_MAX` held pulls, the next request is answered SYSTEM_BUSY at once, and
+/// the connection still works once the pulls end. Method: that many held pulls on an empty
+/// queue, then one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_with_too_many_requests_in_progress_gets_system_busy() {
+    use broker::remoting::REQUESTS_IN_FLIGHT_MAX;
+    let b = TestBroker::start().await;
+    let c = Arc::new(b.client().await);
+    create_topic(&c, "BusyT", QUEUES).await;
+    let mut held = Vec::with_capacity(REQUESTS_IN_FLIGHT_MAX);
+    for _ in 0..REQUESTS_IN_FLIGHT_MAX {
+        let mut pull = Pull::new("G", "BusyT", 0, 0);
+        pull.sys_flag = 2;
+        pull.suspend_ms = 2_000;
+        let (c, request) = (Arc::clone(&c), pull.request());
+        held.push(tokio::spawn(async move {
+            c.invoke(request, ANSWER_TIMEOUT).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut one_more = Pull::new("G", "BusyT", 0, 0);
+    one_more.sys_flag = 2;
+    one_more.suspend_ms = 2_000;
+    let answer = call(&c, one_more.request()).await;
+    assert_code(&answer, rs::SYSTEM_BUSY, "the request past the limit");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "answered at once"
+    );
+    for h in held {
+        let r = h.await.expect("task").expect("answered");
+        assert_code(&r, rs::PULL_NOT_FOUND, "a held pull");
+    }
+    let after = call(&c, Pull::new("G", "BusyT", 0, 0).request()).await;
+    assert_code(&after, rs::PULL_NOT_FOUND, "the connection works again");
+}

@@ -831,7 +831,6 @@ async fn send_while_victim_down(producer: &mut Producer) {
     );
 }
 
-
 /// A QueryRoute (RocketMQ 5 gRPC) at `node` lists each group's queues with that group's own
 /// endpoint: `node`'s group at the address dialled, the other group at its master's address.
 async fn assert_grpc_route_covers_both_groups(node: &str, masters: &[String]) {
@@ -854,8 +853,14 @@ async fn assert_grpc_route_covers_both_groups(node: &str, masters: &[String]) {
             }
         }
         let want: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::from([
-            (GROUPS[0].to_string(), (QUEUES as usize, vec![node.to_string()])),
-            (GROUPS[1].to_string(), (QUEUES as usize, vec![masters[1].clone()])),
+            (
+                GROUPS[0].to_string(),
+                (QUEUES as usize, vec![node.to_string()]),
+            ),
+            (
+                GROUPS[1].to_string(),
+                (QUEUES as usize, vec![masters[1].clone()]),
+            ),
         ]);
         if by_group == want {
             return;

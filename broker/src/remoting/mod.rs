@@ -40,6 +40,10 @@ use clients::ClientTable;
 
 /// Responses and notifications that may wait for a connection's writer.
 const OUTBOX_LEN: usize = 1024;
+/// Requests one connection may have in progress; more are answered SYSTEM_BUSY at once
+/// (RocketMQ's answer when its request queues are full), so a client cannot grow a node's
+/// memory without bound.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
 
 /// One accepted remoting connection, as the client table knows it.
 #[derive(Clone, Debug)]
@@ -100,6 +104,7 @@ impl Remoting {
             }
         });
         let mut stopped = self.inner.stopped.subscribe();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX));
         loop {
             if *stopped.borrow_and_update() {
                 break;
@@ -112,9 +117,21 @@ impl Remoting {
             match frame {
                 Ok(cmd) if cmd.is_response() => {} // a client's answer to a notification
                 Ok(request) => {
+                    let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                        let busy = RemotingCommand::response_to(&request, rs::SYSTEM_BUSY)
+                            .with_remark(format!(
+                                "more than {REQUESTS_IN_FLIGHT_MAX} requests in progress on this \
+                                 connection; try again later"
+                            ));
+                        let _ = conn.outbox.try_send(busy);
+                        continue;
+                    };
                     let this = self.clone();
                     let conn = conn.clone();
-                    tokio::spawn(async move { this.answer(request, &conn).await });
+                    tokio::spawn(async move {
+                        this.answer(request, &conn).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "remoting connection closed on a bad frame");

@@ -14,6 +14,9 @@ use crate::state::{ApplyError, Bounds};
 
 /// Messages one pull returns at most (RocketMQ's `maxMsgNums` ceiling).
 pub const PULL_BATCH_MAX: u32 = 1024;
+/// Body bytes one pull returns at most (beyond its first message), so that a response stays
+/// well inside a remoting frame (16 MiB) whatever `maxMsgNums` asks.
+pub const PULL_BYTES_MAX: usize = 4 << 20;
 /// Queue units one pull examines at most while filtering by tag.
 const PULL_SCAN_MAX: usize = 4096;
 /// The longest a pull may be held (RocketMQ's `brokerSuspendMaxTimeMillis`, longer than any
@@ -131,10 +134,14 @@ impl BrokerService {
         }
         let now = now_ms();
         let mut messages = Vec::new();
+        let mut bytes = 0usize;
         let mut next = r.offset;
         for unit in units {
             if messages.len() >= max || unit.delivery_ms > now {
                 break; // a message not due yet holds back the rest of its queue
+            }
+            if !messages.is_empty() && bytes + unit.len as usize > PULL_BYTES_MAX {
+                break;
             }
             let offset = next;
             next += 1;
@@ -143,6 +150,7 @@ impl BrokerService {
             }
             // A message the log no longer has (purged under the pull) is skipped.
             if let Ok((message, store_ms)) = self.store.read_message(&unit) {
+                bytes += message.body.len();
                 messages.push(PulledMessage {
                     offset,
                     unit,
