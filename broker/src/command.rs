@@ -310,6 +310,10 @@ pub enum Command {
         /// The offset of the next message the group wants.
         offset: u64,
     },
+    /// Changes nothing: once it is applied on the proposing node, that node's state holds
+    /// everything committed before it (a linearizable read, for a 4.x consumer's offset
+    /// query on a node that may lag or be a stale leader).
+    Barrier,
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
@@ -350,6 +354,7 @@ const SEND_TO_QUEUES: u8 = 11;
 /// The trailer value of a message without a queue choice.
 const NO_QUEUE: u32 = u32::MAX;
 const COMMIT_OFFSET: u8 = 12;
+const BARRIER: u8 = 13;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -366,6 +371,7 @@ impl Command {
             Command::Batch(_) => "Batch",
             Command::ResetOffset { .. } => "ResetOffset",
             Command::CommitOffset { .. } => "CommitOffset",
+            Command::Barrier => "Barrier",
         }
     }
 
@@ -478,6 +484,9 @@ impl Command {
                     .u32(*queue)
                     .u64(*offset);
             }
+            Command::Barrier => {
+                w.u8(BARRIER);
+            }
             Command::Batch(commands) => {
                 w.u8(BATCH)
                     .u32(u32::try_from(commands.len()).unwrap_or(u32::MAX));
@@ -566,6 +575,7 @@ impl Command {
                     offsets,
                 }
             }
+            BARRIER => Command::Barrier,
             COMMIT_OFFSET => Command::CommitOffset {
                 group: r.str()?,
                 topic: r.str()?,
@@ -663,6 +673,7 @@ mod tests {
                 queue: 2,
                 offset: 99,
             },
+            Command::Barrier,
             Command::ResetOffset {
                 group: "g".into(),
                 topic: "t".into(),

@@ -220,6 +220,8 @@ pub enum ApplyResult {
     Reset(Result<Vec<(u64, u64)>, ApplyError>),
     /// A consumer offset committed.
     Committed(Result<(), ApplyError>),
+    /// A barrier passed.
+    Barrier,
 }
 
 impl ApplyResult {
@@ -236,6 +238,7 @@ impl ApplyResult {
             ApplyResult::Batch(_) => "Batch",
             ApplyResult::Reset(_) => "ResetOffset",
             ApplyResult::Committed(_) => "CommitOffset",
+            ApplyResult::Barrier => "Barrier",
         }
     }
 }
@@ -569,6 +572,7 @@ impl BrokerState {
                 queue,
                 offset,
             } => ApplyResult::Committed(self.commit_offset(group, topic, *queue, *offset)),
+            Command::Barrier => ApplyResult::Barrier,
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()

@@ -418,6 +418,20 @@ impl MessageStore {
         .await
     }
 
+    /// Waits until this node has applied everything committed before now: a barrier entry
+    /// through the log (group-committed with other consumer commands). A node that cannot
+    /// reach a quorum fails it instead of answering from stale state.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`].
+    pub async fn barrier(&self) -> Result<(), StoreError> {
+        self.execute_batched_as(Command::Barrier, |r| match r {
+            ApplyResult::Barrier => Ok(()),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// Makes a delivered message invisible for `invisible_ms` from `now_ms`; returns its new
     /// receipt handle.
     ///

@@ -647,30 +647,44 @@ async fn a_held_pull_without_messages_answers_not_found_after_the_suspend_time()
     assert_eq!(resp.field("maxOffset"), Some("0"));
 }
 
-/// Goal: a pull outside [min, max] gets PULL_OFFSET_MOVED with where to start.
+/// Goal: a pull past this node's end never moves the consumer back (a lagging node may be
+/// behind offsets the group consumed elsewhere): it is answered PULL_NOT_FOUND at the offset
+/// asked, and served once the queue gets there. Method: two messages, a pull at 5, then sends
+/// up to offset 6 and the same pull again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pull_past_the_queue_is_offset_moved() {
+async fn a_pull_past_the_queue_end_waits_at_its_offset() {
     let b = TestBroker::start().await;
     let c = b.client().await;
     create_topic(&c, "MovedT", QUEUES).await;
+    let send = |i: usize| {
+        let c = &c;
+        async move {
+            send_ok(
+                c,
+                "MovedT",
+                0,
+                b"m",
+                &properties("a", "k", &format!("M{i}")),
+            )
+            .await;
+        }
+    };
     for i in 0..2 {
-        send_ok(
-            &c,
-            "MovedT",
-            0,
-            b"m",
-            &properties("a", "k", &format!("M{i}")),
-        )
-        .await;
+        send(i).await;
     }
     let resp = call(&c, Pull::new("G", "MovedT", 0, 5).request()).await;
-    assert_code(&resp, rs::PULL_OFFSET_MOVED, "pull above max");
-    assert_eq!(resp.field("nextBeginOffset"), Some("2"));
+    assert_code(&resp, rs::PULL_NOT_FOUND, "pull above max");
+    assert_eq!(resp.field("nextBeginOffset"), Some("5"), "not moved back");
     assert_eq!(resp.field("maxOffset"), Some("2"));
     assert!(resp.body.is_empty());
     // Below min needs a trimmed queue, which a fresh store has not: min stays 0 here, so the
     // check is that min is reported and offset 0 is inside.
     assert_eq!(resp.field("minOffset"), Some("0"));
+    for i in 2..6 {
+        send(i).await;
+    }
+    let resp = call(&c, Pull::new("G", "MovedT", 0, 5).request()).await;
+    assert_code(&resp, rs::SUCCESS, "pull at 5 once the queue has it");
     let resp = call(&c, Pull::new("G", "MovedT", 0, 0).request()).await;
     assert_code(&resp, rs::SUCCESS, "pull at min");
 }

@@ -1,6 +1,6 @@
 //! Cluster control: generated broker.conf files, `mqbroker` processes tracked by PID, restarts,
-//! pauses, power cuts, partitions, loss and delay on the peer links, and leader lookup through
-//! the admin API.
+//! pauses, power cuts, partitions, loss and delay on the peer links, leader lookup through
+//! the admin API, and the NameServer the 4.x remoting workload routes through.
 
 use std::fs::OpenOptions;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -52,13 +52,19 @@ pub struct ClusterSpec {
     pub flush: String,
     /// Extra `key=value` lines for every broker.conf (negative controls, timeouts).
     pub extra_conf: Vec<String>,
-    /// First port in loopback mode (client ports `base+i`, raft `base+20+i`, proxy `base+100..`).
+    /// First port in loopback mode (client ports `base+i`, raft `base+20+i`, proxy `base+100..`,
+    /// NameServer `base+90`).
     pub base_port: u16,
+    /// The `mqnamesrv` binary: when set, a NameServer runs beside the group (in the root
+    /// namespace, on the harness's bridge address, out of reach of every fault) and every
+    /// broker.conf names it in `namesrvAddr`.
+    pub namesrv_bin: Option<PathBuf>,
 }
 
 const CLIENT_PORT: u16 = 8081;
 const RAFT_PORT: u16 = 9000;
 const PROXY_PORT: u16 = 9100;
+const NAMESRV_PORT: u16 = 9876;
 
 /// One broker node.
 #[derive(Debug)]
@@ -98,6 +104,21 @@ pub struct Cluster {
     /// The nodes, by index.
     pub nodes: Vec<Node>,
     proxy: Proxy,
+    /// The NameServer's `ip:port`, when one runs.
+    pub namesrv_addr: Option<String>,
+    namesrv: Option<Namesrv>,
+}
+
+/// The NameServer process; killed (by its PID) and reaped when dropped, so that a setup step
+/// failing after its start does not leave it running.
+#[derive(Debug)]
+struct Namesrv(Child);
+
+impl Drop for Namesrv {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Cluster {
@@ -148,6 +169,16 @@ impl Cluster {
             }
         }
         let proxy = Proxy::start(&links).await?;
+        let namesrv_addr = spec.namesrv_bin.as_ref().map(|_| match spec.net {
+            NetMode::Netns => SocketAddr::new(IpAddr::V4(host::harness_ip()), NAMESRV_PORT),
+            NetMode::Loopback => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), spec.base_port + 90)
+            }
+        });
+        let namesrv = match (&spec.namesrv_bin, namesrv_addr) {
+            (Some(bin), Some(addr)) => Some(start_namesrv(bin, addr, &spec.dir).await?),
+            _ => None,
+        };
         let mut nodes = Vec::new();
         for i in 0..n {
             let id = format!("n{i}");
@@ -185,6 +216,9 @@ impl Cluster {
                 format!("mappedFileSizeForEntryData={}", 64u64 << 20),
                 format!("mappedFileSizeForEntryIndex={}", 32u64 << 20),
             ];
+            if let Some(addr) = namesrv_addr {
+                conf.push(format!("namesrvAddr={addr}"));
+            }
             conf.extend(spec.extra_conf.iter().cloned());
             let conf_path = dir.join("broker.conf");
             std::fs::write(&conf_path, conf.join("\n") + "\n")
@@ -199,7 +233,13 @@ impl Cluster {
                 paused: false,
             });
         }
-        let mut cluster = Cluster { spec, nodes, proxy };
+        let mut cluster = Cluster {
+            spec,
+            nodes,
+            proxy,
+            namesrv_addr: namesrv_addr.map(|a| a.to_string()),
+            namesrv,
+        };
         for i in 0..n {
             cluster.start_node(i)?;
         }
@@ -393,12 +433,14 @@ impl Cluster {
         best.map(|(_, i)| i)
     }
 
-    /// Kills every node, removes namespaces and disks (keeps disk images when `keep`).
+    /// Kills every node and the NameServer, removes namespaces and disks (keeps disk images
+    /// when `keep`).
     pub fn shutdown(mut self, keep: bool) {
         for i in 0..self.nodes.len() {
             let _ = self.resume_node(i);
             self.kill_node(i);
         }
+        drop(self.namesrv.take());
         for node in &mut self.nodes {
             if let Some(disk) = node.disk.take()
                 && let Err(e) = disk.remove(keep)
@@ -410,6 +452,54 @@ impl Cluster {
             host::cleanup_network(self.nodes.len());
         }
     }
+}
+
+/// Starts `mqnamesrv` on `addr` with its conf and log in `dir`; the child is tracked by PID.
+/// Waits until it accepts connections: a broker whose first registration fails registers
+/// again only after `registerNameServerPeriod` (30 s).
+async fn start_namesrv(bin: &Path, addr: SocketAddr, dir: &Path) -> anyhow::Result<Namesrv> {
+    if !bin.is_file() {
+        bail!(
+            "no mqnamesrv at {} (build it: cargo build --release -p raftmq-namesrv --bins)",
+            bin.display()
+        );
+    }
+    let ns_dir = dir.join("namesrv");
+    std::fs::create_dir_all(&ns_dir).with_context(|| format!("mkdir {}", ns_dir.display()))?;
+    let conf = ns_dir.join("namesrv.conf");
+    let text = format!("listenPort={}\nbindAddress={}\n", addr.port(), addr.ip());
+    std::fs::write(&conf, text).with_context(|| format!("write {}", conf.display()))?;
+    let log_path = ns_dir.join("namesrv.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("open {}", log_path.display()))?;
+    let err = log.try_clone()?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .current_dir(&ns_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("spawn {}", bin.display()))?;
+    tracing::info!(pid = child.id(), %addr, "namesrv started");
+    let namesrv = Namesrv(child);
+    // Bounded: 50 tries, 100 ms apart.
+    for _ in 0..50 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
+            return Ok(namesrv);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "mqnamesrv did not listen on {addr} within 5 s; see {}",
+        log_path.display()
+    )
 }
 
 fn port_offset(i: usize) -> u16 {

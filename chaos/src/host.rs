@@ -4,7 +4,8 @@
 //! the bridge's private subnet.
 //!
 //! Addresses on the bridge `10.213.0.0/24`:
-//! - `10.213.0.1`: the harness (clients and proxy) in the root namespace;
+//! - `10.213.0.1`: the harness (clients and proxy) in the root namespace, and the NameServer
+//!   (`--protocol remoting`) on port 9876: no fault rule names this address;
 //! - `10.213.0.(10+i)`: node `i`, inside namespace `rmqc-n<i>`;
 //! - `10.213.0.(50+i)`: node `i` *as seen through the proxy* — the proxy listens there for
 //!   links towards `i` and dials from there for links out of `i`, so a node's firewall can name

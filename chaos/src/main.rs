@@ -9,7 +9,7 @@ use anyhow::Context;
 use chaos::checker::Validity;
 use chaos::cluster::NetMode;
 use chaos::report::{self, CheckOptions, Results};
-use chaos::run::{Control, Options};
+use chaos::run::{Control, Options, Protocol};
 use chaos::workload::Kind;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -87,6 +87,13 @@ enum Command {
         /// The mqbroker binary (default: next to this binary).
         #[arg(long)]
         broker: Option<PathBuf>,
+        /// The clients' protocol: RocketMQ 5 gRPC, or 4.x remoting through a NameServer
+        /// that the harness starts beside the group.
+        #[arg(long, value_enum, default_value = "grpc")]
+        protocol: Protocol,
+        /// The mqnamesrv binary for --protocol remoting (default: next to this binary).
+        #[arg(long)]
+        namesrv: Option<PathBuf>,
         /// Where runs are stored: <store>/<timestamp>/, with a `latest` link.
         #[arg(long, default_value = "store/chaos")]
         store: PathBuf,
@@ -178,6 +185,8 @@ fn real_main(cli: Cli) -> anyhow::Result<Validity> {
             negative_control,
             net,
             broker,
+            protocol,
+            namesrv,
             store,
             keep,
             base_port,
@@ -208,6 +217,13 @@ fn real_main(cli: Cli) -> anyhow::Result<Validity> {
                     .map(|d| d.join("mqbroker"))
                     .context("no directory for the mqbroker binary")?,
             };
+            let namesrv_bin = match namesrv {
+                Some(b) => b,
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(|d| d.join("mqnamesrv"))
+                    .context("no directory for the mqnamesrv binary")?,
+            };
             let seed = seed.unwrap_or_else(rand::random);
             let options = Options {
                 time_limit,
@@ -223,6 +239,8 @@ fn real_main(cli: Cli) -> anyhow::Result<Validity> {
                 dequeue_ratio,
                 flush,
                 control: negative_control,
+                protocol,
+                namesrv_bin,
                 net: net.map(|n| match n {
                     Net::Netns => NetMode::Netns,
                     Net::Loopback => NetMode::Loopback,

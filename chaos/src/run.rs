@@ -16,6 +16,7 @@ use crate::history::F;
 use crate::host;
 use crate::nemesis::{self, Fault, MIXED};
 use crate::recorder::Recorder;
+use crate::remoting_workload;
 use crate::report::{self, CheckOptions, Results};
 use crate::workload::{self, ClientSpec, Kind, Role, Shared};
 
@@ -27,6 +28,18 @@ pub enum Control {
     SkipFsync,
     /// `unsafeAckBeforeReplication=true`: sends are acked before they are proposed.
     AckBeforeReplication,
+}
+
+/// The client protocol of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// RocketMQ 5 gRPC (`raftmq-client`): SendMessage, ReceiveMessage, AckMessage.
+    #[default]
+    Grpc,
+    /// RocketMQ 4.x remoting through a NameServer: SEND_MESSAGE_V2, PULL_MESSAGE and
+    /// consumer offsets ([`crate::remoting_workload`]).
+    Remoting,
 }
 
 /// Everything a run is configured by (recorded in results.json).
@@ -58,6 +71,11 @@ pub struct Options {
     pub flush: String,
     /// Negative control, if any.
     pub control: Option<Control>,
+    /// The workload's client protocol.
+    pub protocol: Protocol,
+    /// The `mqnamesrv` binary (remoting protocol).
+    #[serde(skip)]
+    pub namesrv_bin: PathBuf,
     /// Network layout; `None` = netns when possible.
     #[serde(skip)]
     pub net: Option<NetMode>,
@@ -114,6 +132,9 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         {
             bail!("{name} needs --nodes {}", f.min_nodes());
         }
+    }
+    if options.protocol == Protocol::Remoting && options.workload == Kind::Ordered {
+        bail!("-w ordered needs message groups: use --protocol grpc");
     }
     if !options.broker_bin.is_file() {
         bail!(
@@ -173,6 +194,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         flush: options.flush.clone(),
         extra_conf,
         base_port: options.base_port,
+        namesrv_bin: (options.protocol == Protocol::Remoting).then(|| options.namesrv_bin.clone()),
     };
     let mut cluster = Cluster::start(spec).await?;
     let result = drive(&options, &faults, mixed, &mut cluster, &dir).await;
@@ -222,6 +244,10 @@ async fn drive(
         .min(options.concurrency.saturating_sub(1));
     let producers = options.concurrency - consumers;
     let period = Duration::from_secs_f64(producers as f64 / options.rate.max(0.01));
+    let remoting = match options.protocol {
+        Protocol::Grpc => None,
+        Protocol::Remoting => Some(remoting_setup(cluster).await?),
+    };
     let mut clients = Vec::new();
     for c in 0..options.concurrency {
         let (role, k) = if c < producers {
@@ -229,6 +255,20 @@ async fn drive(
         } else {
             (Role::Consumer, c - producers)
         };
+        let shared = Arc::clone(&shared);
+        if let Some(setup) = &remoting {
+            // 4.x clients find their broker through the NameServer, not an access point.
+            clients.push(tokio::spawn(remoting_workload::client(
+                shared,
+                setup.clone(),
+                c,
+                options.workload,
+                role,
+                (k, consumers),
+                period,
+            )));
+            continue;
+        }
         let spec = ClientSpec {
             index: c,
             kind: options.workload,
@@ -236,7 +276,7 @@ async fn drive(
             node: nodes[k % n].clone(),
             period,
         };
-        clients.push(tokio::spawn(workload::client(Arc::clone(&shared), spec)));
+        clients.push(tokio::spawn(workload::client(shared, spec)));
     }
 
     // The schedule: interval normal, interval faulted, until the time limit.
@@ -310,19 +350,42 @@ async fn drive(
         "chaos: {:>6.1}s  producers stopped; draining",
         start.elapsed().as_secs_f64()
     );
-    let drained = workload::drain(
-        &shared,
-        &nodes,
-        workload::INVISIBLE + Duration::from_secs(5),
-        Duration::from_secs(120),
-    )
-    .await;
-    shared
-        .stop
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        let _ = tokio::time::timeout(Duration::from_secs(20), c).await;
-    }
+    let drained = match &remoting {
+        None => {
+            let drained = workload::drain(
+                &shared,
+                &nodes,
+                workload::INVISIBLE + Duration::from_secs(5),
+                Duration::from_secs(120),
+            )
+            .await;
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            for c in clients {
+                let _ = tokio::time::timeout(Duration::from_secs(20), c).await;
+            }
+            drained
+        }
+        Some(setup) => {
+            // Pull consumers stop with the producers; the drain starts from the offsets they
+            // committed, as a consumer taking over their queues would.
+            for c in clients {
+                let _ = tokio::time::timeout(Duration::from_secs(30), c).await;
+            }
+            let drained = remoting_workload::drain(
+                &shared,
+                setup,
+                Duration::from_secs(5),
+                Duration::from_secs(120),
+            )
+            .await;
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            drained
+        }
+    };
     println!(
         "chaos: {:>6.1}s  drain {}",
         start.elapsed().as_secs_f64(),
@@ -380,6 +443,32 @@ async fn drive(
         dir.join("results.json").display()
     );
     Ok(valid)
+}
+
+/// The NameServer's address and the nodes' names, after the workload's topic is routed.
+async fn remoting_setup(cluster: &Cluster) -> anyhow::Result<remoting_workload::Setup> {
+    let namesrv = cluster
+        .namesrv_addr
+        .clone()
+        .context("--protocol remoting without a NameServer")?;
+    let node_ids = cluster
+        .nodes
+        .iter()
+        .map(|node| (node.client_addr.to_string(), node.id.clone()))
+        .collect();
+    let setup = remoting_workload::Setup {
+        namesrv,
+        node_ids: Arc::new(node_ids),
+    };
+    let route = remoting_workload::prepare(&setup, Duration::from_secs(60)).await?;
+    println!(
+        "chaos: topic {} routed by the NameServer {}: master {:?}, {} queues",
+        workload::TOPIC,
+        setup.namesrv,
+        route.master,
+        route.queues
+    );
+    Ok(setup)
 }
 
 async fn wait_leader(cluster: &Cluster, timeout: Duration) -> Option<usize> {

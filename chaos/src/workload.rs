@@ -46,7 +46,7 @@ pub struct Shared {
     /// The history.
     pub recorder: Arc<Recorder>,
     /// Next unique value.
-    next_value: AtomicU64,
+    pub(crate) next_value: AtomicU64,
     /// Producers stop when set.
     pub stop_producing: AtomicBool,
     /// Everyone stops when set.

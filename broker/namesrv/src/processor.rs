@@ -156,6 +156,7 @@ fn register_broker(
         heartbeat_timeout,
         topics,
         connection,
+        term: request.parsed_opt("raftTerm", "a Raft term")?,
     };
     let registered = registry
         .register(registration, now)

@@ -47,6 +47,10 @@ pub struct Registration {
     pub ha_server_addr: String,
     /// `heartbeatTimeoutMillis`, or [`HEARTBEAT_TIMEOUT_DEFAULT`].
     pub heartbeat_timeout: Duration,
+    /// `raftTerm` (RaftMQ brokers): the Raft term in which a master registers. A master of an
+    /// older term never takes the slot of one of a newer term (a leader cut off by a partition
+    /// still believes it leads until it hears of the new one).
+    pub term: Option<u64>,
     /// The topic table; `None` (an empty body) keeps the one registered before.
     pub topics: Option<TopicConfigSerializeWrapper>,
     /// The connection it came over.
@@ -72,6 +76,23 @@ pub enum RegisterError {
         addr: String,
         /// How many are registered.
         count: usize,
+    },
+    /// A master registration of an older Raft term than the group's current master.
+    #[error(
+        "{addr} registers as master of {broker_name} in term {term}, but {master} is its \
+         master in term {master_term}: refused (a stale leader)"
+    )]
+    StaleMaster {
+        /// The group.
+        broker_name: String,
+        /// The refused address.
+        addr: String,
+        /// Its term.
+        term: u64,
+        /// The current master.
+        master: String,
+        /// The current master's term.
+        master_term: u64,
     },
 }
 
@@ -100,6 +121,7 @@ struct Node {
     last_seen: Instant,
     heartbeat_timeout: Duration,
     connection: ConnectionId,
+    term: Option<u64>,
 }
 
 /// A group as derived from its nodes.
@@ -173,12 +195,16 @@ impl Registry {
             heartbeat_timeout,
             topics,
             connection,
+            term,
         } = registration;
         if !self.nodes.contains_key(&broker_addr) && self.nodes.len() >= BROKERS_MAX {
             return Err(RegisterError::Full {
                 addr: broker_addr,
                 count: self.nodes.len(),
             });
+        }
+        if broker_id == MASTER_ID {
+            self.refuse_stale_master(&broker_name, &broker_addr, term)?;
         }
         self.evict_slot_holder(&broker_name, broker_id, &broker_addr);
         let previous = self.nodes.remove(&broker_addr);
@@ -206,6 +232,7 @@ impl Registry {
             last_seen: now,
             heartbeat_timeout,
             connection,
+            term,
         };
         self.nodes.insert(broker_addr, node);
         debug_assert!(
@@ -213,6 +240,32 @@ impl Registry {
             "two nodes of {broker_name} share an id: {self:?}"
         );
         Ok(self.master_of(&broker_name))
+    }
+
+    /// Refuses a master registration whose term is older than the current master's (both
+    /// known).
+    fn refuse_stale_master(
+        &self,
+        broker_name: &str,
+        broker_addr: &str,
+        term: Option<u64>,
+    ) -> Result<(), RegisterError> {
+        let Some(term) = term else { return Ok(()) };
+        let current = self.nodes.iter().find(|(addr, n)| {
+            n.broker_name == broker_name && n.broker_id == MASTER_ID && addr.as_str() != broker_addr
+        });
+        match current {
+            Some((master, n)) if n.term.is_some_and(|t| t > term) => {
+                Err(RegisterError::StaleMaster {
+                    broker_name: broker_name.to_string(),
+                    addr: broker_addr.to_string(),
+                    term,
+                    master: master.clone(),
+                    master_term: n.term.unwrap_or_default(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes whichever other address holds `broker_id` in `broker_name`.

@@ -114,14 +114,11 @@ impl RemotingClient {
         let code = request.code;
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(opaque, tx);
-        if self.closed.load(Ordering::Acquire) {
-            // The reader may have ended before the insert and will never answer it.
+        // Checked after the waiter is in: a close from now on drops it (rx fails at once),
+        // and one before it is seen here.
+        if self.closed.load(Ordering::Acquire) || self.outbox.send(request).await.is_err() {
             lock(&self.pending).remove(&opaque);
-            return Err(self.closed());
-        }
-        if self.outbox.send(request).await.is_err() {
-            lock(&self.pending).remove(&opaque);
-            return Err(self.closed());
+            return Err(self.not_sent());
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
@@ -164,7 +161,10 @@ impl RemotingClient {
     pub async fn oneway(&self, mut request: RemotingCommand) -> Result<(), RemotingError> {
         request.mark_oneway();
         request.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
-        self.outbox.send(request).await.map_err(|_| self.closed())
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.not_sent());
+        }
+        self.outbox.send(request).await.map_err(|_| self.not_sent())
     }
 
     /// Whether the connection is still up (its writer still runs).
@@ -174,6 +174,12 @@ impl RemotingClient {
 
     fn closed(&self) -> RemotingError {
         RemotingError::Closed {
+            addr: self.addr.clone(),
+        }
+    }
+
+    fn not_sent(&self) -> RemotingError {
+        RemotingError::NotSent {
             addr: self.addr.clone(),
         }
     }
@@ -279,7 +285,7 @@ mod tests {
             )
             .await
             .expect_err("closed");
-        assert!(matches!(err, RemotingError::Closed { .. }), "{err}");
+        assert!(matches!(err, RemotingError::NotSent { .. }), "{err}");
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "not after the timeout"

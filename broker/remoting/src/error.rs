@@ -47,9 +47,16 @@ pub enum RemotingError {
         /// The peer.
         addr: String,
     },
-    /// The connection closed with the request in flight.
+    /// The connection closed with the request in flight: it may have reached the peer.
     #[error("connection to {addr} closed")]
     Closed {
+        /// The peer.
+        addr: String,
+    },
+    /// The connection was closed before the request was sent: it certainly did not reach
+    /// the peer.
+    #[error("connection to {addr} is closed: not sent")]
+    NotSent {
         /// The peer.
         addr: String,
     },

@@ -160,7 +160,7 @@ impl Remoting {
             }
             rq::CONSUMER_SEND_MSG_BACK => send::send_back(&inner.service, r).await,
             rq::PULL_MESSAGE => pull::pull(&inner.service, &inner.clients, r).await,
-            rq::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(&inner.service, r),
+            rq::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(&inner.service, r).await,
             rq::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(&inner.service, r).await,
             rq::GET_MAX_OFFSET => offset::max_offset(&inner.service, r),
             rq::GET_MIN_OFFSET => offset::min_offset(&inner.service, r),

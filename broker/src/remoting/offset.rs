@@ -20,9 +20,9 @@ fn group_topic_queue(r: &RemotingCommand) -> Result<(&str, &str, u32), super::Re
 /// its first message starts there (offset 0), as RocketMQ answers a group's first boot while
 /// the queue's head is in memory; otherwise QUERY_NOT_FOUND lets the client apply its
 /// `consumeFromWhere`.
-pub(super) fn query_consumer_offset(service: &BrokerService, r: &RemotingCommand) -> Answer {
+pub(super) async fn query_consumer_offset(service: &BrokerService, r: &RemotingCommand) -> Answer {
     let (group, topic, queue) = group_topic_queue(r)?;
-    let offset = match service.consumer_offset(group, topic, queue)? {
+    let offset = match service.consumer_offset(group, topic, queue).await? {
         Some(o) => Some(o),
         None => service
             .queue_bounds_of(topic, queue)

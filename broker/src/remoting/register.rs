@@ -74,11 +74,18 @@ impl Registrar {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Registration {
     broker_id: u64,
+    /// The Raft term this node is in: a NameServer refuses a master of an older term than
+    /// the master it has (a leader cut off by a partition still believes it leads).
+    term: u64,
     topics: BTreeMap<String, u32>,
 }
 
 fn registration(service: &BrokerService, node_number: u64) -> Registration {
-    let leader = service.store().node().role().borrow().role == Role::Leader;
+    let (leader, term) = {
+        let role = service.store().node().role();
+        let r = role.borrow();
+        (r.role == Role::Leader, r.term)
+    };
     let mut topics: BTreeMap<String, u32> = service.topics().into_iter().collect();
     if let Some(queues) = service.store().state().config().auto_create_queues() {
         topics
@@ -87,6 +94,7 @@ fn registration(service: &BrokerService, node_number: u64) -> Registration {
     }
     Registration {
         broker_id: if leader { MASTER_ID } else { node_number + 1 },
+        term,
         topics,
     }
 }
@@ -192,6 +200,7 @@ fn register_request(config: &RegisterConfig, r: &Registration, version: u64) -> 
     let mut fields = header(config, r.broker_id);
     fields.insert("haServerAddr".into(), config.ha_addr.clone());
     fields.insert("compressed".into(), "false".into());
+    fields.insert("raftTerm".into(), r.term.to_string());
     fields.insert(
         "heartbeatTimeoutMillis".into(),
         HEARTBEAT_TIMEOUT_MS.to_string(),

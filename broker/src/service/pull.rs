@@ -47,12 +47,13 @@ pub struct PullRequest {
 pub enum PullStatus {
     /// Messages are returned.
     Found,
-    /// Nothing at the offset yet (the offset is the queue's end, or the next message is not
-    /// due yet).
+    /// Nothing at the offset yet (the offset is the queue's end or past this node's end, or
+    /// the next message is not due yet).
     NoNewMessage,
     /// Messages were there but the filter took none: pull again at `next_offset`.
     NoMatch,
-    /// The offset is outside the queue: start again at `next_offset`.
+    /// The offset is below the queue's min offset (retention trimmed it): start again at
+    /// `next_offset`.
     OffsetMoved,
 }
 
@@ -124,13 +125,17 @@ impl BrokerService {
             next_offset,
             bounds,
         };
-        if r.offset < bounds.min || r.offset > bounds.next {
-            let next = if r.offset < bounds.min {
-                bounds.min
-            } else {
-                bounds.next
-            };
-            return Ok(answer(PullStatus::OffsetMoved, next, Vec::new()));
+        if r.offset < bounds.min {
+            // Retention moved past it (the min offset only grows, and every replica trims
+            // alike): the consumer skips ahead.
+            return Ok(answer(PullStatus::OffsetMoved, bounds.min, Vec::new()));
+        }
+        if r.offset > bounds.next {
+            // Past this node's end: the node may lag (a follower, a leader cut off by a
+            // partition) behind offsets the group already consumed elsewhere. Never move a
+            // consumer back: nothing here yet, ask again at the same offset (RocketMQ's
+            // `offsetCheckInSlave=false`).
+            return Ok(answer(PullStatus::NoNewMessage, r.offset, Vec::new()));
         }
         let now = now_ms();
         let mut messages = Vec::new();
@@ -184,10 +189,13 @@ impl BrokerService {
     }
 
     /// `group`'s committed offset in (topic, queue); `None` when it never committed one there.
+    /// Linearizable: it includes every commit acknowledged before the call, on whichever node
+    /// (a barrier through the log first), so a consumer that starts here never rewinds past
+    /// what it committed elsewhere.
     ///
     /// # Errors
-    /// A bad name.
-    pub fn consumer_offset(
+    /// A bad name; the barrier failed (no quorum reachable).
+    pub async fn consumer_offset(
         &self,
         group: &str,
         topic: &str,
@@ -195,6 +203,7 @@ impl BrokerService {
     ) -> Result<Option<u64>, ServiceError> {
         check_group("consumerGroup", group)?;
         check_topic("topic", topic)?;
+        self.store.barrier().await?;
         Ok(self.store.consumer_offset(group, topic, queue))
     }
 

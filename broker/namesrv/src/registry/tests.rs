@@ -25,6 +25,7 @@ fn registration(group: &str, addr: &str, id: u64, connection: u64) -> Registrati
         heartbeat_timeout: HEARTBEAT_TIMEOUT_DEFAULT,
         topics: topics(&[("TopicTest", 4)]),
         connection: ConnectionId(connection),
+        term: None,
     }
 }
 
@@ -345,4 +346,47 @@ fn registrations_beyond_the_limit_are_refused_but_heartbeats_are_not() {
     registry
         .register(registration("g0", "10.1.0.0:1", 0, 1), now)
         .expect("a registered address may still heartbeat");
+}
+
+#[test]
+fn a_stale_leader_of_an_older_term_cannot_take_back_the_master_slot() {
+    let now = Instant::now();
+    let mut registry = Registry::default();
+    let at = |addr: &str, id: u64, conn: u64, term: u64| Registration {
+        term: Some(term),
+        ..registration("broker-a", addr, id, conn)
+    };
+    registry
+        .register(at("10.0.0.10:10911", 0, 10, 3), now)
+        .expect("the first leader");
+    // A new leader of term 5 takes the slot; the old one (still believing it leads, term 3)
+    // re-registers as master after the partition heals and is refused.
+    registry
+        .register(at("10.0.0.11:10911", 0, 11, 5), now)
+        .expect("the new leader");
+    let err = registry
+        .register(at("10.0.0.10:10911", 0, 10, 3), now)
+        .expect_err("stale");
+    assert!(
+        matches!(
+            err,
+            RegisterError::StaleMaster {
+                term: 3,
+                master_term: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let route = registry.route("TopicTest").expect("routed");
+    assert_eq!(addrs(&route, "broker-a"), pairs(&[(0, "10.0.0.11:10911")]));
+    // Once it learns of the new term it registers as a slave, and a later term may lead.
+    registry
+        .register(at("10.0.0.10:10911", 1, 10, 5), now)
+        .expect("as slave");
+    registry
+        .register(at("10.0.0.10:10911", 0, 10, 6), now)
+        .expect("a newer term leads");
+    let route = registry.route("TopicTest").expect("routed");
+    assert_eq!(addrs(&route, "broker-a"), pairs(&[(0, "10.0.0.10:10911")]));
 }
