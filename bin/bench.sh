@@ -19,7 +19,9 @@
 #   WORKLOADS   space-separated subset of: pub-1k-async pub-128-async pub-1k-c1 pub-1k-sync
 #               consume-1k pub-1k-async-b16 (16 messages per SendMessage: the protocol allows
 #               it, the SDKs do not do it; shows the broker without per-request overhead)
-#               consume-1k (default: all)
+#               consume-1k (default: these), and the same over RocketMQ 4.x remoting instead of
+#               gRPC (mqbench --protocol remoting: SEND_MESSAGE_V2, PULL_MESSAGE + offset commits):
+#               pub-1k-async-rm pub-128-async-rm pub-1k-c1-rm consume-1k-rm
 #   BENCH_OUT   where JSON reports and logs go (default target/bench/<UTC time>)
 #   RAFTMQ_BIN  the binaries (default target/release; built here with cargo unless set)
 set -euo pipefail
@@ -30,8 +32,10 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-2}
 IDLE_S=${IDLE_S:-3}
-ALL_WORKLOADS="pub-1k-async pub-128-async pub-1k-c1 pub-1k-sync consume-1k pub-1k-async-b16"
-WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
+DEFAULT_WORKLOADS="pub-1k-async pub-128-async pub-1k-c1 pub-1k-sync consume-1k pub-1k-async-b16"
+REMOTING_WORKLOADS="pub-1k-async-rm pub-128-async-rm pub-1k-c1-rm consume-1k-rm"
+ALL_WORKLOADS="$DEFAULT_WORKLOADS $REMOTING_WORKLOADS"
+WORKLOADS=${WORKLOADS:-$DEFAULT_WORKLOADS}
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN_GIVEN=${RAFTMQ_BIN:-}
 BIN=${RAFTMQ_BIN:-$ROOT/target/release}
@@ -134,23 +138,24 @@ mqbench() { # name args...
 PRODUCE=(producer -t BenchmarkTest -q 8 --warmup "$WARMUP" --duration "$DURATION")
 
 run_workload() { # name run
-  local name=$1 run=$2 policy=ASYNC_FLUSH
+  local name=$1 run=$2 policy=ASYNC_FLUSH proto=()
+  case "$name" in *-rm) proto=(--protocol remoting) ;; esac
   [ "$name" = pub-1k-sync ] && policy=SYNC_FLUSH
   group_start "$policy"
   sleep "$IDLE_S"
   rss_json >>"$OUT/idle-rss.jsonl"
   say "$name run $run/$RUNS ($policy, group pids $PIDS)"
   case "$name" in
-    pub-1k-async | pub-1k-sync) mqbench "$name" "${PRODUCE[@]}" -s 1024 --connections 4 --inflight 64 >/dev/null || true ;;
-    pub-128-async) mqbench "$name" "${PRODUCE[@]}" -s 128 --connections 4 --inflight 64 >/dev/null || true ;;
-    pub-1k-c1) mqbench "$name" "${PRODUCE[@]}" -s 1024 --connections 1 --inflight 1 >/dev/null || true ;;
+    pub-1k-async | pub-1k-sync | pub-1k-async-rm) mqbench "$name" "${PRODUCE[@]}" "${proto[@]}" -s 1024 --connections 4 --inflight 64 >/dev/null || true ;;
+    pub-128-async | pub-128-async-rm) mqbench "$name" "${PRODUCE[@]}" "${proto[@]}" -s 128 --connections 4 --inflight 64 >/dev/null || true ;;
+    pub-1k-c1 | pub-1k-c1-rm) mqbench "$name" "${PRODUCE[@]}" "${proto[@]}" -s 1024 --connections 1 --inflight 1 >/dev/null || true ;;
     pub-1k-async-b16) mqbench "$name" "${PRODUCE[@]}" -s 1024 --connections 4 --inflight 8 --batch 16 >/dev/null || true ;;
-    consume-1k)
+    consume-1k | consume-1k-rm)
       # Fill the topic for DURATION seconds, then consume all of it (capped at 4 × DURATION).
       local fill count
-      if fill=$(mqbench consume-1k-fill "${PRODUCE[@]}" -s 1024 --connections 4 --inflight 64); then
+      if fill=$(mqbench "$name-fill" "${PRODUCE[@]}" "${proto[@]}" -s 1024 --connections 4 --inflight 64); then
         count=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ok"])' "$fill")
-        mqbench "$name" consumer -t BenchmarkTest -g BenchmarkConsumer --connections 4 --inflight 4 \
+        mqbench "$name" consumer "${proto[@]}" -t BenchmarkTest -g BenchmarkConsumer --connections 4 --inflight 4 \
           --batch 32 --count "$count" --duration $((DURATION * 4)) >/dev/null || true
       fi
       ;;
@@ -186,6 +191,10 @@ LABEL = {
     "pub-1k-sync": ("publish 1 KiB, 4×64, SYNC_FLUSH", "≥ 50,000 msgs/s"),
     "consume-1k": ("consume 1 KiB (batch 32, 4×4)", "≥ 300,000 msgs/s"),
     "pub-1k-async-b16": ("publish 1 KiB, 4×8 requests of 16 messages, ASYNC_FLUSH", "(reference: no SDK sends batches)"),
+    "pub-1k-async-rm": ("remoting: publish 1 KiB, 4×64, ASYNC_FLUSH", "(4.x protocol)"),
+    "pub-128-async-rm": ("remoting: publish 128 B, 4×64, ASYNC_FLUSH", "(4.x protocol)"),
+    "pub-1k-c1-rm": ("remoting: publish 1 KiB, concurrency 1", "(4.x protocol)"),
+    "consume-1k-rm": ("remoting: consume 1 KiB (pull 32)", "(4.x protocol)"),
 }
 
 def load(path):

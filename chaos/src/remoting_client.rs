@@ -15,7 +15,7 @@ use bytes::Buf;
 use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::ext_fields as fields;
 use raftmq_remoting::route::{MASTER_ID, TopicRouteData};
-use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, RemotingError};
+use raftmq_remoting::{RemotingClient, RemotingCommand, RemotingError};
 
 use crate::client::Outcome;
 
@@ -507,7 +507,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!c.is_open());
         let started = std::time::Instant::now();
-        let request = RemotingCommand::request(rq::SEND_MESSAGE_V2, ExtFields::new());
+        let request = RemotingCommand::request(rq::SEND_MESSAGE_V2, raftmq_remoting::ExtFields::new());
         let e = c.invoke(request, Duration::from_secs(5)).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1), "{e}");
         assert!(matches!(e, RemotingError::NotSent { .. }), "{e}");
