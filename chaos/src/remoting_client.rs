@@ -507,7 +507,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!c.is_open());
         let started = std::time::Instant::now();
-        let request = RemotingCommand::request(rq::SEND_MESSAGE_V2, raftmq_remoting::ExtFields::new());
+        let request =
+            RemotingCommand::request(rq::SEND_MESSAGE_V2, raftmq_remoting::ExtFields::new());
         let e = c.invoke(request, Duration::from_secs(5)).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1), "{e}");
         assert!(matches!(e, RemotingError::NotSent { .. }), "{e}");
