@@ -70,7 +70,7 @@ impl RaftLogNode {
         }
         let config = Arc::new(config);
         let (listener, local_addr) = bind(&config).await?;
-        let store = LogStore::open(config.store.clone())?;
+        let store = open_store(&config).await?;
         // One channel per peer, for replication and forwarded proposals alike.
         let channels = PeerChannels::new(config.heartbeat_interval_ms);
         let engine =
@@ -391,6 +391,25 @@ const TAIL_READ_BYTES_MAX: usize = 4 << 20;
 /// How long a start waits for its replication port while something else holds it (see
 /// [`crate::net`]: a peer's self-connection, or the sockets of the process it replaces).
 const BIND_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a start waits for the store's lock while something else holds it: a node restarted
+/// in the same process right after `shutdown` finds its previous instance's last tasks letting
+/// go within milliseconds, and a second process holding the store is refused after this.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Opens the store, waiting up to [`LOCK_PATIENCE`] for a lock held by someone else.
+async fn open_store(config: &Config) -> Result<LogStore> {
+    let deadline = tokio::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match LogStore::open(config.store.clone()) {
+            Err(crate::error::StoreError::Locked { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
 
 impl CommittedEntries {
     /// The next committed application entry; waits for one.

@@ -114,3 +114,27 @@ async fn propose_when_leader(node: &RaftLogNode, bodies: Vec<bytes::Bytes>) -> V
         }
     }
 }
+
+/// A start while something else still holds the store (the last tasks of an instance shut
+/// down a moment ago) waits for the lock instead of failing with `Locked`. Method: hold the
+/// store open, release it 300 ms into a start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_a_store_lock_that_is_released_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = Config::new("g", &format!("n0-{addr}"), "n0", dir.path()).unwrap();
+    let held = raft_log::store::LogStore::open(config.store.clone()).unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let node = RaftLogNode::start(config).await.expect("starts once the lock is free");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited for the lock: {:?}",
+        started.elapsed()
+    );
+    release.await.unwrap();
+    node.shutdown().await.unwrap();
+}
