@@ -129,7 +129,9 @@ async fn a_start_waits_for_a_store_lock_that_is_released_soon() {
         drop(held);
     });
     let started = std::time::Instant::now();
-    let node = RaftLogNode::start(config).await.expect("starts once the lock is free");
+    let node = RaftLogNode::start(config)
+        .await
+        .expect("starts once the lock is free");
     assert!(
         started.elapsed() >= Duration::from_millis(250),
         "it waited for the lock: {:?}",
