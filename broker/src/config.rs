@@ -647,6 +647,13 @@ impl BrokerConfig {
             .collect()
     }
 
+    /// This broker's client address, `brokerIP1:listenPort` (127.0.0.1 without `brokerIP1`):
+    /// what it registers at the NameServers and stamps as the store host of its messages.
+    pub fn client_addr(&self) -> String {
+        let host = self.broker_ip1.as_deref().unwrap_or("127.0.0.1");
+        format!("{host}:{}", self.listen_port)
+    }
+
     /// The NameServer addresses of `namesrvAddr`, in order (empty without it).
     pub fn namesrv_addrs(&self) -> Vec<String> {
         self.namesrv_addr

@@ -1,9 +1,9 @@
-//! The broker's client listener: accepted TCP connections as the gRPC server should see them.
+//! The broker's client listener: accepted TCP connections, told apart by protocol.
 //!
 //! Each connection gets TCP_NODELAY (small replies such as acks and receipts must not wait for
-//! Nagle; tonic ignores its own TCP settings for a listener it did not create) and is wrapped in
-//! [`ClientStream`], which repairs the `:authority` of SDKs given several addresses (see
-//! [`authority`]).
+//! Nagle; tonic ignores its own TCP settings for a listener it did not create). A remoting
+//! connection goes to [`crate::remoting`]; a gRPC one is wrapped in [`ClientStream`], which
+//! repairs the `:authority` of SDKs given several addresses (see [`authority`]).
 
 pub mod authority;
 
@@ -15,23 +15,12 @@ use bytes::BytesMut;
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt as _;
 use tonic::transport::server::Connected;
 
 use authority::Rewriter;
 
 /// How much is read from the socket at a time while a connection is inspected or transcoded.
 const READ_CHUNK_LEN: usize = 16 * 1024;
-
-/// The accepted connections of `listener`, each with TCP_NODELAY and wrapped in
-/// [`ClientStream`]; ready for `tonic::transport::Server::serve_with_incoming`.
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<ClientStream<TcpStream>>> {
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let stream = conn?;
-        set_nodelay(&stream);
-        Ok(ClientStream::new(stream))
-    })
-}
 
 fn set_nodelay(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -47,8 +36,9 @@ const FIRST_BYTE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 /// Classified gRPC connections waiting for the server.
 const GRPC_BACKLOG: usize = 1024;
 
-/// Like [`incoming`], but a connection that starts with a remoting frame is served by
-/// `remoting` instead; only gRPC connections are yielded. Each connection is classified in its
+/// The accepted connections of `listener`, each with TCP_NODELAY: one that starts with a
+/// remoting frame is served by `remoting`; the gRPC ones are yielded wrapped in
+/// [`ClientStream`], ready for `tonic::transport::Server::serve_with_incoming`. Each connection is classified in its
 /// own task, so a silent one does not hold up the others.
 pub fn incoming_with_remoting(
     listener: TcpListener,

@@ -83,12 +83,11 @@ pub struct Broker {
 
 /// Where this node registers at the NameServers, from broker.conf.
 fn register_config(config: &BrokerConfig, namesrv_addrs: Vec<String>) -> RegisterConfig {
-    let host = config.broker_ip1.as_deref().unwrap_or("127.0.0.1");
     RegisterConfig {
         namesrv_addrs,
         cluster_name: config.broker_cluster_name.clone(),
         broker_name: config.broker_name.clone(),
-        broker_addr: format!("{host}:{}", config.listen_port),
+        broker_addr: config.client_addr(),
         ha_addr: config.raft_log.self_addr().to_string(),
         node_number: config.raft_log.node_id(),
         period: REGISTER_PERIOD,

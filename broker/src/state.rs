@@ -195,7 +195,20 @@ pub enum StateError {
 }
 
 /// Per message of a send: (queue, offset) or why it was not stored.
-pub type SendResults = Vec<Result<(u32, u64), ApplyError>>;
+pub type SendResults = Vec<Result<Placed, ApplyError>>;
+
+/// Where a sent message was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// Queue id.
+    pub queue: u32,
+    /// Offset in the queue.
+    pub offset: u64,
+    /// Log index of its Send entry.
+    pub index: u64,
+    /// Position of its record in the entry.
+    pub pos: u32,
+}
 
 /// What applying a command produced, for the proposer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -761,7 +774,12 @@ impl BrokerState {
                 .1
                 .push(unit);
             index_message(&mut self.index, m, &unit, queue, offset);
-            out.push(Ok((queue, offset)));
+            out.push(Ok(Placed {
+                queue,
+                offset,
+                index,
+                pos: unit.pos,
+            }));
         }
         for ((topic, queue), (from, units)) in writes {
             self.cq.write(&topic, queue, from, &units)?;
@@ -1249,7 +1267,13 @@ mod tests {
                 now_ms: now,
                 messages: ms,
             }) {
-                ApplyResult::Sent(r) => r.into_iter().map(Result::unwrap).collect(),
+                ApplyResult::Sent(r) => r
+                    .into_iter()
+                    .map(|p| {
+                        let p = p.unwrap();
+                        (p.queue, p.offset)
+                    })
+                    .collect(),
                 other => panic!("{other:?}"),
             }
         }

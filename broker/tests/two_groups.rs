@@ -35,7 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::service::now_ms;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::ext_fields as fields;
 use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, RemotingError};
@@ -603,29 +603,17 @@ impl Producer {
 // ---------------------------------------------------------------------------------------------
 // Reading back.
 
-/// (queue offset, topic, body) of each MessageExt record of a pull body (WIRE.md §4).
-fn decode_records(mut body: Bytes) -> Vec<(u64, String, String)> {
-    let mut out = Vec::new();
-    while body.has_remaining() {
-        let total = usize::try_from(body.get_i32()).unwrap();
-        assert!(
-            total >= 4 && total - 4 <= body.remaining(),
-            "bad totalSize {total}"
-        );
-        let mut r = body.split_to(total - 4);
-        r.advance(4 + 4 + 4 + 4); // magic, bodyCRC, queueId, flag
-        let queue_offset = u64::try_from(r.get_i64()).unwrap();
-        r.advance(8); // physicalOffset
-        let sys_flag = r.get_i32();
-        assert_eq!(sys_flag & 0x30, 0, "an IPv6 host in a 127.0.0.1 cluster");
-        r.advance(8 + 8 + 8 + 8 + 4 + 8); // born ts + host, store ts + host, reconsume, prepared
-        let body_len = usize::try_from(r.get_i32()).unwrap();
-        let message = String::from_utf8(r.split_to(body_len).to_vec()).unwrap();
-        let topic_len = usize::try_from(r.get_i8()).unwrap();
-        let topic = String::from_utf8(r.split_to(topic_len).to_vec()).unwrap();
-        out.push((queue_offset, topic, message));
-    }
-    out
+/// (queue offset, topic, body) of each MessageExt record of a pull body.
+fn decode_records(body: Bytes) -> Vec<(u64, String, String)> {
+    raftmq_remoting::message::decode_records(body)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.sys_flag & 0x30, 0, "an IPv6 host in a 127.0.0.1 cluster");
+            let offset = u64::try_from(r.queue_offset).unwrap();
+            (offset, r.topic, String::from_utf8(r.body.to_vec()).unwrap())
+        })
+        .collect()
 }
 
 /// Every record of `queue` below `end` at `addr`, by queue offset, pulled from offset 0.

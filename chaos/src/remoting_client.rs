@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Buf;
 use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::ext_fields as fields;
+use raftmq_remoting::message;
 use raftmq_remoting::route::{MASTER_ID, TopicRouteData};
 use raftmq_remoting::{RemotingClient, RemotingCommand, RemotingError};
 
@@ -27,10 +27,6 @@ const NAMESRV_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_TOPIC: &str = "TBW102";
 /// Records in one pull answer at most (what the 4.x clients ask for).
 pub const PULL_BATCH: u32 = 32;
-/// The MessageExt magic codes a pull body's records start with (v1, and v2 with a 4-byte
-/// topic length).
-const MAGIC_V1: i32 = -626_843_481;
-const MAGIC_V2: i32 = -626_843_477;
 
 /// Whether a send answered with `code` and `remark` was certainly not written. Read from
 /// `broker/src/remoting/mod.rs` (`service_code`) and the store:
@@ -404,54 +400,21 @@ impl Remoting {
 /// that is not a decimal number is skipped with a warning).
 ///
 /// # Errors
-/// A record that does not frame (bad size or magic).
+/// A record that does not frame.
 pub fn decode_values(body: &[u8]) -> anyhow::Result<Vec<u64>> {
-    let mut values = Vec::new();
-    let mut rest = body;
-    // Bounded by the body: every record consumes at least its fixed header.
-    while !rest.is_empty() {
-        anyhow::ensure!(rest.len() >= 8, "truncated record header");
-        let size = usize::try_from((&rest[..4]).get_i32()).unwrap_or(0);
-        anyhow::ensure!(
-            size >= 8 && size <= rest.len(),
-            "record size {size} of {}",
-            rest.len()
-        );
-        let mut r = &rest[4..size];
-        rest = &rest[size..];
-        let magic = r.get_i32();
-        anyhow::ensure!(magic == MAGIC_V1 || magic == MAGIC_V2, "bad magic {magic}");
-        // bodyCRC, queueId, flag, queueOffset, physicalOffset
-        skip(&mut r, 4 + 4 + 4 + 8 + 8)?;
-        anyhow::ensure!(r.remaining() >= 4, "truncated sys flag");
-        let sys_flag = r.get_i32();
-        let born_host = if sys_flag & (1 << 4) != 0 { 20 } else { 8 };
-        let store_host = if sys_flag & (1 << 5) != 0 { 20 } else { 8 };
-        // bornTimestamp, bornHost, storeTimestamp, storeHost, reconsumeTimes, prepared offset
-        skip(&mut r, 8 + born_host + 8 + store_host + 4 + 8)?;
-        anyhow::ensure!(r.remaining() >= 4, "truncated body length");
-        let len = usize::try_from(r.get_i32()).unwrap_or(usize::MAX);
-        anyhow::ensure!(
-            len <= r.remaining(),
-            "body length {len} of {}",
-            r.remaining()
-        );
-        let text = &r[..len];
-        match std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            Some(v) => values.push(v),
-            None => tracing::warn!("a message not written by the harness: {text:?}"),
-        }
-    }
-    Ok(values)
-}
-
-fn skip(r: &mut &[u8], n: usize) -> anyhow::Result<()> {
-    anyhow::ensure!(r.remaining() >= n, "truncated record");
-    r.advance(n);
-    Ok(())
+    let records = message::decode_records(bytes::Bytes::copy_from_slice(body))?;
+    Ok(records
+        .iter()
+        .filter_map(|r| {
+            let value = std::str::from_utf8(&r.body)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            if value.is_none() {
+                tracing::warn!("a message not written by the harness: {:?}", r.body);
+            }
+            value
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -465,7 +428,7 @@ mod tests {
         let total =
             4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + body.len() + 1 + 1 + 2;
         out.put_i32(i32::try_from(total).unwrap());
-        out.put_i32(MAGIC_V1);
+        out.put_i32(-626_843_481); // MESSAGE_MAGIC_CODE
         out.put_i32(0);
         out.put_i32(3);
         out.put_i32(0);

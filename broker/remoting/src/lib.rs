@@ -6,6 +6,7 @@
 //! - [`code`]: request and response codes, with RocketMQ's names;
 //! - [`route`]: what the NameServer stores and serves (TopicRouteData, cluster info, broker
 //!   registration), as RocketMQ's JSON;
+//! - [`message`]: a decoder of the MessageExt records of pull and query answers;
 //! - [`RemotingClient`]: one connection with requests in flight matched by opaque.
 //!
 //! The crate knows nothing of the broker: the broker's remoting front end and `mqnamesrv` both
@@ -16,6 +17,7 @@ pub mod code;
 mod codec;
 mod command;
 mod error;
+pub mod message;
 pub mod route;
 
 pub use client::RemotingClient;

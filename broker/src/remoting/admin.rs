@@ -95,7 +95,9 @@ struct KvTable {
     table: BTreeMap<String, String>,
 }
 
-/// GET_BROKER_RUNTIME_INFO: the figures `mqadmin clusterList` shows, as RocketMQ's KVTable.
+/// GET_BROKER_RUNTIME_INFO: what this node knows of RocketMQ's runtime figures, as its
+/// KVTable: the version and the Raft view. The rates RaftMQ does not count yet (`putTps`,
+/// `getTransferedTps`, …) are left out rather than reported as 0.
 pub(super) fn runtime_info(service: &BrokerService, r: &RemotingCommand) -> RemotingCommand {
     let view = service.cluster();
     let me = view.nodes.iter().find(|n| n.is_self);
@@ -107,11 +109,6 @@ pub(super) fn runtime_info(service: &BrokerService, r: &RemotingCommand) -> Remo
         "brokerVersionDesc",
         format!("RaftMQ {}", env!("CARGO_PKG_VERSION")),
     );
-    put("brokerVersion", "435".into());
-    put("msgPutTotalTodayNow", "0".into());
-    put("msgGetTotalTodayNow", "0".into());
-    put("putTps", "0.0 0.0 0.0".into());
-    put("getTransferedTps", "0.0 0.0 0.0".into());
     if let Some(n) = me {
         put(
             "dLedgerRole",

@@ -284,6 +284,32 @@ mod tests {
         assert_eq!(body_crc(b"hello"), 0x3610_A686);
     }
 
+    #[test]
+    fn records_decode_with_the_clients_decoder() {
+        let mut m = StoredMessage::sample("TopicTest", "U1");
+        m.tag = Some("TagA".into());
+        m.body = Bytes::from_static(b"hello");
+        let mut out = BytesMut::new();
+        for (i, offset) in [(0u32, 5u64), (1, 6)] {
+            let at = RecordPlace {
+                queue: 2,
+                queue_offset: offset,
+                index: 9,
+                pos: 14 + i,
+                store_ms: 77,
+                reconsume_times: i,
+            };
+            put_message_ext(&mut out, &m, at, "127.0.0.1:30911");
+        }
+        let records = raftmq_remoting::message::decode_records(out.freeze()).expect("decodes");
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].queue_offset, 6);
+        assert_eq!(records[1].commit_log_offset, (9 << 24) | 15);
+        assert_eq!((records[1].store_ms, records[1].reconsume_times), (77, 1));
+        assert_eq!(records[0].body.as_ref(), b"hello");
+        assert_eq!(records[0].properties, properties_string(&m));
+    }
+
     fn batch_item(out: &mut BytesMut, body: &[u8], props: &str) {
         let total = 4 + 4 + 4 + 4 + 4 + body.len() + 2 + props.len();
         out.put_i32(i32::try_from(total).expect("small"));

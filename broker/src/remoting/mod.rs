@@ -231,8 +231,9 @@ fn service_code(e: &ServiceError) -> i32 {
         E::TopicNotAutoCreated { .. } | E::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
         E::Refused { source } => match source {
             ApplyError::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
-            ApplyError::QueueNotFound { .. } | ApplyError::QueueCount { .. } => rs::SYSTEM_ERROR,
-            ApplyError::InvalidHandle { .. } => rs::SYSTEM_ERROR,
+            ApplyError::QueueNotFound { .. }
+            | ApplyError::QueueCount { .. }
+            | ApplyError::InvalidHandle { .. } => rs::SYSTEM_ERROR,
         },
         E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
         E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,

@@ -12,8 +12,8 @@ use super::message_ext::{
 use super::{Answer, Connection, RequestError};
 use crate::command::MessageType;
 use crate::service::{
-    BrokerService, NewMessage, RECONSUME_TIME, SendBack, SendReceipt, ServiceError,
-    commit_log_offset, delay_of_level, now_ms, offset_msg_id,
+    BrokerService, NewMessage, RECONSUME_TIME, SendBack, SendReceipt, ServiceError, delay_of_level,
+    now_ms, offset_msg_id,
 };
 
 /// The v1 name of each send header field and its one-letter v2 name
@@ -113,7 +113,7 @@ pub(super) async fn send(
         .map(|item| new_message(&topic, queue, born_ms, reconsume_times, item, conn, now))
         .collect::<Result<Vec<_>, _>>()?;
     let results = service.send(messages).await?;
-    send_response(service, r, &topic, results)
+    send_response(service, r, results)
 }
 
 /// Send sys flag: the body is zlib-compressed (4.x producers compress bodies over 4 KiB).
@@ -231,7 +231,6 @@ fn generated_id(conn: &Connection, now: u64) -> String {
 fn send_response(
     service: &BrokerService,
     r: &RemotingCommand,
-    topic: &str,
     results: Vec<Result<SendReceipt, ServiceError>>,
 ) -> Answer {
     let receipts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -241,13 +240,7 @@ fn send_response(
     let host = &service.config().broker_addr;
     let ids: Vec<String> = receipts
         .iter()
-        .map(|rc| {
-            let offset = service
-                .store()
-                .unit_at(topic, rc.queue, rc.offset)
-                .map_or(0, |u| commit_log_offset(u.index, u.pos));
-            offset_msg_id(host, offset)
-        })
+        .map(|rc| offset_msg_id(host, rc.commit_log_offset))
         .collect();
     Ok(RemotingCommand::response_to(r, rs::SUCCESS)
         .with_field("msgId", ids.join(","))

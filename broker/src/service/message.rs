@@ -46,6 +46,9 @@ pub struct SendReceipt {
     pub queue: u32,
     /// Offset in the queue.
     pub offset: u64,
+    /// Its commit-log offset (`log index << 24 | record position`: RocketMQ's offset message
+    /// id names it); 0 when the send was answered before it was stored.
+    pub commit_log_offset: u64,
 }
 
 /// A message handed to a consumer.

@@ -83,10 +83,9 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// The service settings of a broker.conf.
     pub fn from_broker_config(config: &BrokerConfig) -> ServiceConfig {
-        let host = config.broker_ip1.as_deref().unwrap_or("127.0.0.1");
         ServiceConfig {
             broker_name: config.broker_name.clone(),
-            broker_addr: format!("{host}:{}", config.listen_port),
+            broker_addr: config.client_addr(),
             max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
             max_delivery_attempts: config.default_retry_max_times.saturating_add(1),
             store_dir: config.raft_log.store.dir.clone(),
@@ -271,6 +270,7 @@ impl BrokerService {
                 results[slot] = Ok(SendReceipt {
                     queue: 0,
                     offset: 0,
+                    commit_log_offset: 0,
                 });
             }
             return;
@@ -279,7 +279,11 @@ impl BrokerService {
             Ok(stored) => {
                 for (&slot, r) in slots.iter().zip(stored) {
                     results[slot] = r
-                        .map(|(queue, offset)| SendReceipt { queue, offset })
+                        .map(|p| SendReceipt {
+                            queue: p.queue,
+                            offset: p.offset,
+                            commit_log_offset: query::commit_log_offset(p.index, p.pos),
+                        })
                         .map_err(ServiceError::from);
                 }
             }

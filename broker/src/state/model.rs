@@ -192,7 +192,7 @@ impl Run {
                     panic!("{r:?}")
                 };
                 for sent in r {
-                    let (_, offset) = sent.unwrap();
+                    let offset = sent.unwrap().offset;
                     assert_eq!(offset, self.reference.msgs.len() as u64);
                     self.reference.msgs.push(Msg::Ready);
                 }

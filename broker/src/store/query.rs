@@ -171,15 +171,6 @@ impl MessageStore {
         Ok(Some((b, units)))
     }
 
-    /// The unit at `offset` of (topic, queue), if written.
-    pub fn unit_at(&self, topic: &str, queue: u32, offset: u64) -> Option<Unit> {
-        self.state()
-            .consume_queues()
-            .get(topic, queue, offset)
-            .ok()
-            .flatten()
-    }
-
     /// `group`'s committed offset in (topic, queue): `None` when it has none there.
     pub fn consumer_offset(&self, group: &str, topic: &str, queue: u32) -> Option<u64> {
         let progress = self.state().group_progress(group, topic)?;

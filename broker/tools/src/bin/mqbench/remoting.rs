@@ -25,10 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use raftmq_client::{AdminClient, check_admin, error_chain};
 use raftmq_remoting::code::{request as rq, response as rs};
-use raftmq_remoting::route::{ClusterInfo, MASTER_ID, TopicRouteData};
+use raftmq_remoting::message;
+use raftmq_remoting::route::{ClusterInfo, MASTER_ID, PERM_READ, PERM_WRITE, TopicRouteData};
 use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, RemotingError};
 
 use crate::connect::{SETUP_TIMEOUT, targets};
@@ -47,11 +48,6 @@ const PRODUCER_GROUP: &str = "mqbench_producer";
 /// subscription.
 const PULL_FLAG_SUSPEND: i32 = 1 << 1;
 const PULL_FLAG_SUBSCRIPTION: i32 = 1 << 2;
-/// Queue permissions of a created topic (RocketMQ's PermName: read | write).
-const PERM_READ_WRITE: u32 = 6;
-/// MessageExt sys flags: the born and store hosts are IPv6 (16-byte addresses).
-const SYS_FLAG_BORN_HOST_V6: i32 = 1 << 4;
-const SYS_FLAG_STORE_HOST_V6: i32 = 1 << 5;
 
 // ---- connections -------------------------------------------------------------------------------
 
@@ -199,7 +195,7 @@ async fn create_topic(addr: &str, topic: &str, queues: u32) -> anyhow::Result<()
             ("defaultTopic", "TBW102".to_string()),
             ("readQueueNums", queues.to_string()),
             ("writeQueueNums", queues.to_string()),
-            ("perm", PERM_READ_WRITE.to_string()),
+            ("perm", (PERM_READ | PERM_WRITE).to_string()),
             ("topicFilterType", "SINGLE_TAG".to_string()),
         ],
     );
@@ -638,57 +634,20 @@ impl Receiver for RemotingReceiver {
     }
 }
 
-/// The messages of a pull body: MessageExt records back to back (WIRE.md §4); only the born
-/// timestamp and the body length are kept.
-fn decode_records(mut body: &[u8]) -> Result<Vec<Pulled>, Failure> {
-    let malformed = |what: &str| Failure {
+/// The messages of a pull body (MessageExt records back to back): their born times and body
+/// lengths.
+fn decode_records(body: &Bytes) -> Result<Vec<Pulled>, Failure> {
+    let records = message::decode_records(body.clone()).map_err(|e| Failure {
         code: "MALFORMED_RECORD".to_string(),
-        message: what.to_string(),
-    };
-    let mut out = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 4 {
-            return Err(malformed("a record shorter than its size field"));
-        }
-        let total = usize::try_from(u32::from_be_bytes([body[0], body[1], body[2], body[3]]))
-            .unwrap_or(usize::MAX);
-        if total < 4 || total > body.len() {
-            return Err(malformed("a record size beyond the body"));
-        }
-        let (record, rest) = body.split_at(total);
-        body = rest;
-        out.push(decode_record(record).ok_or_else(|| malformed("a record cut short"))?);
-    }
-    Ok(out)
-}
-
-fn decode_record(mut r: &[u8]) -> Option<Pulled> {
-    // totalSize, magic, bodyCRC, queueId, flag, queueOffset, physicalOffset.
-    skip(&mut r, 4 + 4 + 4 + 4 + 4 + 8 + 8)?;
-    let sys_flag = take_i32(&mut r)?;
-    let born_ms = u64::try_from(take_i64(&mut r)?).unwrap_or(0);
-    let host_len = |v6: bool| if v6 { 16 + 4 } else { 4 + 4 };
-    skip(&mut r, host_len(sys_flag & SYS_FLAG_BORN_HOST_V6 != 0))?;
-    skip(&mut r, 8)?; // storeTimestamp
-    skip(&mut r, host_len(sys_flag & SYS_FLAG_STORE_HOST_V6 != 0))?;
-    skip(&mut r, 4 + 8)?; // reconsumeTimes, preparedTransactionOffset
-    let body_len = u64::try_from(take_i32(&mut r)?).ok()?;
-    if body_len > r.len() as u64 {
-        return None;
-    }
-    Some(Pulled { body_len, born_ms })
-}
-
-fn skip(r: &mut &[u8], n: usize) -> Option<()> {
-    (r.len() >= n).then(|| r.advance(n))
-}
-
-fn take_i32(r: &mut &[u8]) -> Option<i32> {
-    (r.len() >= 4).then(|| r.get_i32())
-}
-
-fn take_i64(r: &mut &[u8]) -> Option<i64> {
-    (r.len() >= 8).then(|| r.get_i64())
+        message: e.to_string(),
+    })?;
+    Ok(records
+        .into_iter()
+        .map(|r| Pulled {
+            body_len: r.body.len() as u64,
+            born_ms: u64::try_from(r.born_ms).unwrap_or(0),
+        })
+        .collect())
 }
 
 /// The group's read queues split between `--inflight` workers on each of `--connections`
@@ -790,7 +749,7 @@ mod tests {
     fn records_back_to_back_decode_to_their_bodies_and_born_times() {
         let mut body = record(1_000, b"hello");
         body.extend(record(2_000, b"RaftMQ!"));
-        let pulled = decode_records(&body).expect("decodes");
+        let pulled = decode_records(&Bytes::from(body)).expect("decodes");
         let got: Vec<(u64, u64)> = pulled.iter().map(|p| (p.born_ms, p.body_len)).collect();
         assert_eq!(got, [(1_000, 5), (2_000, 7)]);
     }
@@ -799,7 +758,7 @@ mod tests {
     fn a_cut_record_is_malformed() {
         let body = record(1_000, b"hello");
         for cut in [3, 20, body.len() - 1] {
-            let f = decode_records(&body[..cut]).expect_err("cut");
+            let f = decode_records(&Bytes::copy_from_slice(&body[..cut])).expect_err("cut");
             assert_eq!(f.code, "MALFORMED_RECORD", "cut at {cut}");
         }
     }
