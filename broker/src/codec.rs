@@ -91,10 +91,21 @@ impl Writer {
             None => self.u8(0),
         }
     }
+    /// The length of a list that follows.
+    pub(crate) fn count(&mut self, n: usize) -> &mut Self {
+        self.u32(u32::try_from(n).expect("list under 4 Gi items: bounded by the entry size"))
+    }
     pub(crate) fn strs(&mut self, v: &[String]) -> &mut Self {
-        self.u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+        self.count(v.len());
         for s in v {
             self.str(s);
+        }
+        self
+    }
+    pub(crate) fn u64s(&mut self, v: &[u64]) -> &mut Self {
+        self.count(v.len());
+        for n in v {
+            self.u64(*n);
         }
         self
     }
@@ -157,6 +168,13 @@ impl Reader {
             return Err(DecodeError::ListTooLong { count: n });
         }
         (0..n).map(|_| self.str()).collect()
+    }
+    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > self.buf.remaining() / 8 {
+            return Err(DecodeError::ListTooLong { count: n });
+        }
+        (0..n).map(|_| self.u64()).collect()
     }
     /// Bytes left.
     pub(crate) fn remaining(&self) -> usize {

@@ -76,6 +76,72 @@ pub struct StoredMessage {
     pub queue: Option<u32>,
 }
 
+impl Receive {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.now_ms)
+            .str(&self.group)
+            .str(&self.topic)
+            .strs(&self.tags)
+            .u32(self.batch)
+            .u64(self.invisible_ms)
+            .u32(self.max_attempts);
+    }
+
+    fn decode(r: &mut Reader) -> Result<Receive, DecodeError> {
+        Ok(Receive {
+            now_ms: r.u64()?,
+            group: r.str()?,
+            topic: r.str()?,
+            tags: r.strs()?,
+            batch: r.u32()?,
+            invisible_ms: r.u64()?,
+            max_attempts: r.u32()?,
+        })
+    }
+}
+
+/// A Send: the records, then, when any message carries the producer's queue choice, one u32
+/// per message ([`SEND_TO_QUEUES`]).
+fn encode_send(w: &mut Writer, now_ms: u64, messages: &[StoredMessage]) {
+    let queued = messages.iter().any(|m| m.queue.is_some());
+    w.u8(if queued { SEND_TO_QUEUES } else { SEND })
+        .u64(now_ms)
+        .count(messages.len());
+    for m in messages {
+        m.encode(w);
+    }
+    if queued {
+        for m in messages {
+            w.u32(m.queue.unwrap_or(NO_QUEUE));
+        }
+    }
+}
+
+fn decode_send(r: &mut Reader, queued: bool) -> Result<Command, DecodeError> {
+    let now_ms = r.u64()?;
+    let n = r.u32()? as usize;
+    let mut messages = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        messages.push(StoredMessage::decode(r)?);
+    }
+    if queued {
+        for m in &mut messages {
+            m.queue = Some(r.u32()?).filter(|&q| q != NO_QUEUE);
+        }
+    }
+    Ok(Command::Send { now_ms, messages })
+}
+
+fn decode_batch(r: &mut Reader) -> Result<Command, DecodeError> {
+    let n = r.u32()? as usize;
+    // Each command takes at least its kind byte: bound the allocation by the input.
+    let mut commands = Vec::with_capacity(n.min(r.remaining()));
+    for _ in 0..n {
+        commands.push(Command::decode_from(r, false)?);
+    }
+    Ok(Command::Batch(commands))
+}
+
 #[cfg(test)]
 impl StoredMessage {
     /// A plain message for tests: normal, no tag, keys or group, body `x`.
@@ -390,44 +456,14 @@ impl Command {
 
     fn encode_into(&self, w: &mut Writer) {
         match self {
-            Command::Send { now_ms, messages } => {
-                let queued = messages.iter().any(|m| m.queue.is_some());
-                w.u8(if queued { SEND_TO_QUEUES } else { SEND })
-                    .u64(*now_ms)
-                    .u32(u32::try_from(messages.len()).unwrap_or(u32::MAX));
-                for m in messages {
-                    m.encode(w);
-                }
-                if queued {
-                    for m in messages {
-                        w.u32(m.queue.unwrap_or(NO_QUEUE));
-                    }
-                }
-            }
+            Command::Send { now_ms, messages } => encode_send(w, *now_ms, messages),
             Command::UpdateTopic { topic, queues } => {
                 w.u8(UPDATE_TOPIC).str(topic).u32(*queues);
             }
             Command::DeleteTopic { topic } => {
                 w.u8(DELETE_TOPIC).str(topic);
             }
-            Command::Receive(Receive {
-                now_ms,
-                group,
-                topic,
-                tags,
-                batch,
-                invisible_ms,
-                max_attempts,
-            }) => {
-                w.u8(RECEIVE)
-                    .u64(*now_ms)
-                    .str(group)
-                    .str(topic)
-                    .strs(tags)
-                    .u32(*batch)
-                    .u64(*invisible_ms)
-                    .u32(*max_attempts);
-            }
+            Command::Receive(receive) => receive.encode(w.u8(RECEIVE)),
             Command::Ack {
                 group,
                 topic,
@@ -464,13 +500,7 @@ impl Command {
                 topic,
                 offsets,
             } => {
-                w.u8(RESET_OFFSET)
-                    .str(group)
-                    .str(topic)
-                    .u32(u32::try_from(offsets.len()).unwrap_or(u32::MAX));
-                for o in offsets {
-                    w.u64(*o);
-                }
+                w.u8(RESET_OFFSET).str(group).str(topic).u64s(offsets);
             }
             Command::CommitOffset {
                 group,
@@ -488,8 +518,7 @@ impl Command {
                 w.u8(BARRIER);
             }
             Command::Batch(commands) => {
-                w.u8(BATCH)
-                    .u32(u32::try_from(commands.len()).unwrap_or(u32::MAX));
+                w.u8(BATCH).count(commands.len());
                 for c in commands {
                     c.encode_into(w);
                 }
@@ -515,34 +544,13 @@ impl Command {
     /// One command; a Batch only at the top (`batch_allowed`).
     fn decode_from(r: &mut Reader, batch_allowed: bool) -> Result<Command, DecodeError> {
         let cmd = match r.u8()? {
-            kind @ (SEND | SEND_TO_QUEUES) => {
-                let now_ms = r.u64()?;
-                let n = r.u32()? as usize;
-                let mut messages = Vec::with_capacity(n.min(4096));
-                for _ in 0..n {
-                    messages.push(StoredMessage::decode(r)?);
-                }
-                if kind == SEND_TO_QUEUES {
-                    for m in &mut messages {
-                        m.queue = Some(r.u32()?).filter(|&q| q != NO_QUEUE);
-                    }
-                }
-                Command::Send { now_ms, messages }
-            }
+            kind @ (SEND | SEND_TO_QUEUES) => decode_send(r, kind == SEND_TO_QUEUES)?,
             UPDATE_TOPIC => Command::UpdateTopic {
                 topic: r.str()?,
                 queues: r.u32()?,
             },
             DELETE_TOPIC => Command::DeleteTopic { topic: r.str()? },
-            RECEIVE => Command::Receive(Receive {
-                now_ms: r.u64()?,
-                group: r.str()?,
-                topic: r.str()?,
-                tags: r.strs()?,
-                batch: r.u32()?,
-                invisible_ms: r.u64()?,
-                max_attempts: r.u32()?,
-            }),
+            RECEIVE => Command::Receive(Receive::decode(r)?),
             ACK => Command::Ack {
                 group: r.str()?,
                 topic: r.str()?,
@@ -561,20 +569,11 @@ impl Command {
                 handle: r.str()?,
             },
             TRIM => Command::Trim { upto: r.u64()? },
-            RESET_OFFSET => {
-                let group = r.str()?;
-                let topic = r.str()?;
-                let n = r.u32()? as usize;
-                if n > r.remaining() / 8 {
-                    return Err(DecodeError::ListTooLong { count: n });
-                }
-                let offsets = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
-                Command::ResetOffset {
-                    group,
-                    topic,
-                    offsets,
-                }
-            }
+            RESET_OFFSET => Command::ResetOffset {
+                group: r.str()?,
+                topic: r.str()?,
+                offsets: r.u64s()?,
+            },
             BARRIER => Command::Barrier,
             COMMIT_OFFSET => Command::CommitOffset {
                 group: r.str()?,
@@ -582,15 +581,7 @@ impl Command {
                 queue: r.u32()?,
                 offset: r.u64()?,
             },
-            BATCH if batch_allowed => {
-                let n = r.u32()? as usize;
-                // Each command takes at least its kind byte: bound the allocation by the input.
-                let mut commands = Vec::with_capacity(n.min(r.remaining()));
-                for _ in 0..n {
-                    commands.push(Command::decode_from(r, false)?);
-                }
-                Command::Batch(commands)
-            }
+            BATCH if batch_allowed => decode_batch(r)?,
             other => return Err(DecodeError::CommandKind { kind: other }),
         };
         Ok(cmd)

@@ -7,8 +7,10 @@
 //!   [`raft_log::Config::from_properties`] and kept whole in [`BrokerConfig::raft_log`], so the
 //!   broker never parses a raft-log key a second time.
 //!
-//! Every key RaftMQ knows is a row of one table, `KEYS`: which reader owns it, how its value is
-//! set on and printed from a snake_case field, or why RaftMQ ignores it.
+//! Every key the broker knows is a row of one table, `KEYS`: how its value is set on and printed
+//! from a snake_case field, which raft-log key it is another name for, or why RaftMQ ignores it.
+//! raft-log's keys are rows of raft-log's own table ([`raft_log::config::KEYS`]), which parses
+//! and prints them; the broker names none of them except the store paths both read.
 //!
 //! # What a file may contain
 //!
@@ -42,7 +44,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use raft_log::config::{Property, parse_properties};
+use raft_log::config::{Property, describes_group, parse_properties};
 
 /// The key that switches between a Raft group and a single-node group.
 const KEY_ENABLE_DLEDGER: &str = "enableDLegerCommitLog";
@@ -197,20 +199,12 @@ type Setter = fn(&mut BrokerConfig, &str) -> Result<(), String>;
 /// Prints a broker field as a broker.conf value; None prints no line (RocketMQ prints no
 /// line for a null value either).
 type Getter = fn(&BrokerConfig) -> Option<String>;
-/// Prints a raft-log setting as a broker.conf value.
-type RaftLogGetter = fn(&raft_log::Config) -> Option<String>;
 
 /// Who reads a key.
 #[derive(Clone, Copy)]
 enum Owner {
     /// The broker: parsed by `set`, printed by `get`.
     Broker { set: Setter, get: Getter },
-    /// raft-log: parsed by [`raft_log::Config::from_properties`], printed by `get`.
-    /// `group_only` keys describe a Raft group and are ignored in single-node mode.
-    RaftLog {
-        get: RaftLogGetter,
-        group_only: bool,
-    },
     /// Another name for a raft-log key, handed to raft-log under that name.
     Alias { of: &'static str },
     /// A RocketMQ key RaftMQ does not use: loading warns with `why`.
@@ -228,26 +222,6 @@ const fn broker(key: &'static str, set: Setter, get: Getter) -> KeySpec {
     KeySpec {
         key,
         owner: Owner::Broker { set, get },
-    }
-}
-
-const fn raft(key: &'static str, get: RaftLogGetter) -> KeySpec {
-    KeySpec {
-        key,
-        owner: Owner::RaftLog {
-            get,
-            group_only: false,
-        },
-    }
-}
-
-const fn raft_group(key: &'static str, get: RaftLogGetter) -> KeySpec {
-    KeySpec {
-        key,
-        owner: Owner::RaftLog {
-            get,
-            group_only: true,
-        },
     }
 }
 
@@ -380,79 +354,6 @@ const KEYS: &[KeySpec] = &[
         |_, v| require_false(v, "RaftMQ has no authorization yet"),
         |_| None,
     ),
-    // raft-log's keys (raft_log::config::KEYS), printed from `raft_log`.
-    raft_group("dLegerGroup", |r| Some(r.group.clone())),
-    raft_group("dLegerPeers", |r| {
-        let peers: Vec<String> = r
-            .peers
-            .iter()
-            .map(|p| format!("{}-{}", p.id, p.addr))
-            .collect();
-        Some(peers.join(";"))
-    }),
-    raft_group("dLegerSelfId", |r| Some(r.self_id.clone())),
-    raft_group("preferredLeaderIds", |r| {
-        // Unset prints no line, like RocketMQ's null values.
-        (!r.preferred_leader_ids.is_empty()).then(|| r.preferred_leader_ids.join(";"))
-    }),
-    // DLedger 0.3's spelling, which RocketMQ passes on; raft-log reads both. Printed as
-    // preferredLeaderIds only.
-    raft_group("preferredLeaderId", |_| None),
-    raft("mappedFileSizeForEntryData", |r| {
-        Some(r.store.data_segment_bytes.to_string())
-    }),
-    raft("mappedFileSizeForEntryIndex", |r| {
-        Some(r.store.index_segment_bytes.to_string())
-    }),
-    raft("flushDiskType", |r| {
-        Some(r.store.flush_disk_type.as_str().to_string())
-    }),
-    raft("flushIntervalCommitLog", |r| {
-        Some(r.store.flush_interval.as_millis().to_string())
-    }),
-    raft("checkPointInterval", |r| {
-        Some(r.store.checkpoint_interval.as_millis().to_string())
-    }),
-    raft("heartBeatTimeIntervalMs", |r| {
-        Some(r.heartbeat_interval_ms.to_string())
-    }),
-    raft("electionTimeoutMinMs", |r| {
-        Some(r.election_timeout_min_ms.to_string())
-    }),
-    raft("electionTimeoutMaxMs", |r| {
-        Some(r.election_timeout_max_ms.to_string())
-    }),
-    raft("enablePreVote", |r| Some(r.enable_pre_vote.to_string())),
-    // raft-log refuses false, so the effective value is always true.
-    raft("enableCheckQuorum", |_| Some("true".to_string())),
-    raft("maxPendingRequestsNum", |r| {
-        Some(r.max_pending_requests.to_string())
-    }),
-    raft("maxWaitAckTimeMs", |r| Some(r.max_wait_ack_ms.to_string())),
-    raft("maxBatchAppendEntries", |r| {
-        Some(r.max_batch_entries.to_string())
-    }),
-    raft("fileReservedTime", |r| {
-        Some(r.file_reserved_time_hours.to_string())
-    }),
-    raft("deleteWhen", |r| {
-        let hours: Vec<String> = r
-            .delete_when_hours
-            .iter()
-            .map(|h| format!("{h:02}"))
-            .collect();
-        Some(hours.join(";"))
-    }),
-    raft("diskMaxUsedSpaceRatio", |r| {
-        Some(r.disk_max_used_space_ratio.to_string())
-    }),
-    raft("cleanResourceInterval", |r| {
-        Some(r.clean_resource_interval_ms.to_string())
-    }),
-    // Negative controls for the chaos harness: each breaks a durability promise on purpose.
-    raft("unsafeSkipFsync", |r| {
-        Some(r.store.unsafe_skip_fsync.to_string())
-    }),
     broker(
         "unsafeAckBeforeReplication",
         |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
@@ -626,21 +527,21 @@ impl BrokerConfig {
     /// what `mqbroker -p` prints (RocketMQ's printConfigItem). Loading it again gives the
     /// same configuration.
     pub fn render(&self) -> String {
-        let mut lines: Vec<(&str, String)> = KEYS
-            .iter()
-            .filter_map(|s| {
-                let value = match s.owner {
-                    Owner::Broker { get, .. } => get(self),
-                    Owner::RaftLog {
-                        group_only: true, ..
-                    } if !self.enable_dleger_commit_log => None,
-                    Owner::RaftLog { get, .. } => get(&self.raft_log),
-                    Owner::Alias { .. } | Owner::Ignored { .. } => None,
-                };
-                value.map(|v| (s.key, v))
-            })
+        // raft-log prints its own keys; a group of one prints none of the group's. Where both
+        // read a key (the store paths), the broker's value is printed.
+        let mut lines: BTreeMap<&str, String> = self
+            .raft_log
+            .properties()
+            .into_iter()
+            .filter(|(key, _)| self.enable_dleger_commit_log || !describes_group(key))
             .collect();
-        lines.sort();
+        for s in KEYS {
+            if let Owner::Broker { get, .. } = s.owner
+                && let Some(value) = get(self)
+            {
+                lines.insert(s.key, value);
+            }
+        }
         lines
             .into_iter()
             .map(|(key, value)| format!("{key}={value}\n"))
@@ -747,9 +648,7 @@ impl Loader<'_> {
         for p in self.props {
             match spec(&p.key).map(|s| s.owner) {
                 Some(Owner::Broker { .. }) => {}
-                Some(Owner::RaftLog {
-                    group_only: true, ..
-                }) if !enabled => warnings.push(Warning {
+                None if describes_group(&p.key) && !enabled => warnings.push(Warning {
                     key: p.key.clone(),
                     line: p.line,
                     message: "ignored: enableDLegerCommitLog=false runs a single-node group"
@@ -900,8 +799,12 @@ fn syntax_error(e: raft_log::ConfigError, source_name: &str) -> BrokerConfigErro
 
 /// "unknown key", with the known key when only the letter case differs (`dlegerPeers`).
 fn unknown_key_message(key: &str) -> String {
-    match KEYS.iter().find(|s| s.key.eq_ignore_ascii_case(key)) {
-        Some(s) => format!("unknown key (did you mean {}?)", s.key),
+    let known = KEYS
+        .iter()
+        .map(|s| s.key)
+        .chain(raft_log::config::KEYS.iter().copied());
+    match known.into_iter().find(|k| k.eq_ignore_ascii_case(key)) {
+        Some(k) => format!("unknown key (did you mean {k}?)"),
         None => "unknown key".to_string(),
     }
 }

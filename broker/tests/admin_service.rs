@@ -1,9 +1,9 @@
 //! The admin service and the `mqadmin` binary against in-process broker nodes.
 //!
 //! Goal: what an operator sees through `raftmq.admin.v1.Admin` matches what happened through the
-//! RocketMQ API, on any node. Method: start a group of `MessageStore`s, each serving the
-//! MessagingService and the Admin service on 127.0.0.1:0 as mqbroker does, then drive them with
-//! the generated clients (three nodes) and with the built `mqadmin` binary (one and three nodes).
+//! RocketMQ API, on any node. Method: start a group of brokers with `Broker::start` from a
+//! broker.conf each, as mqbroker does, then drive them with the generated clients (three nodes)
+//! and with the built `mqadmin` binary (one and three nodes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,21 +13,18 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use broker::admin::Admin;
 use broker::grpc::Messaging;
 use broker::service::{BrokerService, ServiceConfig};
-use broker::state::StateConfig;
-use broker::store::MessageStore;
+use broker::{Broker, BrokerConfig};
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
 use proto::raftmq::admin::v1 as pb;
 use proto::raftmq::admin::v1::admin_client::AdminClient;
-use proto::raftmq::admin::v1::admin_server::AdminServer;
 use tonic::transport::Channel;
 
 struct Node {
-    store: MessageStore,
+    broker: Broker,
     addr: SocketAddr,
 }
 
@@ -51,49 +48,19 @@ fn channel(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
-/// Both services on one listener, as mqbroker serves them.
-async fn serve(store: MessageStore) -> SocketAddr {
-    serve_with_disk_ratio(store, 95).await
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-/// As [`serve`], refusing sends above `disk_max_used_space_ratio` percent of disk usage.
-async fn serve_with_disk_ratio(store: MessageStore, disk_max_used_space_ratio: u32) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = ServiceConfig {
-        broker_name: "RaftNode00".into(),
-        broker_addr: addr.to_string(),
-        max_message_size: 4 << 20,
-        max_delivery_attempts: 17,
-        store_dir: store.node().config().store.dir.clone(),
-        disk_max_used_space_ratio,
-        unsafe_ack_before_replication: false,
-        namesrv_addrs: vec![],
-    };
-    let service = BrokerService::new(store, config);
-    let messaging = MessagingServiceServer::new(Messaging::new(service.clone()));
-    let admin = AdminServer::new(Admin::new(service));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(messaging)
-            .add_service(admin)
-            .serve_with_incoming(incoming),
-    );
-    addr
-}
-
+/// A group of `count` brokers started as mqbroker starts them: `Broker::start` from a
+/// broker.conf each, with the store of node `i` under `dir/n<i>`.
 async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
-    let ports: Vec<u16> = (0..count)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    let peers = ports
+    let raft_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let peers = raft_ports
         .iter()
         .enumerate()
         .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
@@ -101,26 +68,48 @@ async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
         .join(";");
     let mut nodes = Vec::new();
     for i in 0..count {
-        let mut c = raft_log::Config::new("g", &peers, format!("n{i}"), dir).unwrap();
-        c.store.data_segment_bytes = 1 << 20;
-        c.store.index_segment_bytes = 64 << 10;
-        c.store.entry_body_bytes_max = 64 << 10;
-        let state = StateConfig {
-            auto_create_topic_enable: true,
-            default_topic_queue_nums: 4,
-        };
-        let broker_dir = dir.join(format!("broker-n{i}"));
-        let store = MessageStore::start(c, state, &broker_dir).await.unwrap();
-        let addr = serve(store.clone()).await;
-        nodes.push(Node { store, addr });
+        let text = format!(
+            "brokerName=RaftNode00\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={}\n\
+             enableDLegerCommitLog=true\ndLegerGroup=g\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
+             storePathRootDir={}\ndefaultTopicQueueNums=4\ndiskMaxUsedSpaceRatio=95\n\
+             mappedFileSizeForEntryData=16777216\nmappedFileSizeForEntryIndex=1048576\n",
+            free_port(),
+            dir.join(format!("n{i}")).display()
+        );
+        let (config, _) = BrokerConfig::from_str(&text, &format!("broker-n{i}.conf")).unwrap();
+        let broker = Broker::start(config).await.unwrap();
+        let addr = broker.local_addr();
+        nodes.push(Node { broker, addr });
     }
     nodes
 }
 
-async fn shutdown(nodes: &[Node]) {
+async fn shutdown(nodes: Vec<Node>) {
     for n in nodes {
-        n.store.node().shutdown().await.unwrap();
+        n.broker.shutdown().await.unwrap();
     }
+}
+
+/// A second front end on `node`'s store whose service refuses sends above
+/// `disk_max_used_space_ratio` percent of disk usage. Built by hand because two brokers cannot
+/// share a store; everything else in this file goes through `Broker::start`.
+async fn serve_with_disk_ratio(node: &Node, disk_max_used_space_ratio: u32) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = node.broker.service();
+    let config = ServiceConfig {
+        disk_max_used_space_ratio,
+        ..service.config().clone()
+    };
+    let service = BrokerService::new(service.store().clone(), config);
+    let messaging = MessagingServiceServer::new(Messaging::new(service));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(messaging)
+            .serve_with_incoming(incoming),
+    );
+    addr
 }
 
 fn code(status: Option<&pb::Status>) -> pb::Code {
@@ -491,7 +480,7 @@ async fn admin_api_reports_what_the_rocketmq_api_did_on_any_node() {
     let gone = progress(&nodes[f2], "cg", "").await;
     assert_eq!(code(gone.status.as_ref()), pb::Code::NotFound);
 
-    shutdown(&nodes).await;
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,7 +614,7 @@ async fn mqadmin_binary_drives_a_single_node() {
     let listed = mqadmin(&["topicList", "-n", &addr]).await;
     assert!(!stdout(&listed).lines().any(|l| l == "TopicTest"));
 
-    shutdown(&nodes).await;
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,7 +634,7 @@ async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
     assert_eq!(r.status.unwrap().code, v2::Code::Ok as i32);
 
     // The same store behind a service whose ratio every disk exceeds.
-    let full = serve_with_disk_ratio(node.store.clone(), 0).await;
+    let full = serve_with_disk_ratio(node, 0).await;
     let mut c = MessagingServiceClient::new(channel(full));
     let r = c
         .send_message(v2::SendMessageRequest {
@@ -694,7 +683,7 @@ async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
         bodies, 1,
         "the message stored before the disk filled is still delivered"
     );
-    shutdown(&nodes).await;
+    shutdown(nodes).await;
 }
 
 /// Goal: `Broker::start` wires a node from nothing but a broker.conf, as mqbroker runs it.
@@ -940,7 +929,7 @@ async fn invalid_requests_get_their_rocketmq_codes() {
         .unwrap()
         .into_inner();
     assert_eq!(route.status.unwrap().code, v2::Code::IllegalTopic as i32);
-    shutdown(&nodes).await;
+    shutdown(nodes).await;
 }
 
 /// The message index and offset resets through `mqadmin`, as RocketMQ's verbs print them:
@@ -1144,5 +1133,5 @@ async fn mqadmin_queries_messages_by_key_id_and_offset_and_resets_offsets_by_tim
         "{}",
         stdout(&progress)
     );
-    shutdown(&nodes).await;
+    shutdown(nodes).await;
 }

@@ -2,19 +2,17 @@
 //!
 //! It admits an append (entry size, `maxPendingRequestsNum`), writes it through the engine and
 //! waits for its quorum. The node builds it right after the engine and hands it to the
-//! replication server, so a proposal forwarded by a follower takes the same path as a local
-//! append from the first RPC on.
+//! forwarding service ([`crate::forward`]) before the replication port serves, so a proposal
+//! forwarded by a follower takes the same path as a local append from the first RPC on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::engine::driver::Engine;
-use crate::engine::server::Propose;
 use crate::error::{Error, Result};
 use crate::store::LogStore;
 use crate::types::Appended;
@@ -73,14 +71,5 @@ impl Appender {
             message: format!("committed entry {index} is not in the local log"),
         })?;
         Ok(Appended { index, position })
-    }
-}
-
-impl Propose for Appender {
-    fn propose(&self, bodies: Vec<Bytes>) -> BoxFuture<'_, Result<Vec<u64>>> {
-        Box::pin(async move {
-            let appended = self.append_batch(bodies).await?;
-            Ok(appended.into_iter().map(|a| a.index).collect())
-        })
     }
 }

@@ -316,6 +316,16 @@ impl Config {
         }
     }
 
+    /// The effective value of each key raft-log reads, as broker.conf values, in the order of
+    /// its key table; keys without a value are left out. Read back with
+    /// [`Config::from_properties`], they give the same configuration.
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        KEY_TABLE
+            .iter()
+            .filter_map(|k| (k.print)(self).map(|v| (k.key, v)))
+            .collect()
+    }
+
     /// Reads the raft-log keys of a properties file. Returns the config and the properties
     /// raft-log did not use, so the caller can warn about or use them.
     ///
@@ -541,6 +551,9 @@ fn apply(config: &mut Config, p: &Property, unused: &mut Vec<Property>) -> Resul
 
 /// Reads a key's value into a [`Config`].
 type Apply = fn(&mut Config, &Property) -> Result<(), ConfigError>;
+/// Prints a key's effective value as a broker.conf value; `None` prints no line (RocketMQ prints
+/// no line for a null value either).
+type Print = fn(&Config) -> Option<String>;
 
 /// One key raft-log reads.
 struct KeySpec {
@@ -548,10 +561,59 @@ struct KeySpec {
     key: &'static str,
     /// How its value is applied.
     apply: Apply,
+    /// How its effective value is printed.
+    print: Print,
+    /// Whether it describes the Raft group (its name, members and leaders) rather than how a
+    /// node stores and replicates: a broker running a group of one ignores these.
+    describes_group: bool,
 }
 
-const fn key(key: &'static str, apply: Apply) -> KeySpec {
-    KeySpec { key, apply }
+const fn key(key: &'static str, apply: Apply, print: Print) -> KeySpec {
+    KeySpec {
+        key,
+        apply,
+        print,
+        describes_group: false,
+    }
+}
+
+const fn group_key(key: &'static str, apply: Apply, print: Print) -> KeySpec {
+    KeySpec {
+        key,
+        apply,
+        print,
+        describes_group: true,
+    }
+}
+
+fn print_peers(c: &Config) -> Option<String> {
+    let peers: Vec<String> = c
+        .peers
+        .iter()
+        .map(|p| format!("{}-{}", p.id, p.addr))
+        .collect();
+    Some(peers.join(";"))
+}
+
+/// Unset prints no line, like RocketMQ's null values.
+fn print_preferred_leaders(c: &Config) -> Option<String> {
+    (!c.preferred_leader_ids.is_empty()).then(|| c.preferred_leader_ids.join(";"))
+}
+
+fn print_delete_when(c: &Config) -> Option<String> {
+    let hours: Vec<String> = c
+        .delete_when_hours
+        .iter()
+        .map(|h| format!("{h:02}"))
+        .collect();
+    Some(hours.join(";"))
+}
+
+/// Whether `key` is one of raft-log's keys that describe the Raft group (`dLegerGroup`,
+/// `dLegerPeers`, `dLegerSelfId`, `preferredLeaderIds`): a broker running a group of one
+/// ignores them.
+pub fn describes_group(key: &str) -> bool {
+    KEY_TABLE.iter().any(|k| k.key == key && k.describes_group)
 }
 
 /// Read before the table is applied (they place the store and name the group).
@@ -561,82 +623,136 @@ fn read_up_front(_: &mut Config, _: &Property) -> Result<(), ConfigError> {
 
 /// Every key raft-log reads: the one place where broker.conf names meet [`Config`] fields.
 const KEY_TABLE: [KeySpec; 25] = [
-    key("dLegerGroup", read_up_front),
-    key("dLegerPeers", read_up_front),
-    key("dLegerSelfId", read_up_front),
-    key("storePathRootDir", read_up_front),
+    group_key("dLegerGroup", read_up_front, |c| Some(c.group.clone())),
+    group_key("dLegerPeers", read_up_front, print_peers),
+    group_key("dLegerSelfId", read_up_front, |c| Some(c.self_id.clone())),
+    key("storePathRootDir", read_up_front, |c| {
+        c.store.dir.parent().map(|d| d.display().to_string())
+    }),
     // RocketMQ's commit log path; raft-log keeps its log under storePathRootDir.
-    key("storePathCommitLog", read_up_front),
-    key("mappedFileSizeForEntryData", |c, p| {
-        p.number().map(|n| c.store.data_segment_bytes = n)
-    }),
-    key("mappedFileSizeForEntryIndex", |c, p| {
-        p.number().map(|n| c.store.index_segment_bytes = n)
-    }),
-    key("flushDiskType", |c, p| {
-        c.store.flush_disk_type = match p.value.as_str() {
-            "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
-            "SYNC_FLUSH" => FlushDiskType::SyncFlush,
-            _ => return Err(p.invalid("must be ASYNC_FLUSH or SYNC_FLUSH")),
-        };
-        Ok(())
-    }),
-    key("flushIntervalCommitLog", |c, p| {
-        p.positive()
-            .map(|n| c.store.flush_interval = Duration::from_millis(n))
-    }),
-    key("checkPointInterval", |c, p| {
-        p.positive()
-            .map(|n| c.store.checkpoint_interval = Duration::from_millis(n))
-    }),
-    key("heartBeatTimeIntervalMs", |c, p| {
-        p.number().map(|n| c.heartbeat_interval_ms = n)
-    }),
-    key("electionTimeoutMinMs", |c, p| {
-        p.number().map(|n| c.election_timeout_min_ms = n)
-    }),
-    key("electionTimeoutMaxMs", |c, p| {
-        p.number().map(|n| c.election_timeout_max_ms = n)
-    }),
-    key("enablePreVote", |c, p| {
-        p.boolean().map(|b| c.enable_pre_vote = b)
-    }),
-    key("enableCheckQuorum", |_, p| {
-        if p.boolean()? {
+    key("storePathCommitLog", read_up_front, |_| None),
+    key(
+        "mappedFileSizeForEntryData",
+        |c, p| p.number().map(|n| c.store.data_segment_bytes = n),
+        |c| Some(c.store.data_segment_bytes.to_string()),
+    ),
+    key(
+        "mappedFileSizeForEntryIndex",
+        |c, p| p.number().map(|n| c.store.index_segment_bytes = n),
+        |c| Some(c.store.index_segment_bytes.to_string()),
+    ),
+    key(
+        "flushDiskType",
+        |c, p| {
+            c.store.flush_disk_type = match p.value.as_str() {
+                "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                _ => return Err(p.invalid("must be ASYNC_FLUSH or SYNC_FLUSH")),
+            };
             Ok(())
-        } else {
-            Err(p.invalid("check-quorum cannot be turned off: the leader lease is always enforced"))
-        }
-    }),
-    key("preferredLeaderIds", set_preferred_leaders),
+        },
+        |c| Some(c.store.flush_disk_type.as_str().to_string()),
+    ),
+    key(
+        "flushIntervalCommitLog",
+        |c, p| {
+            p.positive()
+                .map(|n| c.store.flush_interval = Duration::from_millis(n))
+        },
+        |c| Some(c.store.flush_interval.as_millis().to_string()),
+    ),
+    key(
+        "checkPointInterval",
+        |c, p| {
+            p.positive()
+                .map(|n| c.store.checkpoint_interval = Duration::from_millis(n))
+        },
+        |c| Some(c.store.checkpoint_interval.as_millis().to_string()),
+    ),
+    key(
+        "heartBeatTimeIntervalMs",
+        |c, p| p.number().map(|n| c.heartbeat_interval_ms = n),
+        |c| Some(c.heartbeat_interval_ms.to_string()),
+    ),
+    key(
+        "electionTimeoutMinMs",
+        |c, p| p.number().map(|n| c.election_timeout_min_ms = n),
+        |c| Some(c.election_timeout_min_ms.to_string()),
+    ),
+    key(
+        "electionTimeoutMaxMs",
+        |c, p| p.number().map(|n| c.election_timeout_max_ms = n),
+        |c| Some(c.election_timeout_max_ms.to_string()),
+    ),
+    key(
+        "enablePreVote",
+        |c, p| p.boolean().map(|b| c.enable_pre_vote = b),
+        |c| Some(c.enable_pre_vote.to_string()),
+    ),
+    key(
+        "enableCheckQuorum",
+        |_, p| {
+            if p.boolean()? {
+                Ok(())
+            } else {
+                Err(p.invalid(
+                    "check-quorum cannot be turned off: the leader lease is always enforced",
+                ))
+            }
+        },
+        |_| Some("true".to_string()),
+    ),
+    group_key(
+        "preferredLeaderIds",
+        set_preferred_leaders,
+        print_preferred_leaders,
+    ),
     // DLedger 0.3's spelling, which RocketMQ passes on.
-    key("preferredLeaderId", set_preferred_leaders),
-    key("maxPendingRequestsNum", |c, p| {
-        let n = usize::try_from(p.number()?).map_err(|_| p.invalid("too large"))?;
-        c.max_pending_requests = n;
-        Ok(())
-    }),
-    key("maxWaitAckTimeMs", |c, p| {
-        p.positive().map(|n| c.max_wait_ack_ms = n)
-    }),
-    key("maxBatchAppendEntries", |c, p| {
-        p.number().map(|n| c.max_batch_entries = n)
-    }),
-    key("fileReservedTime", |c, p| {
-        p.number().map(|n| c.file_reserved_time_hours = n)
-    }),
-    key("deleteWhen", set_delete_when),
-    key("diskMaxUsedSpaceRatio", |c, p| {
-        let ratio = u32::try_from(p.number()?).map_err(|_| p.invalid("must be 1..=95"))?;
-        c.disk_max_used_space_ratio = ratio;
-        Ok(())
-    }),
-    key("cleanResourceInterval", |c, p| {
-        p.positive().map(|n| c.clean_resource_interval_ms = n)
-    }),
-    key("unsafeSkipFsync", |c, p| {
-        p.boolean().map(|b| c.store.unsafe_skip_fsync = b)
-    }),
+    group_key("preferredLeaderId", set_preferred_leaders, |_| None),
+    key(
+        "maxPendingRequestsNum",
+        |c, p| {
+            let n = usize::try_from(p.number()?).map_err(|_| p.invalid("too large"))?;
+            c.max_pending_requests = n;
+            Ok(())
+        },
+        |c| Some(c.max_pending_requests.to_string()),
+    ),
+    key(
+        "maxWaitAckTimeMs",
+        |c, p| p.positive().map(|n| c.max_wait_ack_ms = n),
+        |c| Some(c.max_wait_ack_ms.to_string()),
+    ),
+    key(
+        "maxBatchAppendEntries",
+        |c, p| p.number().map(|n| c.max_batch_entries = n),
+        |c| Some(c.max_batch_entries.to_string()),
+    ),
+    key(
+        "fileReservedTime",
+        |c, p| p.number().map(|n| c.file_reserved_time_hours = n),
+        |c| Some(c.file_reserved_time_hours.to_string()),
+    ),
+    key("deleteWhen", set_delete_when, print_delete_when),
+    key(
+        "diskMaxUsedSpaceRatio",
+        |c, p| {
+            let ratio = u32::try_from(p.number()?).map_err(|_| p.invalid("must be 1..=95"))?;
+            c.disk_max_used_space_ratio = ratio;
+            Ok(())
+        },
+        |c| Some(c.disk_max_used_space_ratio.to_string()),
+    ),
+    key(
+        "cleanResourceInterval",
+        |c, p| p.positive().map(|n| c.clean_resource_interval_ms = n),
+        |c| Some(c.clean_resource_interval_ms.to_string()),
+    ),
+    key(
+        "unsafeSkipFsync",
+        |c, p| p.boolean().map(|b| c.store.unsafe_skip_fsync = b),
+        |c| Some(c.store.unsafe_skip_fsync.to_string()),
+    ),
 ];
 
 fn set_preferred_leaders(config: &mut Config, p: &Property) -> Result<(), ConfigError> {
@@ -802,6 +918,70 @@ mod tests {
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), KEYS.len(), "a key is listed twice");
+    }
+
+    #[test]
+    fn printed_properties_read_back_to_the_same_config() {
+        let (c, unused) = Config::from_properties(&props(&[
+            ("dLegerGroup", "g1"),
+            (
+                "dLegerPeers",
+                "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913",
+            ),
+            ("dLegerSelfId", "n1"),
+            ("storePathRootDir", "/tmp/raftmq-print"),
+            ("preferredLeaderIds", "n2;n0"),
+            ("deleteWhen", "04;16"),
+            ("flushDiskType", "SYNC_FLUSH"),
+            ("enablePreVote", "false"),
+            ("maxWaitAckTimeMs", "1234"),
+        ]))
+        .unwrap();
+        assert!(unused.is_empty());
+        let printed = c.properties();
+        let value = |k: &str| {
+            printed
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("storePathRootDir"), Some("/tmp/raftmq-print"));
+        assert_eq!(value("deleteWhen"), Some("04;16"));
+        assert_eq!(value("preferredLeaderIds"), Some("n2;n0"));
+        assert_eq!(
+            value("preferredLeaderId"),
+            None,
+            "printed under the new spelling only"
+        );
+        let lines: Vec<Property> = printed
+            .iter()
+            .map(|(k, v)| Property::new(*k, v.clone()))
+            .collect();
+        let (again, unused) = Config::from_properties(&lines).unwrap();
+        assert!(unused.is_empty());
+        assert_eq!(again.properties(), printed);
+        assert_eq!(format!("{again:?}"), format!("{c:?}"));
+    }
+
+    #[test]
+    fn only_the_group_keys_describe_the_group() {
+        let group: Vec<&str> = KEYS
+            .iter()
+            .copied()
+            .filter(|k| describes_group(k))
+            .collect();
+        assert_eq!(
+            group,
+            [
+                "dLegerGroup",
+                "dLegerPeers",
+                "dLegerSelfId",
+                "preferredLeaderIds",
+                "preferredLeaderId"
+            ]
+        );
+        assert!(!describes_group("flushDiskType"));
+        assert!(!describes_group("brokerName"));
     }
 
     #[test]

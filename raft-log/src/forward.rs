@@ -1,18 +1,22 @@
 //! Follower → leader forwarding of proposals, so every node accepts writes.
 //!
 //! A follower that is asked to append sends the bodies to the leader it knows over the
-//! replication port (`Propose` RPC); the leader appends them as its own and answers with their
-//! indexes once committed. Errors travel back as kinds, so the caller sees the same
-//! [`Error`] it would have seen on the leader.
+//! replication port (the `Forward` service's `Propose` RPC, beside Raft's own `RaftLog`
+//! service); the leader appends them as its own through the same [`Appender`] as a local append
+//! and answers with their indexes once committed. Errors travel back as kinds, so the caller sees
+//! the same [`Error`] it would have seen on the leader.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use proto::raftlog::v1 as pb;
-use proto::raftlog::v1::raft_log_client::RaftLogClient;
+use proto::raftlog::v1::forward_client::ForwardClient;
+use proto::raftlog::v1::forward_server::{Forward, ForwardServer};
 use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
 
+use crate::append::Appender;
 use crate::config::{Config, RPC_MESSAGE_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::net::PeerChannels;
@@ -29,7 +33,7 @@ impl Forwarder {
         Forwarder { config, channels }
     }
 
-    fn client(&self, leader: u64) -> Result<RaftLogClient<Channel>> {
+    fn client(&self, leader: u64) -> Result<ForwardClient<Channel>> {
         let peer = self
             .config
             .peer_by_node_id(leader)
@@ -42,7 +46,7 @@ impl Forwarder {
             .map_err(|e| Error::Network {
                 message: format!("address {} of {}: {e}", peer.addr, peer.id),
             })?;
-        Ok(RaftLogClient::new(channel)
+        Ok(ForwardClient::new(channel)
             .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX))
     }
@@ -86,8 +90,68 @@ impl Forwarder {
     }
 }
 
+/// The leader's half: appends a follower's proposal as this node's own.
+///
+/// It holds the append path weakly: tonic's connection tasks outlive the server's shutdown while
+/// peers keep their connections open, and a strong reference there would keep the node's store
+/// (and its directory lock) open after the node stopped.
+#[derive(Debug)]
+pub(crate) struct ForwardService {
+    group: Arc<str>,
+    appender: Weak<Appender>,
+}
+
+impl ForwardService {
+    /// The service of `group`, ready to be served, with raft-log's message size limit instead of
+    /// tonic's 4 MiB default.
+    pub(crate) fn server(group: &str, appender: Weak<Appender>) -> ForwardServer<ForwardService> {
+        let service = ForwardService {
+            group: Arc::from(group),
+            appender,
+        };
+        ForwardServer::new(service)
+            .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
+    }
+
+    async fn append(&self, bodies: Vec<Bytes>) -> Result<Vec<u64>> {
+        let appender = self.appender.upgrade().ok_or(Error::Shutdown)?;
+        let appended = appender.append_batch(bodies).await?;
+        Ok(appended.into_iter().map(|a| a.index).collect())
+    }
+}
+
+#[tonic::async_trait]
+impl Forward for ForwardService {
+    /// Appends a follower's proposal as this node's own (only the leader succeeds).
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %self.group))]
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> std::result::Result<Response<pb::ProposeResponse>, Status> {
+        let message = request.into_inner();
+        if message.group != *self.group {
+            return Err(Status::failed_precondition(format!(
+                "request for raft group {:?} reached a node of group {:?}",
+                message.group, self.group
+            )));
+        }
+        let response = match self.append(message.bodies).await {
+            Ok(indexes) => pb::ProposeResponse {
+                indexes,
+                error: None,
+            },
+            Err(e) => pb::ProposeResponse {
+                indexes: Vec::new(),
+                error: Some(error_to_pb(&e)),
+            },
+        };
+        Ok(Response::new(response))
+    }
+}
+
 /// The wire form of an append error.
-pub(crate) fn error_to_pb(e: &Error) -> pb::ProposeError {
+fn error_to_pb(e: &Error) -> pb::ProposeError {
     use pb::propose_error::Kind;
     let (kind, leader_id) = match e {
         Error::NotLeader { leader_id, .. } => (Kind::NotLeader, *leader_id),

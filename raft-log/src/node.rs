@@ -4,7 +4,9 @@
 //! address. Appends are acknowledged once a majority has the entry (fsynced there under
 //! SYNC_FLUSH); readers tail committed entries with [`RaftLogNode::committed_entries`].
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use crate::append::Appender;
 use crate::config::Config;
 use crate::engine::driver::Engine;
 use crate::error::{Error, Result};
-use crate::forward::Forwarder;
+use crate::forward::{ForwardService, Forwarder};
 use crate::net::PeerChannels;
 use crate::snapshot::{EmptySnapshot, SnapshotHook};
 use crate::store::{EntryKind, LogStore, StoredEntry};
@@ -82,7 +84,9 @@ impl RaftLogNode {
             store.clone(),
         ));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let server = engine.serve(listener, Arc::downgrade(&appender) as _, async move {
+        let forward = ForwardService::server(&config.group, Arc::downgrade(&appender));
+        let beside = tonic::service::Routes::new(forward);
+        let server = engine.serve(listener, beside, async move {
             let _ = stop_rx.await;
         });
         engine.initialize_if_pristine().await?;
@@ -104,6 +108,21 @@ impl RaftLogNode {
         Ok(RaftLogNode {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The snapshot a node saved last in `store_dir` (raft-log's `store.dir`), as
+    /// `(last index, application data)`, without starting the node.
+    ///
+    /// An application that keeps its own checkpoint reads this at start-up when its checkpoint
+    /// is missing or older: after retention purged the log, the saved snapshot is the only way
+    /// back to the state before the log's first entry.
+    ///
+    /// # Errors
+    /// A snapshot file that cannot be read or fails its checksum.
+    pub fn read_saved_snapshot(store_dir: &Path) -> io::Result<Option<(u64, Bytes)>> {
+        let path = store_dir.join("snapshot").join("current");
+        let saved = crate::engine::state_machine::load_snapshot(&path)?;
+        Ok(saved.and_then(|(meta, data)| meta.last_log_id.map(|id| (id.index, data))))
     }
 
     /// The node's configuration.

@@ -13,7 +13,6 @@
 //! leader's log for the follower to read.
 
 use std::io;
-use std::path::Path;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -53,19 +52,4 @@ impl SnapshotHook for EmptySnapshot {
     fn build_at_most(&self, upto: u64) -> BoxFuture<'static, io::Result<Option<(u64, Bytes)>>> {
         Box::pin(async move { Ok(Some((upto, Bytes::new()))) })
     }
-}
-
-/// The snapshot this node saved last in `store_dir` (raft-log's `store.dir`), as
-/// `(last index, application data)`, without starting the node.
-///
-/// An application that keeps its own checkpoint reads this at start-up when its checkpoint is
-/// missing or older: after retention purged the log, the saved snapshot is the only way back
-/// to the state before the log's first entry.
-///
-/// # Errors
-/// A snapshot file that cannot be read or fails its checksum.
-pub fn read_saved(store_dir: &Path) -> io::Result<Option<(u64, Bytes)>> {
-    let path = store_dir.join("snapshot").join("current");
-    let saved = crate::engine::state_machine::load_snapshot(&path)?;
-    Ok(saved.and_then(|(meta, data)| meta.last_log_id.map(|id| (id.index, data))))
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use proto::raftlog::v1 as pb;
-use proto::raftlog::v1::raft_log_client::RaftLogClient;
+use proto::raftlog::v1::forward_client::ForwardClient;
 use raft_log::{Config, RaftLogNode};
 use tracing::info;
 
@@ -32,7 +32,7 @@ async fn a_starting_node_answers_every_proposal_it_accepts() {
     while !start.is_finished() || answered == 0 {
         assert!(tokio::time::Instant::now() < deadline, "no answer in time");
         let Some(c) = client.as_mut() else {
-            client = endpoint.connect().await.ok().map(RaftLogClient::new);
+            client = endpoint.connect().await.ok().map(ForwardClient::new);
             tokio::task::yield_now().await;
             continue;
         };

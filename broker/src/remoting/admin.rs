@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::message_ext::{RecordPlace, put_message_ext};
-use super::{Answer, RequestError};
+use super::request::{Answer, RequestError};
 use crate::service::{
     BrokerService, MessageQuery, MessageView, QUERY_MAX_DEFAULT, offset_msg_id, reconsume_times,
     split_commit_log_offset,

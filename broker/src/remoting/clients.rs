@@ -14,7 +14,7 @@ use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::{ExtFields, RemotingCommand};
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, Connection, RequestError};
+use super::request::{Answer, Connection, RequestError};
 use crate::service::BrokerService;
 
 /// A client that has not sent a heartbeat for this long is gone (RocketMQ's

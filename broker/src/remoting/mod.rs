@@ -20,6 +20,7 @@ pub mod message_ext;
 mod offset;
 mod pull;
 pub mod register;
+mod request;
 mod send;
 
 use std::net::SocketAddr;
@@ -28,15 +29,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{SinkExt as _, StreamExt as _};
 use raftmq_remoting::code::{request as rq, response as rs};
-use raftmq_remoting::{FieldError, FrameCodec, RemotingCommand};
+use raftmq_remoting::{FrameCodec, RemotingCommand};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
-use crate::service::{BrokerService, ServiceError};
-use crate::state::ApplyError;
-use crate::store::StoreErrorKind;
+use crate::service::BrokerService;
 use clients::ClientTable;
+use request::Connection;
 
 /// Responses and notifications that may wait for a connection's writer.
 const OUTBOX_LEN: usize = 1024;
@@ -44,14 +44,6 @@ const OUTBOX_LEN: usize = 1024;
 /// (RocketMQ's answer when its request queues are full), so a client cannot grow a node's
 /// memory without bound.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
-
-/// One accepted remoting connection, as the client table knows it.
-#[derive(Clone, Debug)]
-pub(crate) struct Connection {
-    id: u64,
-    peer: SocketAddr,
-    outbox: mpsc::Sender<RemotingCommand>,
-}
 
 /// The remoting front end of one broker node; cheap to clone.
 #[derive(Clone, Debug)]
@@ -182,79 +174,3 @@ impl Remoting {
         answered.unwrap_or_else(|e| e.response(r))
     }
 }
-
-/// Why a request failed, as a remoting response.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RequestError {
-    /// A header field is missing or bad.
-    #[error(transparent)]
-    Field(#[from] FieldError),
-    /// A body does not decode.
-    #[error("{what}")]
-    Body {
-        /// What is wrong.
-        what: String,
-    },
-    /// The service refused or failed.
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-}
-
-impl From<crate::store::StoreError> for RequestError {
-    fn from(e: crate::store::StoreError) -> Self {
-        RequestError::Service(e.into())
-    }
-}
-
-impl RequestError {
-    fn response(&self, request: &RemotingCommand) -> RemotingCommand {
-        let code = match self {
-            RequestError::Field(_) | RequestError::Body { .. } => rs::SYSTEM_ERROR,
-            RequestError::Service(e) => service_code(e),
-        };
-        RemotingCommand::response_to(request, code).with_remark(self.to_string())
-    }
-}
-
-/// The RocketMQ response code for a service error: the codes a 4.x producer retries on
-/// another broker (SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST) where RocketMQ uses
-/// them; FLUSH_SLAVE_TIMEOUT for a write whose outcome is unknown.
-fn service_code(e: &ServiceError) -> i32 {
-    use ServiceError as E;
-    match e {
-        E::InvalidName { .. }
-        | E::NoMessages
-        | E::EmptyBody
-        | E::BodyTooLarge { .. }
-        | E::FifoWithoutGroup
-        | E::DeliveryTooLate { .. } => rs::MESSAGE_ILLEGAL,
-        E::TopicNotAutoCreated { .. } | E::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
-        E::Refused { source } => match source {
-            ApplyError::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
-            ApplyError::QueueNotFound { .. }
-            | ApplyError::QueueCount { .. }
-            | ApplyError::InvalidHandle { .. } => rs::SYSTEM_ERROR,
-        },
-        E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
-        E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,
-        E::Store { source } => match source.kind() {
-            StoreErrorKind::NoLeader | StoreErrorKind::Shutdown => rs::SERVICE_NOT_AVAILABLE,
-            StoreErrorKind::Busy => rs::SYSTEM_BUSY,
-            StoreErrorKind::OutcomeUnknown => rs::FLUSH_SLAVE_TIMEOUT,
-            StoreErrorKind::TooLarge => rs::MESSAGE_ILLEGAL,
-            StoreErrorKind::UnknownNode | StoreErrorKind::Internal => rs::SYSTEM_ERROR,
-        },
-        E::Unsupported { .. } => rs::REQUEST_CODE_NOT_SUPPORTED,
-        E::InvisibleTimeMissing
-        | E::InvisibleTimeTooLong { .. }
-        | E::InvisibleTimeOutOfRange { .. }
-        | E::GroupNotFound { .. }
-        | E::MissingField { .. }
-        | E::UnknownNode { .. }
-        | E::InvalidField { .. }
-        | E::ResultMissing => rs::SYSTEM_ERROR,
-    }
-}
-
-/// A request's result: the response, or why there is none but an error.
-pub(crate) type Answer = Result<RemotingCommand, RequestError>;

@@ -5,10 +5,10 @@
 use raftmq_remoting::RemotingCommand;
 use raftmq_remoting::code::response as rs;
 
-use super::Answer;
+use super::request::{Answer, RequestError};
 use crate::service::BrokerService;
 
-fn group_topic_queue(r: &RemotingCommand) -> Result<(&str, &str, u32), super::RequestError> {
+fn group_topic_queue(r: &RemotingCommand) -> Result<(&str, &str, u32), RequestError> {
     Ok((
         r.required("consumerGroup")?,
         r.required("topic")?,
@@ -47,7 +47,7 @@ pub(super) async fn update_consumer_offset(service: &BrokerService, r: &Remoting
     Ok(RemotingCommand::response_to(r, rs::SUCCESS))
 }
 
-fn topic_queue(r: &RemotingCommand) -> Result<(&str, u32), super::RequestError> {
+fn topic_queue(r: &RemotingCommand) -> Result<(&str, u32), RequestError> {
     Ok((r.required("topic")?, r.parsed("queueId", "a queue id")?))
 }
 

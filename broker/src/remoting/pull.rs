@@ -7,7 +7,7 @@ use raftmq_remoting::code::response as rs;
 
 use super::clients::ClientTable;
 use super::message_ext::{RecordPlace, put_message_ext};
-use super::{Answer, RequestError};
+use super::request::{Answer, RequestError};
 use crate::service::{BrokerService, Filter, FilterKind, PullRequest, PullStatus, reconsume_times};
 
 /// Pull sys flag: the request carries the consumer's offset to commit.

@@ -9,7 +9,7 @@ use super::message_ext::{
     PROPERTY_TIMER_DELIVER_MS, PROPERTY_TRANSACTION_PREPARED, PROPERTY_UNIQ_KEY, decode_batch,
     parse_properties,
 };
-use super::{Answer, Connection, RequestError};
+use super::request::{Answer, Connection, RequestError};
 use crate::command::MessageType;
 use crate::service::{
     BrokerService, NewMessage, RECONSUME_TIME, SendBack, SendReceipt, ServiceError, delay_of_level,

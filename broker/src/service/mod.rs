@@ -20,8 +20,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+mod clock;
 mod cluster;
 mod error;
 mod manage;
@@ -31,6 +31,7 @@ mod query;
 mod receive;
 mod retry;
 
+pub use clock::now_ms;
 pub use cluster::{GroupRoute, ROUTE_TTL};
 pub use error::{NameError, NameKind, ServiceError, check_name};
 pub use manage::{ClusterView, NodeView, QueueProgress};
@@ -123,13 +124,6 @@ impl DiskGuard {
         }
         self.used_percent.load(Relaxed)
     }
-}
-
-/// The broker's wall clock in ms since the epoch: what commands carry as `now_ms`.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Per message of a send: where it was stored, or why not.

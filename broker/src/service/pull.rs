@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use super::BrokerService;
+use super::clock::now_ms;
+use super::error::ServiceError;
 use super::error::{check_group, check_topic};
+use super::receive::Filter;
 use super::receive::{POLL_RECHECK, tags_of};
-use super::{BrokerService, Filter, ServiceError, now_ms};
 use crate::command::StoredMessage;
 use crate::consume_queue::{Unit, name_hash};
 use crate::state::{ApplyError, Bounds};

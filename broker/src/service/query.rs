@@ -7,8 +7,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::BrokerService;
+use super::error::ServiceError;
 use super::error::{check_group, check_topic};
-use super::{BrokerService, ServiceError};
 use crate::command::StoredMessage;
 use crate::message_index::KeyKind;
 use crate::store::FoundMessage;

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use super::BrokerService;
+use super::clock::now_ms;
 use super::error::{ServiceError, check_group, check_topic};
 use super::message::ReceivedMessage;
-use super::{BrokerService, now_ms};
 use crate::command::Receive;
 use crate::state::Delivery;
 

@@ -5,9 +5,11 @@
 
 use bytes::Bytes;
 
+use super::BrokerService;
+use super::clock::now_ms;
+use super::error::ServiceError;
 use super::error::check_group;
 use super::query::split_commit_log_offset;
-use super::{BrokerService, ServiceError, now_ms};
 use crate::command::{MessageType, StoredMessage};
 
 /// RocketMQ's default `messageDelayLevel`: the delay of levels 1..=18.

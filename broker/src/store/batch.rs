@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{MessageStore, StoreError};
+use super::MessageStore;
+use super::error::StoreError;
 use crate::command::Command;
 use crate::state::ApplyResult;
 

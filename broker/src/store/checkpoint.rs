@@ -83,7 +83,7 @@ pub(crate) fn recover(
     let queues = dir.join(QUEUES);
     let mut cq = ConsumeQueues::open(&queues).map_err(StateError::from)?;
     let checkpoint = read(dir)?;
-    let saved = raft_log::snapshot::read_saved(log_dir).map_err(io_err(log_dir))?;
+    let saved = raft_log::RaftLogNode::read_saved_snapshot(log_dir).map_err(io_err(log_dir))?;
     let chosen = match (checkpoint, saved) {
         (Some(c), Some((index, s))) => {
             if BrokerState::snapshot_index(&c)? < index {

@@ -2,7 +2,8 @@
 //! message id) and by queue offset; the queue offset of a store time; resetting a group's
 //! offsets. Reads answer from this replica's files and log.
 
-use super::{MessageStore, StoreError};
+use super::MessageStore;
+use super::error::StoreError;
 use crate::command::{Command, StoredMessage};
 use crate::consume_queue::Unit;
 use crate::message_index::{KeyKind, key_hash};

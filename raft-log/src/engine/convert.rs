@@ -15,7 +15,7 @@ use proto::raftlog::v1 as pb;
 use proto::raftlog::v1::append_entries_response::Kind;
 use tonic::Status;
 
-use super::{
+use super::types::{
     Entry, EntryData, LogId, Membership, SnapshotMeta, StoredMembership, TypeConfig, Vote, log_id,
 };
 

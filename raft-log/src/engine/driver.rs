@@ -20,7 +20,7 @@ use super::network::NetworkFactory;
 use super::partition::Blocked;
 use super::server;
 use super::state_machine::{AppliedWatch, PurgeRequest, Raft, StateMachine};
-use super::{CommitResponder, EntryData, TypeConfig};
+use super::types::{CommitResponder, EntryData, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
 use crate::net::PeerChannels;
@@ -111,17 +111,17 @@ impl Engine {
     pub(crate) fn serve(
         &self,
         listener: tokio::net::TcpListener,
-        proposer: server::Proposer,
+        beside: tonic::service::Routes,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
         let svc = server::grpc_service(
             self.raft.clone(),
             self.config.group.clone(),
             self.blocked.clone(),
-            proposer,
         );
+        let routes = beside.add_service(svc);
         tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, svc, shutdown).await {
+            if let Err(e) = server::serve(listener, routes, shutdown).await {
                 tracing::error!(error = %e, "replication server stopped");
             }
         })

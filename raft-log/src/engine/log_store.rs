@@ -8,7 +8,7 @@ use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 
-use super::{Entry, EntryData, LogId, Membership, TypeConfig, Vote, log_id};
+use super::types::{Entry, EntryData, LogId, Membership, TypeConfig, Vote, log_id};
 use crate::store::{EntryKind, LogStore, NewEntry, StoredEntry, TermIndex, VoteRecord};
 
 /// The store seen through openraft's traits. Clones share the store.

@@ -39,7 +39,7 @@ use super::convert::{
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use super::partition::Blocked;
-use super::{LogId, Snapshot, SnapshotData, TypeConfig, Vote, log_id};
+use super::types::{LogId, Snapshot, SnapshotData, TypeConfig, Vote, log_id};
 use crate::config::{
     Config, RPC_MESSAGE_BYTES_MAX, RPC_PAYLOAD_BYTES_TARGET, SNAPSHOT_CHUNK_BYTES,
 };
@@ -583,7 +583,7 @@ mod tests {
     use openraft::entry::RaftEntry as _;
 
     use super::*;
-    use crate::engine::{Entry, EntryData};
+    use crate::engine::types::{Entry, EntryData};
 
     fn request(bodies: &[usize]) -> AppendEntriesRequest {
         AppendEntriesRequest {
@@ -695,13 +695,6 @@ mod tests {
             _: tonic::Request<pb::TransferLeaderRequest>,
         ) -> Result<tonic::Response<pb::TransferLeaderResponse>, Status> {
             Err(Status::unimplemented("transfer_leader"))
-        }
-
-        async fn propose(
-            &self,
-            _: tonic::Request<pb::ProposeRequest>,
-        ) -> Result<tonic::Response<pb::ProposeResponse>, Status> {
-            Err(Status::unimplemented("propose"))
         }
     }
 

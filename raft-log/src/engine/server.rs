@@ -8,22 +8,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
+use bytes::BytesMut;
 use futures::{Stream, StreamExt};
 use openraft::errors::{Fatal, RaftError};
 use proto::raftlog::v1 as pb;
 use proto::raftlog::v1::raft_log_server::{RaftLog, RaftLogServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, AppendEntriesRequest};
 use super::partition::Blocked;
 use super::state_machine::Raft;
-use super::{Snapshot, TypeConfig};
+use super::types::{Snapshot, TypeConfig};
 use crate::config::RPC_MESSAGE_BYTES_MAX;
 
 /// The most snapshot bytes reserved up front. `total_bytes` comes from the peer; reserving it
@@ -36,20 +36,7 @@ pub(crate) struct RaftLogService {
     raft: Raft,
     group: Arc<str>,
     blocked: Blocked,
-    proposer: Proposer,
 }
-
-/// The node's append path, which the server calls for a follower's proposal. The node builds it
-/// before the server, so the server never runs without it.
-pub(crate) trait Propose: Send + Sync + 'static {
-    /// Appends `bodies` in order as this node's own; returns their indexes once committed.
-    fn propose(&self, bodies: Vec<Bytes>) -> BoxFuture<'_, crate::Result<Vec<u64>>>;
-}
-
-/// The append path as the server holds it: weakly, because tonic's connection tasks outlive the
-/// server's shutdown while peers keep their connections open, and a strong reference there would
-/// keep the node's store (and its directory lock) open after the node stopped.
-pub(crate) type Proposer = Weak<dyn Propose>;
 
 impl std::fmt::Debug for RaftLogService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,12 +47,11 @@ impl std::fmt::Debug for RaftLogService {
 }
 
 impl RaftLogService {
-    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked, proposer: Proposer) -> Self {
+    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked) -> Self {
         RaftLogService {
             raft,
             group: Arc::from(group),
             blocked,
-            proposer,
         }
     }
 
@@ -296,31 +282,6 @@ impl RaftLog for RaftLogService {
             &resp,
         )?))
     }
-
-    /// Appends a follower's proposal as this node's own (only the leader succeeds).
-    #[tracing::instrument(level = "debug", skip_all, fields(group = %self.group))]
-    async fn propose(
-        &self,
-        request: Request<pb::ProposeRequest>,
-    ) -> Result<Response<pb::ProposeResponse>, Status> {
-        let message = request.into_inner();
-        check_group(&self.group, &message.group)?;
-        let result = match self.proposer.upgrade() {
-            Some(proposer) => proposer.propose(message.bodies).await,
-            None => Err(crate::Error::Shutdown),
-        };
-        let response = match result {
-            Ok(indexes) => pb::ProposeResponse {
-                indexes,
-                error: None,
-            },
-            Err(e) => pb::ProposeResponse {
-                indexes: Vec::new(),
-                error: Some(crate::forward::error_to_pb(&e)),
-            },
-        };
-        Ok(Response::new(response))
-    }
 }
 
 /// The service of `group` on this node, ready to be served, with raft-log's message size limit
@@ -329,20 +290,20 @@ pub(crate) fn grpc_service(
     raft: Raft,
     group: String,
     blocked: Blocked,
-    proposer: Proposer,
 ) -> RaftLogServer<RaftLogService> {
-    RaftLogServer::new(RaftLogService::new(raft, group, blocked, proposer))
+    RaftLogServer::new(RaftLogService::new(raft, group, blocked))
         .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
 }
 
-/// Serves `svc` on `listener` until `shutdown` completes, then drains open connections.
+/// Serves `routes` (the Raft service and whatever the node serves beside it) on `listener` until
+/// `shutdown` completes, then drains open connections.
 ///
 /// # Errors
 /// When the server fails (not when one connection does).
 pub(crate) async fn serve(
     listener: TcpListener,
-    svc: RaftLogServer<RaftLogService>,
+    routes: Routes,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     // tonic ignores its own TCP settings for a caller-supplied listener, so TCP_NODELAY is set
@@ -355,7 +316,7 @@ pub(crate) async fn serve(
         })
     });
     tonic::transport::Server::builder()
-        .add_service(svc)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

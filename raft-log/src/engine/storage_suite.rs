@@ -8,9 +8,9 @@ use std::sync::Arc;
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 
-use super::TypeConfig;
 use super::log_store::RaftLogStore;
 use super::state_machine::StateMachine;
+use super::types::TypeConfig;
 use crate::config::StoreConfig;
 use crate::snapshot::EmptySnapshot;
 use crate::store::LogStore;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::config::INDEX_RECORD_BYTES;
 use crate::error::StoreError;
 

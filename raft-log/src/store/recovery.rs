@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::codec::{self, EntryHeader, Frame, IndexRecord};
 use super::meta::{Durable, Meta, TermIndex};
 use super::mmap::MmapFile;
-use super::{DataSegment, State, durable_of, index_segment, write_index_records};
+use super::shared::{DataSegment, State, durable_of, index_segment, write_index_records};
 use crate::config::{ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, INDEX_RECORD_BYTES, StoreConfig};
 use crate::error::StoreError;
 

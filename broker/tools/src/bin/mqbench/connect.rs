@@ -8,8 +8,8 @@ use proto::raftmq::admin::v1 as pb;
 use raftmq_client::{AdminClient, ClientError, MessagingClient, cluster_views};
 use tonic::transport::Channel;
 
+use crate::args::{Common, Target};
 use crate::plan::v2_failure;
-use crate::{Common, Target};
 
 /// Deadline of the setup calls (ClusterList, UpdateTopic, QueryRoute).
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,18 +8,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessagingClient, Receive, resource};
 
+use crate::args::{Common, ConsumerArgs, Protocol};
 use crate::connect::{channels, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
 use crate::report::{Setup, finish, measure, spawn_workers};
-use crate::{Common, ConsumerArgs, Protocol};
+use crate::worker::{BROKER_DEADLINE_MARGIN, Receiver};
 
 /// Pause of a consumer after a refused receive or ack (a wrong topic or group would otherwise
 /// spin).
 pub(crate) const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// The broker ends a long poll this long before the request's gRPC deadline (`grpc.rs`).
-pub(crate) const BROKER_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub(crate) struct ReceiveTemplate {
@@ -89,23 +88,6 @@ pub(crate) fn e2e_us(m: &v2::Message) -> Option<u64> {
     )
     .ok()?;
     Some(now_us.saturating_sub(born_us))
-}
-
-/// One protocol's receive and acknowledge.
-pub(crate) trait Receiver: Send + 'static {
-    /// A received message, as the acknowledge needs it.
-    type Message: Send + Sync + 'static;
-    /// One receive (a long poll when nothing is there): the messages, or a failure.
-    fn receive(&mut self) -> impl Future<Output = Result<Vec<Self::Message>, Failure>> + Send;
-    /// Acknowledges `messages`; per message: acknowledged (`None`) or the failure.
-    fn ack(
-        &mut self,
-        messages: &[Self::Message],
-    ) -> impl Future<Output = Result<Vec<Option<Failure>>, Failure>> + Send;
-    /// The body bytes of a message.
-    fn body_len(message: &Self::Message) -> u64;
-    /// Microseconds from the message's born timestamp to now.
-    fn e2e_us(message: &Self::Message) -> Option<u64>;
 }
 
 /// A gRPC receiver: ReceiveMessage and AckMessage on one channel, as a SimpleConsumer.

@@ -12,7 +12,7 @@ use proto::apache::rocketmq::v2;
 use raftmq_client::ClientError;
 use tokio::sync::watch;
 
-use crate::Common;
+use crate::args::Common;
 
 /// Duration of a run when neither `--count` nor `--duration` is given.
 pub(crate) const DEFAULT_DURATION_S: u64 = 20;
@@ -240,7 +240,7 @@ pub(crate) fn client_failure(error: &ClientError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Common;
+    use crate::args::Common;
 
     #[test]
     fn only_ok_is_a_success() {

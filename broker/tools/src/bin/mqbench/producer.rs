@@ -9,12 +9,13 @@ use bytes::Bytes;
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, resource};
 
+use crate::args::{Common, ProducerArgs, Protocol};
 use crate::connect::{channels, create_topic, query_route, targets};
 use crate::plan::{Failure, Plan, Shared, Tally, client_failure, micros, v2_failure};
 use crate::procfs::{BrokerWatch, flush_policy};
 use crate::progress::progress_bar;
 use crate::report::{Setup, finish, measure, spawn_workers};
-use crate::{Common, ProducerArgs, Protocol};
+use crate::worker::{Sender, body};
 
 /// Pause after a failed call so that a dead connection does not turn into a busy loop. The failed
 /// call is counted; the next one is a new message, not a retry.
@@ -54,30 +55,6 @@ impl SendTemplate {
         };
         raftmq_client::message(self.topic.clone(), self.body.clone(), spec)
     }
-}
-
-/// A body of `size` bytes: printable, not all one byte (so nothing on the path can shortcut it).
-pub(crate) fn body(size: usize) -> Bytes {
-    let pattern = b"RaftMQ-mqbench-0123456789abcdefghijklmnopqrstuvwxyz.";
-    Bytes::from(
-        pattern
-            .iter()
-            .copied()
-            .cycle()
-            .take(size)
-            .collect::<Vec<u8>>(),
-    )
-}
-
-/// One protocol's send: a request of [`batch`](Sender::batch) messages, one outcome each.
-pub(crate) trait Sender: Send + 'static {
-    /// Messages per request.
-    fn batch(&self) -> u64;
-    /// Body bytes of one message.
-    fn body_len(&self) -> u64;
-    /// Sends one request. Per message: `None` when it was stored, or its failure; and whether
-    /// the request itself failed (transport, deadline), which pauses the worker.
-    fn send(&mut self) -> impl Future<Output = (Vec<Option<Failure>>, bool)> + Send;
 }
 
 /// A gRPC sender: SendMessage on one channel.

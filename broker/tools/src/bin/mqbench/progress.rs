@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::Common;
+use crate::args::Common;
 use crate::plan::{Plan, Shared};
 use crate::procfs::BrokerWatch;
 

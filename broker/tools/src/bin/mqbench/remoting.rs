@@ -32,11 +32,10 @@ use raftmq_remoting::message;
 use raftmq_remoting::route::{ClusterInfo, MASTER_ID, PERM_READ, PERM_WRITE, TopicRouteData};
 use raftmq_remoting::{ExtFields, RemotingClient, RemotingCommand, RemotingError};
 
+use crate::args::{Common, ConsumerArgs, ProducerArgs, Target};
 use crate::connect::{SETUP_TIMEOUT, targets};
-use crate::consumer::{BROKER_DEADLINE_MARGIN, Receiver};
 use crate::plan::Failure;
-use crate::producer::{Sender, body};
-use crate::{Common, ConsumerArgs, ProducerArgs, Target};
+use crate::worker::{BROKER_DEADLINE_MARGIN, Receiver, Sender, body};
 
 /// How long a remoting connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

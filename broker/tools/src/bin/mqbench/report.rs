@@ -11,10 +11,10 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use crate::args::{Common, Protocol};
 use crate::plan::{Plan, Shared, Tally};
 use crate::procfs::{BrokerWatch, cpu_seconds, status_kib};
 use crate::progress::{spawn_deadline, spawn_ticker};
-use crate::{Common, Protocol};
 
 /// What a run measured, before it is turned into a report.
 #[derive(Debug)]
