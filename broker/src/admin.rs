@@ -48,6 +48,7 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
             ApplyError::InvalidHandle { .. }
             | ApplyError::QueueCount { .. }
             | ApplyError::QueueNotFound { .. } => Code::InvalidArgument,
+            ApplyError::TransactionNotFound { .. } => Code::NotFound,
         },
         E::Store { source } => store_code(source.kind()),
         E::Unsupported { .. } | E::DiskFull { .. } | E::ResultMissing => Code::Internal,

@@ -132,6 +132,41 @@ fn decode_send(r: &mut Reader, queued: bool) -> Result<Command, DecodeError> {
     Ok(Command::Send { now_ms, messages })
 }
 
+/// An EndTransaction: laid out as a Send of zero or one message (so the record of a commit is
+/// where a Send's first record is), then the transaction id.
+fn encode_end_transaction(
+    w: &mut Writer,
+    now_ms: u64,
+    transaction_id: &str,
+    message: Option<&StoredMessage>,
+) {
+    w.u8(END_TRANSACTION)
+        .u64(now_ms)
+        .count(usize::from(message.is_some()));
+    if let Some(m) = message {
+        m.encode(w);
+    }
+    w.str(transaction_id);
+}
+
+fn decode_end_transaction(r: &mut Reader) -> Result<Command, DecodeError> {
+    let now_ms = r.u64()?;
+    let message = match r.u32()? {
+        0 => None,
+        1 => Some(StoredMessage::decode(r)?),
+        count => {
+            return Err(DecodeError::ListTooLong {
+                count: count as usize,
+            });
+        }
+    };
+    Ok(Command::EndTransaction {
+        now_ms,
+        transaction_id: r.str()?,
+        message,
+    })
+}
+
 fn decode_batch(r: &mut Reader) -> Result<Command, DecodeError> {
     let n = r.u32()? as usize;
     // Each command takes at least its kind byte: bound the allocation by the input.
@@ -269,7 +304,7 @@ impl StoredMessage {
             return Err(DecodeError::Version { version });
         }
         let kind = head.u8()?;
-        if kind != SEND && kind != SEND_TO_QUEUES {
+        if kind != SEND && kind != SEND_TO_QUEUES && kind != END_TRANSACTION {
             return Err(DecodeError::CommandKind { kind });
         }
         let store_ms = head.u64()?;
@@ -380,6 +415,32 @@ pub enum Command {
     /// everything committed before it (a linearizable read, for a 4.x consumer's offset
     /// query on a node that may lag or be a stale leader).
     Barrier,
+    /// Resolves a half (transactional) message: a commit stores `message`, the half message's
+    /// record as the proposer read it, as a normal message of its topic; a rollback drops it.
+    /// Either way the half message is gone. The record sits where a Send's first record sits,
+    /// so a consume-queue unit points into this entry as into a Send.
+    EndTransaction {
+        /// Proposer's clock: the store timestamp of a committed message.
+        now_ms: u64,
+        /// The half message's transaction id.
+        transaction_id: String,
+        /// The message to store on a commit; `None` rolls back.
+        message: Option<StoredMessage>,
+    },
+    /// A check round of the open transactions (RocketMQ's transactional check service),
+    /// proposed by the leader with its settings so that every replica decides alike: each half
+    /// message older than `timeout_ms` and not checked for `interval_ms` counts one more check
+    /// (every node then asks its own producers); one checked `max_checks` times is dropped.
+    CheckTransactions {
+        /// Proposer's clock.
+        now_ms: u64,
+        /// `transactionTimeOut`: the age of a half message's first check.
+        timeout_ms: u64,
+        /// `transactionCheckInterval`: the time between checks.
+        interval_ms: u64,
+        /// `transactionCheckMax`: checks before a half message is dropped.
+        max_checks: u32,
+    },
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
@@ -421,6 +482,8 @@ const SEND_TO_QUEUES: u8 = 11;
 const NO_QUEUE: u32 = u32::MAX;
 const COMMIT_OFFSET: u8 = 12;
 const BARRIER: u8 = 13;
+const END_TRANSACTION: u8 = 14;
+const CHECK_TRANSACTIONS: u8 = 15;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -438,6 +501,8 @@ impl Command {
             Command::ResetOffset { .. } => "ResetOffset",
             Command::CommitOffset { .. } => "CommitOffset",
             Command::Barrier => "Barrier",
+            Command::EndTransaction { .. } => "EndTransaction",
+            Command::CheckTransactions { .. } => "CheckTransactions",
         }
     }
 
@@ -517,6 +582,23 @@ impl Command {
             Command::Barrier => {
                 w.u8(BARRIER);
             }
+            Command::EndTransaction {
+                now_ms,
+                transaction_id,
+                message,
+            } => encode_end_transaction(w, *now_ms, transaction_id, message.as_ref()),
+            Command::CheckTransactions {
+                now_ms,
+                timeout_ms,
+                interval_ms,
+                max_checks,
+            } => {
+                w.u8(CHECK_TRANSACTIONS)
+                    .u64(*now_ms)
+                    .u64(*timeout_ms)
+                    .u64(*interval_ms)
+                    .u32(*max_checks);
+            }
             Command::Batch(commands) => {
                 w.u8(BATCH).count(commands.len());
                 for c in commands {
@@ -575,6 +657,13 @@ impl Command {
                 offsets: r.u64s()?,
             },
             BARRIER => Command::Barrier,
+            END_TRANSACTION => decode_end_transaction(r)?,
+            CHECK_TRANSACTIONS => Command::CheckTransactions {
+                now_ms: r.u64()?,
+                timeout_ms: r.u64()?,
+                interval_ms: r.u64()?,
+                max_checks: r.u32()?,
+            },
             COMMIT_OFFSET => Command::CommitOffset {
                 group: r.str()?,
                 topic: r.str()?,
@@ -678,10 +767,42 @@ mod tests {
                 },
                 Command::Trim { upto: 3 },
             ]),
+            Command::EndTransaction {
+                now_ms: 5,
+                transaction_id: "tx".into(),
+                message: Some(msg(6)),
+            },
+            Command::EndTransaction {
+                now_ms: 6,
+                transaction_id: "tx2".into(),
+                message: None,
+            },
+            Command::CheckTransactions {
+                now_ms: 7,
+                timeout_ms: 6_000,
+                interval_ms: 30_000,
+                max_checks: 15,
+            },
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn a_committed_message_decodes_where_a_sends_first_record_is() {
+        let m = msg(9);
+        let entry = Command::EndTransaction {
+            now_ms: 88,
+            transaction_id: "tx".into(),
+            message: Some(m.clone()),
+        }
+        .encode();
+        let len = u32::try_from(m.encoded_len()).unwrap();
+        assert_eq!(
+            StoredMessage::decode_at(&entry, SEND_HEADER_LEN, len).unwrap(),
+            (m, 88)
+        );
     }
 
     #[test]

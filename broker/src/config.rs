@@ -109,6 +109,15 @@ pub struct BrokerConfig {
     /// setting and gives every auto-created subscription group `retryMaxTimes=16`; this is
     /// that 16, made configurable.
     pub default_retry_max_times: u32,
+    /// `transactionTimeOut`, default 6000 (ms): how old a half message is before its producer
+    /// is first asked whether to commit it.
+    pub transaction_time_out: u64,
+    /// `transactionCheckInterval`, default 30000 (ms, RocketMQ 5's default): the time between
+    /// two checks of a half message.
+    pub transaction_check_interval: u64,
+    /// `transactionCheckMax`, default 15: checks without an answer before a half message is
+    /// dropped (rolled back).
+    pub transaction_check_max: u32,
     /// `unsafeAckBeforeReplication`, default false. **Unsafe, for fault-injection tests only**:
     /// SendMessage answers OK before the message is even proposed to the Raft group, so a
     /// crash or partition loses acknowledged messages — the negative control that proves the
@@ -327,6 +336,21 @@ const KEYS: &[KeySpec] = &[
         |c, v| parse_int(v, 0, u32::MAX).map(|n| c.default_retry_max_times = n),
         |c| Some(c.default_retry_max_times.to_string()),
     ),
+    broker(
+        "transactionTimeOut",
+        |c, v| parse_int(v, 1, u64::MAX).map(|n| c.transaction_time_out = n),
+        |c| Some(c.transaction_time_out.to_string()),
+    ),
+    broker(
+        "transactionCheckInterval",
+        |c, v| parse_int(v, 1, u64::MAX).map(|n| c.transaction_check_interval = n),
+        |c| Some(c.transaction_check_interval.to_string()),
+    ),
+    broker(
+        "transactionCheckMax",
+        |c, v| parse_int(v, 1, u32::MAX).map(|n| c.transaction_check_max = n),
+        |c| Some(c.transaction_check_max.to_string()),
+    ),
     // Modes RocketMQ offers and RaftMQ does not: accepted when off, an error when on, because
     // running without them would not be what the operator asked for.
     broker(
@@ -518,6 +542,9 @@ impl BrokerConfig {
             default_topic_queue_nums: 8,
             max_message_size: 4 * 1024 * 1024,
             default_retry_max_times: 16,
+            transaction_time_out: 6_000,
+            transaction_check_interval: 30_000,
+            transaction_check_max: 15,
             unsafe_ack_before_replication: false,
             raft_log,
         }

@@ -21,7 +21,8 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use crate::command::MessageType;
 use crate::service::{
     BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled,
-    ReceiveRequest, ReceivedMessage, SendResults, ServiceConfig, ServiceError, now_ms,
+    ReceiveRequest, ReceivedMessage, SendResults, ServiceConfig, ServiceError, TransactionCheck,
+    now_ms,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -84,6 +85,7 @@ fn error_status(e: &ServiceError) -> v2::Status {
             ApplyError::QueueCount { .. } | ApplyError::QueueNotFound { .. } => {
                 v2::Code::BadRequest
             }
+            ApplyError::TransactionNotFound { .. } => v2::Code::InvalidTransactionId,
         },
         E::Store { source } => return store_status(source.kind(), e),
         E::GroupNotFound { .. }
@@ -262,6 +264,94 @@ impl Messaging {
             })
     }
 
+    /// One client's Telemetry stream: each Settings is answered with merged Settings at once
+    /// (the Rust SDK waits for the response headers before it sends anything), and a
+    /// producer that publishes topics is registered to be asked about its open transactions
+    /// for as long as the stream lives.
+    async fn telemetry_session(
+        self,
+        mut inbound: Streaming<v2::TelemetryCommand>,
+        tx: mpsc::Sender<Result<v2::TelemetryCommand, GrpcStatus>>,
+    ) {
+        let config = self.service.config().clone();
+        let (check_tx, mut checks) = mpsc::channel::<TransactionCheck>(64);
+        let mut registered = None;
+        loop {
+            let reply = tokio::select! {
+                cmd = inbound.message() => {
+                    let Ok(Some(cmd)) = cmd else { return };
+                    let Some(v2::telemetry_command::Command::Settings(s)) = cmd.command else {
+                        continue;
+                    };
+                    if registered.is_none()
+                        && let Some(v2::settings::PubSub::Publishing(p)) = &s.pub_sub
+                    {
+                        let topics = p.topics.iter().map(|t| t.name.clone()).collect();
+                        let checkers = self.service.checkers();
+                        registered = Some(checkers.register(topics, Vec::new(), check_tx.clone()));
+                    }
+                    v2::TelemetryCommand {
+                        status: Some(ok()),
+                        command: Some(v2::telemetry_command::Command::Settings(
+                            merged_settings(s, &config),
+                        )),
+                    }
+                }
+                Some(check) = checks.recv() => self.recover_orphaned(check),
+            };
+            if tx.send(Ok(reply)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The check-back of a half message, as a 5.x producer's TransactionChecker gets it.
+    fn recover_orphaned(&self, check: TransactionCheck) -> v2::TelemetryCommand {
+        let TransactionCheck {
+            transaction_id,
+            message: m,
+            store_ms,
+            ..
+        } = check;
+        let user_properties: HashMap<String, String> = m
+            .property_pairs()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sys = v2::SystemProperties {
+            tag: m.tag,
+            keys: m.keys,
+            message_id: m.message_id,
+            body_digest: Some(v2::Digest {
+                r#type: v2::DigestType::Crc32 as i32,
+                checksum: format!("{:08X}", crc32fast::hash(&m.body)),
+            }),
+            body_encoding: v2::Encoding::Identity as i32,
+            message_type: v2::MessageType::Transaction as i32,
+            born_timestamp: Some(timestamp(m.born_ms)),
+            born_host: m.born_host,
+            store_timestamp: Some(timestamp(store_ms)),
+            store_host: self.service.config().broker_addr.clone(),
+            ..Default::default()
+        };
+        let message = v2::Message {
+            topic: Some(resource(&m.topic, "")),
+            user_properties,
+            system_properties: Some(sys),
+            body: m.body,
+        };
+        v2::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(
+                v2::telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                    v2::RecoverOrphanedTransactionCommand {
+                        message: Some(message),
+                        transaction_id,
+                    },
+                ),
+            ),
+        }
+    }
+
     fn delivered_message(&self, r: ReceivedMessage, namespace: &str) -> v2::Message {
         let ReceivedMessage {
             delivery: d,
@@ -344,11 +434,24 @@ fn send_response(
     req: &v2::SendMessageRequest,
     results: Result<SendResults, ServiceError>,
 ) -> v2::SendMessageResponse {
-    let entry = |m: &v2::Message, s: v2::Status, offset: u64| v2::SendResultEntry {
-        status: Some(s),
-        message_id: message_id(m),
-        offset: i64::try_from(offset).unwrap_or(i64::MAX),
-        ..Default::default()
+    let entry = |m: &v2::Message, s: v2::Status, offset: u64| {
+        let transactional = m
+            .system_properties
+            .as_ref()
+            .is_some_and(|p| p.message_type == v2::MessageType::Transaction as i32);
+        let stored = s.code == v2::Code::Ok as i32;
+        v2::SendResultEntry {
+            status: Some(s),
+            message_id: message_id(m),
+            // A half message's transaction id is its message id: valid on every node.
+            transaction_id: if transactional && stored {
+                message_id(m)
+            } else {
+                String::new()
+            },
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            ..Default::default()
+        }
     };
     let entries: Vec<v2::SendResultEntry> = match &results {
         Ok(results) => req
@@ -615,12 +718,34 @@ impl MessagingService for Messaging {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn end_transaction(
         &self,
-        _request: Request<v2::EndTransactionRequest>,
+        request: Request<v2::EndTransactionRequest>,
     ) -> Result<Response<v2::EndTransactionResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let commit = match v2::TransactionResolution::try_from(req.resolution) {
+            Ok(v2::TransactionResolution::Commit) => Some(true),
+            Ok(v2::TransactionResolution::Rollback) => Some(false),
+            _ => None,
+        };
+        let id = if req.transaction_id.is_empty() {
+            &req.message_id
+        } else {
+            &req.transaction_id
+        };
+        let ended = match commit {
+            Some(commit) => self.service.end_transaction(id, commit).await,
+            None => Err(ServiceError::InvalidField {
+                field: "resolution",
+                why: "must be COMMIT or ROLLBACK".into(),
+            }),
+        };
         Ok(Response::new(v2::EndTransactionResponse {
-            status: Some(not_implemented("EndTransaction")),
+            status: Some(match ended {
+                Ok(()) => ok(),
+                Err(e) => error_status(&e),
+            }),
         }))
     }
 
@@ -631,26 +756,10 @@ impl MessagingService for Messaging {
         &self,
         request: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, GrpcStatus> {
-        let mut inbound = request.into_inner();
+        let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let config = self.service.config().clone();
-        // Answer each Settings with merged Settings. The response (and its headers) goes back at
-        // once: the Rust SDK waits for headers before it sends anything.
-        tokio::spawn(async move {
-            while let Ok(Some(cmd)) = inbound.message().await {
-                if let Some(v2::telemetry_command::Command::Settings(s)) = cmd.command {
-                    let reply = v2::TelemetryCommand {
-                        status: Some(ok()),
-                        command: Some(v2::telemetry_command::Command::Settings(merged_settings(
-                            s, &config,
-                        ))),
-                    };
-                    if tx.send(Ok(reply)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let messaging = self.clone();
+        tokio::spawn(async move { messaging.telemetry_session(inbound, tx).await });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

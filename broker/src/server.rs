@@ -79,6 +79,7 @@ pub struct Broker {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     registrar: Option<Registrar>,
     remoting: Remoting,
+    transaction_checks: JoinHandle<()>,
 }
 
 /// Where this node registers at the NameServers, from broker.conf.
@@ -132,6 +133,7 @@ impl Broker {
         let namesrv_addrs = config.namesrv_addrs();
         let registrar = (!namesrv_addrs.is_empty())
             .then(|| Registrar::start(service.clone(), register_config(&config, namesrv_addrs)));
+        let transaction_checks = service.spawn_transaction_checks();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(messaging)
@@ -154,6 +156,7 @@ impl Broker {
             server,
             registrar,
             remoting,
+            transaction_checks,
         })
     }
 
@@ -196,8 +199,10 @@ impl Broker {
             server,
             registrar,
             remoting,
+            transaction_checks,
             ..
         } = self;
+        transaction_checks.abort();
         if let Some(r) = registrar {
             r.stop().await;
         }
@@ -209,6 +214,7 @@ impl Broker {
     }
 
     async fn stop_store(self) -> Result<(), BrokerError> {
+        self.transaction_checks.abort();
         if let Some(r) = self.registrar {
             r.stop().await;
         }

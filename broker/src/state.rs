@@ -27,9 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Receive, SEND_HEADER_LEN, StoredMessage};
+use crate::command::{Command, MessageType, Receive, SEND_HEADER_LEN, StoredMessage};
 use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
 use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
+
+mod transactions;
+
+pub use transactions::{CheckRound, HalfMessage, Transactions};
 
 /// Entries a receive examines at most in one queue (bounds the work of one command).
 const SCAN_PER_QUEUE_MAX: usize = 4096;
@@ -173,6 +177,13 @@ pub enum ApplyError {
         /// The count asked for.
         queues: u32,
     },
+    /// No open transaction has this id (never sent, already committed or rolled back, or
+    /// dropped after its checks).
+    #[error("no open transaction {transaction_id:?}")]
+    TransactionNotFound {
+        /// The transaction id.
+        transaction_id: String,
+    },
 }
 
 /// Why the state could not apply a command or restore a snapshot: its files failed, or a
@@ -235,6 +246,10 @@ pub enum ApplyResult {
     Committed(Result<(), ApplyError>),
     /// A barrier passed.
     Barrier,
+    /// A transaction resolved: where a committed message was placed (`None` for a rollback).
+    Ended(Result<Option<Placed>, ApplyError>),
+    /// A check round of the open transactions.
+    Checked(CheckRound),
 }
 
 impl ApplyResult {
@@ -252,6 +267,8 @@ impl ApplyResult {
             ApplyResult::Reset(_) => "ResetOffset",
             ApplyResult::Committed(_) => "CommitOffset",
             ApplyResult::Barrier => "Barrier",
+            ApplyResult::Ended(_) => "EndTransaction",
+            ApplyResult::Checked(_) => "CheckTransactions",
         }
     }
 }
@@ -274,6 +291,9 @@ struct Replicated {
 #[derive(Debug)]
 pub struct BrokerState {
     r: Replicated,
+    /// The open transactions: replicated too, kept apart so that snapshots of earlier
+    /// versions (without them) still read.
+    tx: Transactions,
     cq: ConsumeQueues,
     index: MessageIndex,
 }
@@ -281,7 +301,7 @@ pub struct BrokerState {
 impl PartialEq for BrokerState {
     /// Replicas agree when their replicated parts do; the queue files follow from those.
     fn eq(&self, other: &BrokerState) -> bool {
-        self.r == other.r
+        self.r == other.r && self.tx == other.tx
     }
 }
 
@@ -298,6 +318,7 @@ impl BrokerState {
                 round_robin: 0,
                 trimmed_upto: 0,
             },
+            tx: Transactions::default(),
             cq,
             index: MessageIndex::in_memory(),
         }
@@ -423,6 +444,7 @@ impl BrokerState {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         // Serializing plain maps and integers into a Vec cannot fail.
         out.extend(postcard::to_stdvec(&self.r).unwrap_or_default());
+        out.extend(postcard::to_stdvec(&self.tx).unwrap_or_default());
         out
     }
 
@@ -432,9 +454,9 @@ impl BrokerState {
     /// # Errors
     /// As [`BrokerState::install`].
     pub fn restore(data: &[u8], cq: ConsumeQueues) -> Result<(BrokerState, u64), StateError> {
-        let r = decode_snapshot(data)?;
+        let (r, tx) = decode_snapshot(data)?;
         let mut state = BrokerState::new(r.config.clone(), cq);
-        let holes = state.adopt(r)?;
+        let holes = state.adopt(r, tx)?;
         Ok((state, holes))
     }
 
@@ -447,8 +469,8 @@ impl BrokerState {
     /// A snapshot of another format (nothing changes), or a queue file that cannot be resized
     /// (the state is then unusable, as after any queue-file failure).
     pub fn install(&mut self, data: &[u8]) -> Result<u64, StateError> {
-        let r = decode_snapshot(data)?;
-        self.adopt(r)
+        let (r, tx) = decode_snapshot(data)?;
+        self.adopt(r, tx)
     }
 
     /// The index a [`BrokerState::snapshot`] was taken at.
@@ -456,7 +478,7 @@ impl BrokerState {
     /// # Errors
     /// As [`BrokerState::install`] (format only).
     pub fn snapshot_index(data: &[u8]) -> Result<u64, StateError> {
-        Ok(decode_snapshot(data)?.last_index)
+        Ok(decode_snapshot(data)?.0.last_index)
     }
 
     /// Takes the settings over from broker.conf (a restart may change them;
@@ -465,7 +487,7 @@ impl BrokerState {
         self.r.config = config;
     }
 
-    fn adopt(&mut self, r: Replicated) -> Result<u64, StateError> {
+    fn adopt(&mut self, r: Replicated, tx: Transactions) -> Result<u64, StateError> {
         for topic in self.cq.topics_on_disk()? {
             if !r.queues.contains_key(&topic) {
                 self.cq.remove_topic(&topic)?;
@@ -479,6 +501,7 @@ impl BrokerState {
             }
         }
         self.r = r;
+        self.tx = tx;
         Ok(holes)
     }
 
@@ -543,7 +566,9 @@ impl BrokerState {
 
     fn apply_command(&mut self, index: u64, command: &Command) -> Result<ApplyResult, StateError> {
         Ok(match command {
-            Command::Send { messages, .. } => ApplyResult::Sent(self.send(index, messages)?),
+            Command::Send { now_ms, messages } => {
+                ApplyResult::Sent(self.send(index, *now_ms, messages)?)
+            }
             Command::UpdateTopic { topic, queues } => {
                 ApplyResult::TopicChanged(self.update_topic(topic, *queues))
             }
@@ -586,6 +611,24 @@ impl BrokerState {
                 offset,
             } => ApplyResult::Committed(self.commit_offset(group, topic, *queue, *offset)),
             Command::Barrier => ApplyResult::Barrier,
+            Command::EndTransaction {
+                transaction_id,
+                message,
+                ..
+            } => {
+                ApplyResult::Ended(self.end_transaction(index, transaction_id, message.as_ref())?)
+            }
+            Command::CheckTransactions {
+                now_ms,
+                timeout_ms,
+                interval_ms,
+                max_checks,
+            } => ApplyResult::Checked(self.check_transactions(
+                *now_ms,
+                *timeout_ms,
+                *interval_ms,
+                *max_checks,
+            )),
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -647,6 +690,10 @@ impl BrokerState {
         }
         self.r.trimmed_upto = upto;
         self.index.trim(upto)?;
+        let purged = self.tx.trim(upto);
+        if purged > 0 {
+            tracing::warn!(purged, upto, "retention purged open half messages");
+        }
         let mut removed = 0;
         for (topic, queues) in &mut self.r.queues {
             for (qi, b) in queues.iter_mut().enumerate() {
@@ -732,7 +779,100 @@ impl BrokerState {
         })
     }
 
-    fn send(&mut self, index: u64, messages: &[StoredMessage]) -> Result<SendResults, StateError> {
+    /// Stores the messages of a Send entry: each goes to its queue, except a transactional
+    /// one, which waits as a half message for its producer's commit.
+    fn send(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        messages: &[StoredMessage],
+    ) -> Result<SendResults, StateError> {
+        self.store_messages(index, messages, |state, m, unit| {
+            (m.message_type == MessageType::Transaction).then(|| state.hold_half(m, unit, now_ms))
+        })
+    }
+
+    /// Holds a transactional message as a half message until it is committed or rolled back.
+    fn hold_half(&mut self, m: &StoredMessage, unit: Unit, now_ms: u64) -> Placed {
+        let half = HalfMessage {
+            topic: m.topic.clone(),
+            index: unit.index,
+            pos: unit.pos,
+            len: unit.len,
+            stored_ms: now_ms,
+            producer_group: m.property(PROPERTY_PRODUCER_GROUP).map(str::to_string),
+            queue: m.queue,
+            checks: 0,
+            last_check_ms: now_ms,
+        };
+        self.tx.hold(&m.message_id, half);
+        Placed {
+            queue: 0,
+            offset: 0,
+            index: unit.index,
+            pos: unit.pos,
+        }
+    }
+
+    /// Commits (stores `message`, the half message's record) or rolls back a transaction.
+    fn end_transaction(
+        &mut self,
+        index: u64,
+        transaction_id: &str,
+        message: Option<&StoredMessage>,
+    ) -> Result<Result<Option<Placed>, ApplyError>, StateError> {
+        let Some(half) = self.tx.resolve(transaction_id) else {
+            return Ok(Err(ApplyError::TransactionNotFound {
+                transaction_id: transaction_id.to_string(),
+            }));
+        };
+        let Some(m) = message else {
+            return Ok(Ok(None));
+        };
+        // The queue the producer chose for the half message, from the replicated table.
+        let m = StoredMessage {
+            queue: half.queue,
+            ..m.clone()
+        };
+        let mut placed = self.store_messages(index, std::slice::from_ref(&m), |_, _, _| None)?;
+        Ok(placed
+            .pop()
+            .unwrap_or(Err(ApplyError::TopicNotFound {
+                topic: m.topic.clone(),
+            }))
+            .map(Some))
+    }
+
+    fn check_transactions(
+        &mut self,
+        now_ms: u64,
+        timeout_ms: u64,
+        interval_ms: u64,
+        max_checks: u32,
+    ) -> CheckRound {
+        let round = self.tx.check(now_ms, timeout_ms, interval_ms, max_checks);
+        for id in &round.dropped {
+            tracing::warn!(
+                transaction_id = %id,
+                "half message dropped after transactionCheckMax checks without an answer"
+            );
+        }
+        round
+    }
+
+    /// The open transactions.
+    pub fn transactions(&self) -> &Transactions {
+        &self.tx
+    }
+
+    /// Places each message of the entry at `index` in its queue, unless `hold` keeps it
+    /// aside (a half message) and answers for it.
+    fn store_messages(
+        &mut self,
+        index: u64,
+        messages: &[StoredMessage],
+        mut hold: impl FnMut(&mut Self, &StoredMessage, Unit) -> Option<Placed>,
+    ) -> Result<SendResults, StateError> {
         let mut out = Vec::with_capacity(messages.len());
         // Units go to the files one write per queue, after the loop.
         let mut writes: BTreeMap<(String, u32), (u64, Vec<Unit>)> = BTreeMap::new();
@@ -748,6 +888,10 @@ impl BrokerState {
                 delivery_ms: m.delivery_ms,
             };
             pos = pos.saturating_add(len);
+            if let Some(placed) = hold(self, m, unit) {
+                out.push(Ok(placed));
+                continue;
+            }
             let queue = match self.place(m) {
                 Ok(q) => q,
                 Err(e) => {
@@ -1099,6 +1243,9 @@ fn deliverable(p: &QueueProgress, offset: u64, u: &Unit, now_ms: u64) -> bool {
 
 /// Adds the index records of one message: its unique key and each of its keys. Returns how
 /// many.
+/// The property a 4.x producer names its group with (RocketMQ's `PGROUP`).
+pub const PROPERTY_PRODUCER_GROUP: &str = "PGROUP";
+
 fn index_message(
     index: &mut MessageIndex,
     m: &StoredMessage,
@@ -1176,7 +1323,9 @@ fn mark_done(p: &mut QueueProgress, offset: u64) {
     }
 }
 
-fn decode_snapshot(data: &[u8]) -> Result<Replicated, StateError> {
+/// The replicated part, then the open transactions (absent in snapshots of versions before
+/// transactions: none are open then).
+fn decode_snapshot(data: &[u8]) -> Result<(Replicated, Transactions), StateError> {
     let bad = |why: String| StateError::Snapshot { why };
     let body = data.strip_prefix(SNAPSHOT_MAGIC).ok_or_else(|| {
         bad(match data.first() {
@@ -1186,7 +1335,13 @@ fn decode_snapshot(data: &[u8]) -> Result<Replicated, StateError> {
             _ => "unknown format (no RMQ2 magic)".into(),
         })
     })?;
-    postcard::from_bytes(body).map_err(|e| bad(e.to_string()))
+    let (r, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
+    let tx = if rest.is_empty() {
+        Transactions::default()
+    } else {
+        postcard::from_bytes(rest).map_err(|e| bad(format!("open transactions: {e}")))?
+    };
+    Ok((r, tx))
 }
 
 /// `v1.<queue>.<offset>.<epoch>`: opaque to clients, valid on every replica.
@@ -1312,6 +1467,99 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    fn half(id: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: id.into(),
+            message_type: MessageType::Transaction,
+            properties: vec![PROPERTY_PRODUCER_GROUP.into(), "pg".into()],
+            ..msg("t", None, None, 0)
+        }
+    }
+
+    fn end(
+        h: &mut Harness,
+        id: &str,
+        message: Option<StoredMessage>,
+    ) -> Result<Option<Placed>, ApplyError> {
+        match h.apply(Command::EndTransaction {
+            now_ms: 9,
+            transaction_id: id.into(),
+            message,
+        }) {
+            ApplyResult::Ended(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_half_message_waits_for_its_commit_and_a_rollback_drops_it() {
+        let mut h = Harness::new();
+        h.apply(Command::UpdateTopic {
+            topic: "t".into(),
+            queues: 4,
+        });
+        h.send(1, vec![half("a"), half("b")]);
+        assert!(
+            h.receive(10, "g", 32, 1000).is_empty(),
+            "half messages are not delivered"
+        );
+        let open = h.state.transactions();
+        assert_eq!(open.len(), 2);
+        assert_eq!(
+            open.get("a").and_then(|x| x.producer_group.as_deref()),
+            Some("pg")
+        );
+        let placed = end(&mut h, "a", Some(half("a")))
+            .unwrap()
+            .expect("committed");
+        assert_eq!(
+            placed.index, h.index,
+            "the committed record is in the EndTransaction entry"
+        );
+        assert_eq!(placed.pos, SEND_HEADER_LEN);
+        assert_eq!(end(&mut h, "b", None), Ok(None), "rolled back");
+        let got = h.receive(20, "g", 32, 1000);
+        assert_eq!(got.len(), 1, "only the committed one is delivered");
+        assert!(matches!(
+            end(&mut h, "a", Some(half("a"))),
+            Err(ApplyError::TransactionNotFound { .. })
+        ));
+        assert!(h.state.transactions().is_empty());
+    }
+
+    #[test]
+    fn check_rounds_count_on_every_replica_and_survive_a_snapshot() {
+        let mut h = Harness::new();
+        h.send(1_000, vec![half("a")]);
+        let round = |h: &mut Harness, now| match h.apply(Command::CheckTransactions {
+            now_ms: now,
+            timeout_ms: 6_000,
+            interval_ms: 30_000,
+            max_checks: 1,
+        }) {
+            ApplyResult::Checked(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(round(&mut h, 7_000).checked, 1);
+        let snapshot = h.state.snapshot();
+        let (restored, _) = BrokerState::restore(&snapshot, ConsumeQueues::in_memory()).unwrap();
+        assert_eq!(restored.transactions(), h.state.transactions());
+        assert_eq!(restored.transactions().get("a").map(|x| x.checks), Some(1));
+        assert_eq!(round(&mut h, 37_000).dropped, vec!["a".to_string()]);
+        assert!(h.state.transactions().is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_without_transactions_reads_as_none_open() {
+        let mut h = Harness::new();
+        h.send(1, vec![msg("t", None, None, 0)]);
+        let mut old = SNAPSHOT_MAGIC.to_vec();
+        old.extend(postcard::to_stdvec(&h.state.r).unwrap());
+        let (restored, _) = BrokerState::restore(&old, ConsumeQueues::in_memory()).unwrap();
+        assert!(restored.transactions().is_empty());
+        assert_eq!(restored.r, h.state.r);
     }
 
     #[test]

@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::command::{Command, Receive, StoredMessage};
 use crate::consume_queue::Unit;
 use crate::state::{
-    ApplyError, ApplyResult, BrokerState, Delivery, SendResults, StateConfig, StateError,
+    ApplyError, ApplyResult, BrokerState, CheckRound, Delivery, Placed, SendResults, StateConfig,
+    StateError,
 };
 
 /// Results kept for proposers that have not picked theirs up yet.
@@ -289,6 +290,54 @@ impl MessageStore {
         };
         self.execute_batched_as(command, |r| match r {
             ApplyResult::Committed(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Commits a transaction (`message` is the half message's record, stored now as a normal
+    /// message) or rolls it back (`None`).
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: no open transaction of that id, or
+    /// the topic is gone.
+    pub async fn end_transaction(
+        &self,
+        now_ms: u64,
+        transaction_id: &str,
+        message: Option<StoredMessage>,
+    ) -> Result<Result<Option<Placed>, ApplyError>, StoreError> {
+        let command = Command::EndTransaction {
+            now_ms,
+            transaction_id: transaction_id.to_string(),
+            message,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::Ended(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// One check round of the open transactions (see [`Command::CheckTransactions`]).
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`].
+    pub async fn check_transactions(
+        &self,
+        now_ms: u64,
+        timeout_ms: u64,
+        interval_ms: u64,
+        max_checks: u32,
+    ) -> Result<CheckRound, StoreError> {
+        let command = Command::CheckTransactions {
+            now_ms,
+            timeout_ms,
+            interval_ms,
+            max_checks,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::Checked(round) => Ok(round),
             other => Err(other),
         })
         .await

@@ -818,9 +818,18 @@ async fn invalid_requests_get_their_rocketmq_codes() {
     empty.body = Default::default();
     assert_eq!(send_code(vec![empty]).await, v2::Code::BadRequest);
     let transactional = with_sys(&|s| s.message_type = v2::MessageType::Transaction as i32);
+    assert_eq!(send_code(vec![transactional]).await, v2::Code::Ok);
+    let timed_transaction = with_sys(&|s| {
+        s.message_type = v2::MessageType::Transaction as i32;
+        s.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: 4_000_000_000,
+            nanos: 0,
+        });
+    });
     assert_eq!(
-        send_code(vec![transactional]).await,
-        v2::Code::NotImplemented
+        send_code(vec![timed_transaction]).await,
+        v2::Code::BadRequest,
+        "RocketMQ refuses a transactional message with a delivery time"
     );
     let fifo = with_sys(&|s| s.message_type = v2::MessageType::Fifo as i32);
     assert_eq!(send_code(vec![fifo]).await, v2::Code::BadRequest);

@@ -97,6 +97,10 @@ impl TestBroker {
             .unwrap()
     }
 
+    fn broker(&self) -> &Broker {
+        self.broker.as_ref().expect("the broker runs")
+    }
+
     async fn stop(&mut self) {
         if let Some(b) = self.broker.take() {
             b.shutdown().await.unwrap();
@@ -1420,4 +1424,144 @@ async fn a_connection_with_too_many_requests_in_progress_gets_system_busy() {
     }
     let after = call(&c, Pull::new("G", "BusyT", 0, 0).request()).await;
     assert_code(&after, rs::PULL_NOT_FOUND, "the connection works again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions (END_TRANSACTION 37, CHECK_TRANSACTION_STATE 39).
+
+fn half_properties(uniq: &str) -> String {
+    format!("UNIQ_KEY\u{1}{uniq}\u{2}TRAN_MSG\u{1}true\u{2}PGROUP\u{1}TxPG\u{2}")
+}
+
+fn end_transaction(id: &str, state: i32, from_check: bool) -> RemotingCommand {
+    RemotingCommand::request(
+        rq::END_TRANSACTION,
+        fields(&[
+            ("producerGroup", "TxPG"),
+            ("tranStateTableOffset", "0"),
+            ("commitLogOffset", "0"),
+            ("commitOrRollback", &state.to_string()),
+            (
+                "fromTransactionCheck",
+                if from_check { "true" } else { "false" },
+            ),
+            ("msgId", id),
+            ("transactionId", ""),
+        ]),
+    )
+}
+
+async fn pulled_ids(c: &RemotingClient, topic: &str) -> Vec<String> {
+    let (_, records) = pull_records(c, Pull::new("TxG", topic, 0, 0)).await;
+    records
+        .iter()
+        .map(|r| r.property("UNIQ_KEY").unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Goal: a 4.x transactional producer's half messages stay invisible until committed, a
+/// rollback drops one, and a half message left open is checked back with the producer group's
+/// connection, whose answer holds. Method: three half messages (TRAN_MSG, PGROUP) to one
+/// queue; pulls before and after END_TRANSACTION commit and rollback; then a producer
+/// heartbeat on a raw connection, which receives CHECK_TRANSACTION_STATE for the open one
+/// (after transactionTimeOut=300) and answers rollback, oneway, as the clients do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_messages_wait_for_their_end_and_open_ones_are_checked_back() {
+    let b = TestBroker::start_with(
+        "transactionTimeOut=300\ntransactionCheckInterval=500\ntransactionCheckMax=20\n",
+    )
+    .await;
+    let c = b.client().await;
+    create_topic(&c, "TxT", 1).await;
+    for id in ["TXCOMMIT", "TXROLLBACK", "TXORPHAN"] {
+        let sent = call(&c, send_v1("TxT", 0, id.as_bytes(), &half_properties(id))).await;
+        assert_code(&sent, rs::SUCCESS, "half message send");
+    }
+    assert!(
+        pulled_ids(&c, "TxT").await.is_empty(),
+        "a half message is not delivered"
+    );
+
+    tracing::info!("commit one, roll one back; a second end of the same finds nothing open");
+    assert_code(
+        &call(&c, end_transaction("TXCOMMIT", 8, false)).await,
+        rs::SUCCESS,
+        "commit",
+    );
+    assert_eq!(pulled_ids(&c, "TxT").await, vec!["TXCOMMIT"]);
+    assert_code(
+        &call(&c, end_transaction("TXROLLBACK", 12, false)).await,
+        rs::SUCCESS,
+        "rollback",
+    );
+    let again = call(&c, end_transaction("TXROLLBACK", 12, false)).await;
+    assert_ne!(again.code, rs::SUCCESS, "ended twice");
+    assert!(
+        again.remark.contains("no open transaction"),
+        "{}",
+        again.remark
+    );
+    assert_code(
+        &call(&c, end_transaction("TXORPHAN", 0, false)).await,
+        rs::SUCCESS,
+        "unknown",
+    );
+
+    tracing::info!(
+        "the producer group's connection is asked about the open one, and rolls it back"
+    );
+    let stream = TcpStream::connect(&b.addr).await.unwrap();
+    let mut producer = Framed::new(stream, FrameCodec::default());
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@tx",
+        "producerDataSet": [{"groupName": "TxPG"}, {"groupName": "CLIENT_INNER_PRODUCER"}],
+        "consumerDataSet": []
+    });
+    producer
+        .send(
+            RemotingCommand::request(rq::HEART_BEAT, ExtFields::new())
+                .with_body(serde_json::to_vec(&hb).unwrap()),
+        )
+        .await
+        .unwrap();
+    let check = next_server_request(&mut producer, Duration::from_secs(10))
+        .await
+        .expect("CHECK_TRANSACTION_STATE within 10 s");
+    assert_eq!(check.code, 39);
+    assert!(check.is_oneway());
+    assert_eq!(check.field("transactionId"), Some("TXORPHAN"));
+    let records = decode_records(check.body.clone());
+    assert_eq!(records.len(), 1, "the half message as a MessageExt record");
+    assert_eq!(records[0].property("UNIQ_KEY"), Some("TXORPHAN"));
+    assert_eq!(&records[0].body[..], b"TXORPHAN");
+    let mut answer = end_transaction("TXORPHAN", 12, true);
+    answer.mark_oneway();
+    producer.send(answer).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b
+        .broker()
+        .service()
+        .store()
+        .state()
+        .transactions()
+        .get("TXORPHAN")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the check-back's rollback did not hold"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pulled_ids(&c, "TxT").await,
+        vec!["TXCOMMIT"],
+        "rolled back: never delivered"
+    );
+    assert!(
+        next_server_request(&mut producer, Duration::from_millis(1500))
+            .await
+            .is_none_or(|r| r.code != 39),
+        "an ended transaction is not checked again"
+    );
 }

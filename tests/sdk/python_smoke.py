@@ -16,6 +16,13 @@ acknowledged, and the harness then SIGKILLs the leader and touches K. Afterwards
 fails unless every acknowledged send was received, and unless sends and receives succeeded again
 after K appeared. A failed send is an unknown outcome (it may or may not arrive).
 
+transaction runs a transactional producer (with a TransactionChecker) and a SimpleConsumer:
+a committed half message is delivered, and not before its commit; a rolled-back one never is;
+two half messages left open are checked back by the broker and the checker's answers hold
+(one committed, one rolled back). With --ready-file/--killed-file it sends the four half
+messages, touches F, waits for K (the harness SIGKILLs the leader in between) and then
+commits, rolls back and waits for the check-backs, which the new leader must carry on.
+
 Prints one line per check and exits non-zero on failure.
 """
 import argparse
@@ -26,7 +33,7 @@ import time
 import uuid
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression, Message, Producer,
-                      SimpleConsumer)
+                      SimpleConsumer, TransactionChecker, TransactionResolution)
 
 
 def log(msg):
@@ -202,6 +209,110 @@ def failover(args):
     consumer.shutdown()
 
 
+class Decisions(TransactionChecker):
+    """Answers the broker's check-back from a table of bodies; records what it was asked."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.asked = []
+
+    def check(self, message):
+        body = message.body.decode()
+        self.asked.append(body)
+        log(f"checker asked about {body!r}")
+        return self.answers.get(body, TransactionResolution.ROLLBACK)
+
+
+def end_with_retry(tx, commit, deadline_s, ended_by_check):
+    """Commits or rolls back, retrying while the group elects a new leader. The transaction
+    may be over already: ended by a check-back the checker answered the same way, or by an
+    earlier attempt whose outcome was unknown."""
+    end = time.time() + deadline_s
+    tried = False
+    while True:
+        try:
+            (tx.commit if commit else tx.rollback)()
+            return
+        except Exception as e:  # noqa: BLE001 - the SDK raises several kinds
+            if "no open transaction" in str(e) and (tried or ended_by_check()):
+                return
+            if time.time() > end:
+                fail(f"{'commit' if commit else 'rollback'} kept failing: {e}")
+            tried = True
+            time.sleep(0.5)
+
+
+def transaction(args):
+    run = uuid.uuid4().hex[:8]
+    topic = f"TxTopic_{run}"
+    group = f"TxGroup_{run}"
+    cfg = ClientConfiguration(args.endpoint, Credentials())
+    bodies = {k: f"{k}-{run}" for k in ("commit", "rollback", "orphan-commit", "orphan-rollback")}
+    # The local transactions' outcomes: what the checker answers when the broker asks (also
+    # about the two the producer ends itself, should a check-back come first).
+    committed = {bodies["commit"], bodies["orphan-commit"]}
+    checker = Decisions({b: TransactionResolution.COMMIT if b in committed
+                         else TransactionResolution.ROLLBACK for b in bodies.values()})
+    producer = Producer(cfg, (topic,), checker)
+    producer.startup()
+    # A 5 s long poll (the broker's shortest) ends before the first check-back (6 s).
+    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression()}, await_duration=5)
+    consumer.startup()
+    try:
+        txs = {}
+        for k, body in bodies.items():
+            tx = producer.begin_transaction()
+            m = Message()
+            m.topic, m.body, m.keys = topic, body.encode(), k
+            receipt = producer.send(m, tx)
+            if not receipt.transaction_id:
+                fail(f"half message {k}: no transaction id in the send receipt")
+            txs[k] = tx
+        log(f"4 half messages sent (transaction ids from the receipts)")
+        seen = set()
+        never = {bodies["rollback"], bodies["orphan-rollback"]}
+
+        def take(messages):
+            for m in messages or []:
+                body = m.body.decode()
+                if body in never:
+                    fail(f"delivered a rolled-back message: {body}")
+                if body not in checker.asked:
+                    fail(f"delivered before it was committed: {body}")
+                seen.add(body)
+                consumer.ack(m)
+
+        # Before the producer ends anything, only what a check-back committed may arrive.
+        take(consumer.receive(32, 10))
+        log(f"before the commit only check-back commits arrived: {sorted(seen)}")
+        if args.ready_file:
+            open(args.ready_file, "w").close()
+            end = time.time() + 60
+            while not os.path.exists(args.killed_file):
+                if time.time() > end:
+                    fail("the harness never killed the leader")
+                time.sleep(0.1)
+            log("the leader was killed; ending the transactions on the new one")
+        end_with_retry(txs["commit"], True, 30, lambda: bodies["commit"] in checker.asked)
+        end_with_retry(txs["rollback"], False, 30, lambda: bodies["rollback"] in checker.asked)
+        checker.asked.append(bodies["commit"])  # committed by the producer: may arrive now
+        want = committed
+        end = time.time() + 90
+        while time.time() < end and not want <= seen:
+            take(consumer.receive(32, 10))
+        if not want <= seen:
+            fail(f"not delivered in 90 s: {sorted(want - seen)} (checker asked {checker.asked})")
+        log(f"committed and checked-back-committed delivered: {sorted(seen)}")
+        take(receive_until(consumer, 1, 10, 3))
+        for k in ("orphan-commit", "orphan-rollback"):
+            if bodies[k] not in checker.asked:
+                fail(f"the broker never checked {k} back (asked: {checker.asked})")
+        log(f"checker asked {len(checker.asked)} time(s); rolled-back messages never delivered")
+    finally:
+        producer.shutdown()
+        consumer.shutdown()
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -213,8 +324,12 @@ def main():
     f.add_argument("--seconds", type=int, required=True)
     f.add_argument("--ready-file", required=True)
     f.add_argument("--killed-file", required=True)
+    t = sub.add_parser("transaction")
+    t.add_argument("endpoint")
+    t.add_argument("--ready-file")
+    t.add_argument("--killed-file")
     args = ap.parse_args()
-    {"smoke": smoke, "failover": failover}[args.mode](args)
+    {"smoke": smoke, "failover": failover, "transaction": transaction}[args.mode](args)
     log("PASS")
 
 

@@ -34,6 +34,8 @@ pub mod request {
     pub const END_TRANSACTION: i32 = 37;
     /// The client ids of a consumer group.
     pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;
+    /// Broker to client: is this half message's local transaction committed?
+    pub const CHECK_TRANSACTION_STATE: i32 = 39;
     /// Broker to client: the members of a group changed.
     pub const NOTIFY_CONSUMER_IDS_CHANGED: i32 = 40;
     /// Lock queues for an orderly consumer.

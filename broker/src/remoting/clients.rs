@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::{ExtFields, RemotingCommand};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use super::request::{Answer, Connection, RequestError};
-use crate::service::BrokerService;
+use crate::service::{BrokerService, CheckerGuard};
 
 /// A client that has not sent a heartbeat for this long is gone (RocketMQ's
 /// `channelExpiredTimeout`).
@@ -31,6 +32,14 @@ struct HeartbeatData {
     client_id: String,
     #[serde(default)]
     consumer_data_set: Vec<ConsumerData>,
+    #[serde(default)]
+    producer_data_set: Vec<ProducerData>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProducerData {
+    group_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +97,9 @@ struct Tables {
     groups: BTreeMap<String, BTreeMap<String, Member>>,
     /// (group, topic, queue) → (client id, last renewed).
     locks: BTreeMap<(String, String, u32), (String, Instant)>,
+    /// Connection id → its producer groups, registered to be asked about their open
+    /// transactions while the connection lives.
+    producers: BTreeMap<u64, (BTreeSet<String>, CheckerGuard)>,
 }
 
 /// Consumer groups and their members on this node.
@@ -118,6 +130,12 @@ impl ClientTable {
         for c in &data.consumer_data_set {
             service.ensure_retry_topic(&c.group_name).await?;
         }
+        let groups: BTreeSet<String> = data
+            .producer_data_set
+            .iter()
+            .map(|p| p.group_name.clone())
+            .collect();
+        self.register_producer(groups, conn, service);
         let mut changed = Vec::new();
         {
             let mut t = self.tables();
@@ -150,6 +168,26 @@ impl ClientTable {
         Ok(RemotingCommand::response_to(r, rs::SUCCESS))
     }
 
+    /// Registers a connection's producer groups for transaction checks (again when they
+    /// change).
+    fn register_producer(
+        &self,
+        groups: BTreeSet<String>,
+        conn: &Connection,
+        service: &BrokerService,
+    ) {
+        let mut t = self.tables();
+        if groups.is_empty() || t.producers.get(&conn.id).is_some_and(|(g, _)| *g == groups) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let guard = service
+            .checkers()
+            .register(Vec::new(), groups.iter().cloned().collect(), tx);
+        super::transaction::forward_checks(service.clone(), conn.clone(), rx);
+        t.producers.insert(conn.id, (groups, guard));
+    }
+
     /// UNREGISTER_CLIENT: the client leaves its consumer group.
     pub(super) fn unregister(&self, r: &RemotingCommand) -> Answer {
         let client = r.required("clientID")?;
@@ -173,6 +211,7 @@ impl ClientTable {
         let mut changed = Vec::new();
         {
             let mut t = self.tables();
+            t.producers.remove(&id);
             for (group, members) in &mut t.groups {
                 let before = members.len();
                 members.retain(|_, m| m.connection.id != id);

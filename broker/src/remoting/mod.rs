@@ -12,6 +12,7 @@
 //! - [`offset`]: consumer offsets (14, 15) and queue offsets (29, 30, 31);
 //! - [`clients`]: heartbeats (34, 35), group membership (38, 40) and queue locks (41, 42);
 //! - [`admin`]: topic create (17), lookups (12, 33), runtime info (28);
+//! - [`transaction`]: END_TRANSACTION (37) and the check-back CHECK_TRANSACTION_STATE (39);
 //! - [`register`]: registering at the NameServers (`namesrvAddr`).
 
 mod admin;
@@ -22,6 +23,7 @@ mod pull;
 pub mod register;
 mod request;
 mod send;
+mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,6 +153,7 @@ impl Remoting {
                 send::send(&inner.service, r, conn).await
             }
             rq::CONSUMER_SEND_MSG_BACK => send::send_back(&inner.service, r).await,
+            rq::END_TRANSACTION => transaction::end_transaction(&inner.service, r).await,
             rq::PULL_MESSAGE => pull::pull(&inner.service, &inner.clients, r).await,
             rq::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(&inner.service, r).await,
             rq::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(&inner.service, r).await,

@@ -69,7 +69,8 @@ fn service_code(e: &ServiceError) -> i32 {
             ApplyError::TopicNotFound { .. } => rs::TOPIC_NOT_EXIST,
             ApplyError::QueueNotFound { .. }
             | ApplyError::QueueCount { .. }
-            | ApplyError::InvalidHandle { .. } => rs::SYSTEM_ERROR,
+            | ApplyError::InvalidHandle { .. }
+            | ApplyError::TransactionNotFound { .. } => rs::SYSTEM_ERROR,
         },
         E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
         E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,

@@ -81,9 +81,14 @@ pub(crate) fn check_message(
             size_max,
         });
     }
-    if m.message_type == MessageType::Transaction {
-        return Err(ServiceError::Unsupported {
-            feature: "transactional messages",
+    let transactional = m.message_type == MessageType::Transaction;
+    if transactional
+        && (m.delivery_ms > 0 || m.message_group.as_deref().is_some_and(|g| !g.is_empty()))
+    {
+        // RocketMQ refuses these too: a half message is neither timed nor ordered.
+        return Err(ServiceError::InvalidField {
+            field: "system_properties.message_type",
+            why: "a transactional message cannot have a delivery time or a message group".into(),
         });
     }
     if m.delivery_ms > now_ms + DELAY_MS_MAX {
@@ -168,9 +173,11 @@ mod tests {
             (
                 NewMessage {
                     message_type: MessageType::Transaction,
+                    delivery_ms: 3,
                     ..message()
                 },
-                "transactional messages are not supported yet",
+                "system_properties.message_type: a transactional message cannot have a delivery \
+                 time or a message group",
             ),
             (
                 NewMessage {

@@ -30,6 +30,7 @@ mod pull;
 mod query;
 mod receive;
 mod retry;
+mod transaction;
 
 pub use clock::now_ms;
 pub use cluster::{GroupRoute, ROUTE_TTL};
@@ -51,6 +52,7 @@ pub use retry::{
     DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
     SendBack, delay_of_level, reconsume_times,
 };
+pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::StoredMessage;
 use crate::config::BrokerConfig;
@@ -79,6 +81,29 @@ pub struct ServiceConfig {
     pub unsafe_ack_before_replication: bool,
     /// `namesrvAddr`: where the other groups of the cluster are found.
     pub namesrv_addrs: Vec<String>,
+    /// When and how often open transactions are checked.
+    pub transactions: TransactionConfig,
+}
+
+/// broker.conf's transaction settings (RocketMQ's names and defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransactionConfig {
+    /// `transactionTimeOut` (ms): a half message's age at its first check.
+    pub timeout_ms: u64,
+    /// `transactionCheckInterval` (ms): the time between checks.
+    pub check_interval_ms: u64,
+    /// `transactionCheckMax`: checks before a half message is dropped.
+    pub check_max: u32,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            timeout_ms: 6_000,
+            check_interval_ms: 30_000,
+            check_max: 15,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -93,6 +118,11 @@ impl ServiceConfig {
             disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
             unsafe_ack_before_replication: config.unsafe_ack_before_replication,
             namesrv_addrs: config.namesrv_addrs(),
+            transactions: TransactionConfig {
+                timeout_ms: config.transaction_time_out,
+                check_interval_ms: config.transaction_check_interval,
+                check_max: config.transaction_check_max,
+            },
         }
     }
 }
@@ -104,6 +134,7 @@ pub struct BrokerService {
     config: Arc<ServiceConfig>,
     disk: Arc<DiskGuard>,
     cluster: Arc<cluster::ClusterRoutes>,
+    checkers: Arc<Checkers>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -138,6 +169,7 @@ impl BrokerService {
             config: Arc::new(config),
             disk: Arc::default(),
             cluster,
+            checkers: Arc::default(),
         }
     }
 
