@@ -21,7 +21,8 @@ FAULTS=${FAULTS:-"leader-kill random-kill minor-kill major-kill fixed-kill
   random-partition-oneway leader-partition-oneway bridge partition-majorities-ring
   random-loss minor-loss random-delay leader-delay
   leader-power-loss minor-power-loss all-power-loss mixed
-  ordered:leader-partition ordered:leader-kill consumer-restart:leader-kill"}
+  ordered:leader-partition ordered:leader-kill consumer-restart:leader-kill
+  transactional:leader-kill transactional:leader-partition transactional:mixed"}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 cargo build --release --locked -p broker -p chaos --bins >&2
 mkdir -p "$STORE"

@@ -123,6 +123,10 @@ pub struct BrokerConfig {
     /// crash or partition loses acknowledged messages — the negative control that proves the
     /// chaos harness sees loss. Never set in production.
     pub unsafe_ack_before_replication: bool,
+    /// `unsafeCommitRollbacks`, default false. **Unsafe, for fault-injection tests only**: a
+    /// rollback of a transaction commits it instead, so rolled-back messages are delivered —
+    /// the negative control that proves the chaos harness sees them. Never set in production.
+    pub unsafe_commit_rollbacks: bool,
     /// The raft-log keys: group, peers, store, durability, timers, retention.
     pub raft_log: raft_log::Config,
 }
@@ -383,6 +387,11 @@ const KEYS: &[KeySpec] = &[
         |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
         |c| Some(c.unsafe_ack_before_replication.to_string()),
     ),
+    broker(
+        "unsafeCommitRollbacks",
+        |c, v| parse_bool(v).map(|b| c.unsafe_commit_rollbacks = b),
+        |c| Some(c.unsafe_commit_rollbacks.to_string()),
+    ),
     // RocketMQ hands this to DLedger as the data file size.
     KeySpec {
         key: "mappedFileSizeCommitLog",
@@ -546,6 +555,7 @@ impl BrokerConfig {
             transaction_check_interval: 30_000,
             transaction_check_max: 15,
             unsafe_ack_before_replication: false,
+            unsafe_commit_rollbacks: false,
             raft_log,
         }
     }

@@ -122,6 +122,12 @@ impl Broker {
                  can be lost (a negative control for fault-injection tests only)"
             );
         }
+        if config.unsafe_commit_rollbacks {
+            tracing::warn!(
+                "unsafeCommitRollbacks=true: a transaction rollback commits instead (a negative \
+                 control for fault-injection tests only)"
+            );
+        }
         let service = BrokerService::new(store, ServiceConfig::from_broker_config(&config));
         let admin = AdminServer::new(Admin::new(service.clone()));
         let messaging = MessagingServiceServer::new(Messaging::new(service.clone()))

@@ -147,6 +147,74 @@ impl Client {
         }
     }
 
+    /// Sends `value` as a transactional half message; its outcome carries the message id and
+    /// the transaction id to end it with.
+    pub async fn send_half(
+        &mut self,
+        topic: &str,
+        value: u64,
+        timeout: Duration,
+    ) -> Outcome<(String, String)> {
+        let body = bytes::Bytes::from(value.to_string().into_bytes());
+        let message_id = self.rpc.identity().message_id().0;
+        let spec = MessageSpec {
+            message_id: message_id.clone(),
+            transactional: true,
+            body_crc32: Some(String::new()),
+            born_host: "chaos".into(),
+            ..MessageSpec::default()
+        };
+        let message = raftmq_client::message(resource(topic), body, spec);
+        let call = self.rpc.send(vec![message], timeout);
+        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
+            Ok(Err(error)) => return call_outcome(&error),
+            Ok(Ok(r)) => r,
+        };
+        let Some(entry) = response.entries.first() else {
+            return Outcome::Unknown("answer without entries".into());
+        };
+        match &entry.status {
+            Some(s) if s.code == v2::Code::Ok as i32 => {
+                Outcome::Ok((message_id, entry.transaction_id.clone()))
+            }
+            Some(s) if definite_refusal(s.code) => {
+                Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
+            }
+            Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
+            None => Outcome::Unknown("answer without status".into()),
+        }
+    }
+
+    /// Commits or rolls back a half message. "No such open transaction" is a definite failure:
+    /// this call ended nothing.
+    pub async fn end_transaction(
+        &mut self,
+        topic: &str,
+        ids: &(String, String),
+        commit: bool,
+        timeout: Duration,
+    ) -> Outcome<()> {
+        let call = self
+            .rpc
+            .end_transaction(topic, &ids.0, &ids.1, commit, timeout);
+        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
+            Ok(Err(error)) => return call_outcome(&error),
+            Ok(Ok(r)) => r,
+        };
+        match response.status {
+            Some(s) if s.code == v2::Code::Ok as i32 => Outcome::Ok(()),
+            Some(s)
+                if s.code == v2::Code::InvalidTransactionId as i32 || definite_refusal(s.code) =>
+            {
+                Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
+            }
+            Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
+            None => Outcome::Unknown("answer without status".into()),
+        }
+    }
+
     /// One long poll for up to `batch` messages, then an ack of each. Returns the [`Delivery`]:
     /// the values received, when the receive returned, and the ack errors, if any.
     pub async fn receive_and_ack(

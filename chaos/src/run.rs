@@ -28,6 +28,9 @@ pub enum Control {
     SkipFsync,
     /// `unsafeAckBeforeReplication=true`: sends are acked before they are proposed.
     AckBeforeReplication,
+    /// `unsafeCommitRollbacks=true`: a rolled-back half message is committed instead (caught
+    /// by `-w transactional` as unexpected deliveries).
+    CommitRollbacks,
 }
 
 /// The client protocol of the workload.
@@ -136,6 +139,9 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     if options.protocol == Protocol::Remoting && options.workload == Kind::Ordered {
         bail!("-w ordered needs message groups: use --protocol grpc");
     }
+    if options.protocol == Protocol::Remoting && options.workload == Kind::Transactional {
+        bail!("-w transactional runs over gRPC only: use --protocol grpc");
+    }
     if !options.broker_bin.is_file() {
         bail!(
             "no mqbroker at {} (build it: cargo build --release -p broker --bins)",
@@ -183,6 +189,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         Some(Control::AckBeforeReplication) => {
             extra_conf.push("unsafeAckBeforeReplication=true".to_string());
         }
+        Some(Control::CommitRollbacks) => extra_conf.push("unsafeCommitRollbacks=true".to_string()),
         None => {}
     }
     let spec = ClusterSpec {

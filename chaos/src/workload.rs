@@ -1,6 +1,7 @@
 //! Workloads through the public gRPC API only: `queue` (unique values, producers and consumers
-//! in one group), `ordered` (message groups split among producers) and `consumer-restart`
-//! (consumers are replaced by new instances mid-run; progress must carry over).
+//! in one group), `ordered` (message groups split among producers), `consumer-restart`
+//! (consumers are replaced by new instances mid-run; progress must carry over) and
+//! `transactional` (every value a half message, two in three committed, the rest rolled back).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub enum Kind {
     Ordered,
     /// As `queue`, and every consumer is replaced by a new instance now and then.
     ConsumerRestart,
+    /// Every value is sent as a transactional half message, then committed (two in three) or
+    /// rolled back. Only a commit is recorded as the value's enqueue, so a rolled-back value
+    /// that is delivered shows as unexpected, and a commit acknowledged OK must be delivered.
+    Transactional,
 }
 
 /// The topic and consumer group the workload uses.
@@ -155,6 +160,10 @@ pub async fn client(shared: Arc<Shared>, spec: ClientSpec) {
                     next_group += 1;
                     g
                 });
+                if spec.kind == Kind::Transactional {
+                    transact_once(&shared, &process, &spec.node.0, &mut c, value).await;
+                    continue;
+                }
                 let pending = Pending::invoke(
                     &shared.recorder,
                     &process,
@@ -170,6 +179,41 @@ pub async fn client(shared: Arc<Shared>, spec: ClientSpec) {
                 }
             }
         }
+    }
+}
+
+/// One transactional value: its half message, then a commit (recorded as the value's enqueue,
+/// with the commit's outcome) or a rollback (not recorded: the value was never sent). A half
+/// message whose send failed or went unanswered is left alone: nobody commits it, and the
+/// harness's clients answer no check-back, so it is dropped after its checks.
+async fn transact_once(shared: &Shared, process: &str, node: &str, c: &mut Client, value: u64) {
+    let ids = match c.send_half(TOPIC, value, SEND_TIMEOUT).await {
+        Outcome::Ok(ids) => ids,
+        Outcome::Fail(e) | Outcome::Unknown(e) => {
+            tracing::debug!("{process}: half message {value} not sent: {e}");
+            return;
+        }
+    };
+    if value.is_multiple_of(3) {
+        if let Outcome::Fail(e) | Outcome::Unknown(e) =
+            c.end_transaction(TOPIC, &ids, false, SEND_TIMEOUT).await
+        {
+            tracing::debug!("{process}: rollback of {value}: {e}");
+        }
+        return;
+    }
+    let pending = Pending::invoke(
+        &shared.recorder,
+        process,
+        F::Enqueue,
+        Some(value),
+        None,
+        node,
+    );
+    match c.end_transaction(TOPIC, &ids, true, SEND_TIMEOUT).await {
+        Outcome::Ok(()) => pending.complete(OpType::Ok, Vec::new(), None),
+        Outcome::Fail(e) => pending.complete(OpType::Fail, Vec::new(), Some(e)),
+        Outcome::Unknown(e) => pending.complete(OpType::Info, Vec::new(), Some(e)),
     }
 }
 

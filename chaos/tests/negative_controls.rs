@@ -84,6 +84,34 @@ fn acking_before_replication_is_reported_as_loss() {
 }
 
 #[test]
+fn committing_rollbacks_is_reported_as_unexpected_deliveries() {
+    // Every third value is rolled back; a broker that commits it instead delivers a value the
+    // history never sent.
+    let (code, results) = chaos_run(&[
+        "-t",
+        "15",
+        "-i",
+        "6",
+        "--recovery-time",
+        "5",
+        "--nemesis",
+        "leader-kill",
+        "-w",
+        "transactional",
+        "--negative-control",
+        "commit-rollbacks",
+    ]);
+    assert_eq!(code, 1, "the harness did not fail the run");
+    let unexpected = results["checkers"]["queue"]["unexpected"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        unexpected > 0,
+        "no unexpected delivery reported: {results:#}"
+    );
+}
+
+#[test]
 fn skipping_fsync_is_reported_as_loss_after_a_power_cut() {
     assert!(
         rustix::process::geteuid().is_root(),

@@ -68,6 +68,8 @@ pub struct MessageSpec {
     pub keys: Vec<String>,
     /// The FIFO message group; a message with one is sent as FIFO, without as NORMAL.
     pub message_group: Option<String>,
+    /// Sent as a TRANSACTION half message (no message group then).
+    pub transactional: bool,
     /// The CRC32 body digest as upper-case hex (may be empty); `None` sends no digest.
     pub body_crc32: Option<String>,
     /// The `born_host` property.
@@ -76,7 +78,9 @@ pub struct MessageSpec {
 
 /// A message to `topic` with `body`, born now, as the SDKs build it.
 pub fn message(topic: v2::Resource, body: Bytes, spec: MessageSpec) -> v2::Message {
-    let message_type = if spec.message_group.is_some() {
+    let message_type = if spec.transactional {
+        v2::MessageType::Transaction
+    } else if spec.message_group.is_some() {
         v2::MessageType::Fifo
     } else {
         v2::MessageType::Normal
@@ -223,6 +227,42 @@ impl MessagingClient {
         response
             .map(tonic::Response::into_inner)
             .map_err(self.rpc_error("SendMessage"))
+    }
+
+    /// EndTransaction: commits (`commit`) or rolls back the half message `message_id` of
+    /// `topic` with the transaction id its send returned, as a producer does.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the response's status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, commit))]
+    pub async fn end_transaction(
+        &mut self,
+        topic: &str,
+        message_id: &str,
+        transaction_id: &str,
+        commit: bool,
+        timeout: Duration,
+    ) -> Result<v2::EndTransactionResponse, ClientError> {
+        let resolution = if commit {
+            v2::TransactionResolution::Commit
+        } else {
+            v2::TransactionResolution::Rollback
+        };
+        let request = v2::EndTransactionRequest {
+            topic: Some(resource(topic)),
+            message_id: message_id.to_string(),
+            transaction_id: transaction_id.to_string(),
+            resolution: resolution as i32,
+            source: v2::TransactionSource::SourceClient as i32,
+            trace_context: String::new(),
+        };
+        let response = self
+            .rpc
+            .end_transaction(self.identity.request(request, timeout))
+            .await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("EndTransaction"))
     }
 
     /// One long poll, its stream read to the end. `timeout` is the gRPC deadline; the broker

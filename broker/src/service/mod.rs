@@ -83,6 +83,8 @@ pub struct ServiceConfig {
     pub namesrv_addrs: Vec<String>,
     /// When and how often open transactions are checked.
     pub transactions: TransactionConfig,
+    /// `unsafeCommitRollbacks` (negative control, tests only): a rollback commits instead.
+    pub unsafe_commit_rollbacks: bool,
 }
 
 /// broker.conf's transaction settings (RocketMQ's names and defaults).
@@ -123,6 +125,7 @@ impl ServiceConfig {
                 check_interval_ms: config.transaction_check_interval,
                 check_max: config.transaction_check_max,
             },
+            unsafe_commit_rollbacks: config.unsafe_commit_rollbacks,
         }
     }
 }

@@ -152,6 +152,8 @@ impl BrokerService {
         transaction_id: &str,
         commit: bool,
     ) -> Result<(), ServiceError> {
+        // The negative control: a rollback commits, as a broken broker would.
+        let commit = commit || self.config.unsafe_commit_rollbacks;
         let not_found = || ApplyError::TransactionNotFound {
             transaction_id: transaction_id.to_string(),
         };

@@ -855,6 +855,7 @@ async fn send_message(
         tag: message.tag,
         keys: message.keys,
         message_group: message.message_group,
+        transactional: false,
         body_crc32: Some(format!("{:08X}", crc32fast::hash(&body))),
         born_host: client.identity().host.clone(),
     };

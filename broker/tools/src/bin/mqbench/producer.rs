@@ -50,6 +50,7 @@ impl SendTemplate {
             tag: self.tag.clone(),
             keys: Vec::new(),
             message_group,
+            transactional: false,
             body_crc32: Some(self.digest.clone()),
             born_host: self.identity.host.clone(),
         };
