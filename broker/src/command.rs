@@ -428,22 +428,40 @@ pub enum Command {
         message: Option<StoredMessage>,
     },
     /// A check round of the open transactions (RocketMQ's transactional check service),
-    /// proposed by the leader with its settings so that every replica decides alike: each half
-    /// message older than `timeout_ms` and not checked for `interval_ms` counts one more check
-    /// (every node then asks its own producers); one checked `max_checks` times is dropped.
+    /// proposed by the leader with its settings so that every replica decides alike (see
+    /// [`CheckPolicy`]); every node then asks its own producers about the ones counted.
     CheckTransactions {
         /// Proposer's clock.
         now_ms: u64,
-        /// `transactionTimeOut`: the age of a half message's first check.
-        timeout_ms: u64,
-        /// `transactionCheckInterval`: the time between checks.
-        interval_ms: u64,
-        /// `transactionCheckMax`: checks before a half message is dropped.
-        max_checks: u32,
+        /// The proposer's broker.conf settings.
+        policy: CheckPolicy,
     },
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
+}
+
+/// When open transactions are checked back, in broker.conf's names and defaults: a half
+/// message is first checked once it is `timeout_ms` old, then every `interval_ms`, and dropped
+/// (rolled back) once it was checked `max_checks` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckPolicy {
+    /// `transactionTimeOut` (ms).
+    pub timeout_ms: u64,
+    /// `transactionCheckInterval` (ms).
+    pub interval_ms: u64,
+    /// `transactionCheckMax`.
+    pub max_checks: u32,
+}
+
+impl Default for CheckPolicy {
+    fn default() -> Self {
+        CheckPolicy {
+            timeout_ms: 6_000,
+            interval_ms: 30_000,
+            max_checks: 15,
+        }
+    }
 }
 
 /// Hand out up to `batch` messages to `group`, invisible for `invisible_ms`.
@@ -587,17 +605,12 @@ impl Command {
                 transaction_id,
                 message,
             } => encode_end_transaction(w, *now_ms, transaction_id, message.as_ref()),
-            Command::CheckTransactions {
-                now_ms,
-                timeout_ms,
-                interval_ms,
-                max_checks,
-            } => {
+            Command::CheckTransactions { now_ms, policy } => {
                 w.u8(CHECK_TRANSACTIONS)
                     .u64(*now_ms)
-                    .u64(*timeout_ms)
-                    .u64(*interval_ms)
-                    .u32(*max_checks);
+                    .u64(policy.timeout_ms)
+                    .u64(policy.interval_ms)
+                    .u32(policy.max_checks);
             }
             Command::Batch(commands) => {
                 w.u8(BATCH).count(commands.len());
@@ -660,9 +673,11 @@ impl Command {
             END_TRANSACTION => decode_end_transaction(r)?,
             CHECK_TRANSACTIONS => Command::CheckTransactions {
                 now_ms: r.u64()?,
-                timeout_ms: r.u64()?,
-                interval_ms: r.u64()?,
-                max_checks: r.u32()?,
+                policy: CheckPolicy {
+                    timeout_ms: r.u64()?,
+                    interval_ms: r.u64()?,
+                    max_checks: r.u32()?,
+                },
             },
             COMMIT_OFFSET => Command::CommitOffset {
                 group: r.str()?,
@@ -779,9 +794,7 @@ mod tests {
             },
             Command::CheckTransactions {
                 now_ms: 7,
-                timeout_ms: 6_000,
-                interval_ms: 30_000,
-                max_checks: 15,
+                policy: CheckPolicy::default(),
             },
         ];
         for c in cmds {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
-use crate::command::MessageType;
+use crate::command::{MessageType, StoredMessage};
 use crate::service::{
     BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled,
     ReceiveRequest, ReceivedMessage, SendResults, ServiceConfig, ServiceError, TransactionCheck,
@@ -307,12 +307,23 @@ impl Messaging {
 
     /// The check-back of a half message, as a 5.x producer's TransactionChecker gets it.
     fn recover_orphaned(&self, check: TransactionCheck) -> v2::TelemetryCommand {
-        let TransactionCheck {
-            transaction_id,
-            message: m,
-            store_ms,
-            ..
-        } = check;
+        let message = self.message_pb(check.message, "", check.store_ms);
+        v2::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(
+                v2::telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                    v2::RecoverOrphanedTransactionCommand {
+                        message: Some(message),
+                        transaction_id: check.transaction_id,
+                    },
+                ),
+            ),
+        }
+    }
+
+    /// A stored message as the SDKs read it: its system properties (digest, times, hosts),
+    /// its user properties and body; delivery details are the caller's to add.
+    fn message_pb(&self, m: StoredMessage, namespace: &str, store_ms: u64) -> v2::Message {
         let user_properties: HashMap<String, String> = m
             .property_pairs()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -326,29 +337,20 @@ impl Messaging {
                 checksum: format!("{:08X}", crc32fast::hash(&m.body)),
             }),
             body_encoding: v2::Encoding::Identity as i32,
-            message_type: v2::MessageType::Transaction as i32,
+            message_type: message_type_to_pb(m.message_type) as i32,
             born_timestamp: Some(timestamp(m.born_ms)),
             born_host: m.born_host,
             store_timestamp: Some(timestamp(store_ms)),
             store_host: self.service.config().broker_addr.clone(),
+            delivery_timestamp: (m.delivery_ms > 0).then(|| timestamp(m.delivery_ms)),
+            message_group: m.message_group,
             ..Default::default()
         };
-        let message = v2::Message {
-            topic: Some(resource(&m.topic, "")),
+        v2::Message {
+            topic: Some(resource(&m.topic, namespace)),
             user_properties,
             system_properties: Some(sys),
             body: m.body,
-        };
-        v2::TelemetryCommand {
-            status: Some(ok()),
-            command: Some(
-                v2::telemetry_command::Command::RecoverOrphanedTransactionCommand(
-                    v2::RecoverOrphanedTransactionCommand {
-                        message: Some(message),
-                        transaction_id,
-                    },
-                ),
-            ),
         }
     }
 
@@ -359,40 +361,16 @@ impl Messaging {
             store_ms,
             invisible_ms_left,
         } = r;
-        let user_properties: HashMap<String, String> = m
-            .property_pairs()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let digest = format!("{:08X}", crc32fast::hash(&m.body));
-        let sys = v2::SystemProperties {
-            tag: m.tag,
-            keys: m.keys,
-            message_id: m.message_id,
-            body_digest: Some(v2::Digest {
-                r#type: v2::DigestType::Crc32 as i32,
-                checksum: digest,
-            }),
-            body_encoding: v2::Encoding::Identity as i32,
-            message_type: message_type_to_pb(m.message_type) as i32,
-            born_timestamp: Some(timestamp(m.born_ms)),
-            born_host: m.born_host,
-            store_timestamp: Some(timestamp(store_ms)),
-            store_host: self.service.config().broker_addr.clone(),
-            delivery_timestamp: (m.delivery_ms > 0).then(|| timestamp(m.delivery_ms)),
-            receipt_handle: Some(d.handle),
-            queue_id: i32::try_from(d.queue).unwrap_or(i32::MAX),
-            queue_offset: Some(i64::try_from(d.offset).unwrap_or(i64::MAX)),
-            invisible_duration: Some(duration(invisible_ms_left)),
-            delivery_attempt: Some(i32::try_from(d.attempt).unwrap_or(i32::MAX)),
-            message_group: m.message_group,
-            ..Default::default()
-        };
-        v2::Message {
-            topic: Some(resource(&d.topic, namespace)),
-            user_properties,
-            system_properties: Some(sys),
-            body: m.body,
+        let mut message = self.message_pb(m, namespace, store_ms);
+        message.topic = Some(resource(&d.topic, namespace));
+        if let Some(sys) = message.system_properties.as_mut() {
+            sys.receipt_handle = Some(d.handle);
+            sys.queue_id = i32::try_from(d.queue).unwrap_or(i32::MAX);
+            sys.queue_offset = Some(i64::try_from(d.offset).unwrap_or(i64::MAX));
+            sys.invisible_duration = Some(duration(invisible_ms_left));
+            sys.delivery_attempt = Some(i32::try_from(d.attempt).unwrap_or(i32::MAX));
         }
+        message
     }
 
     /// The response items of one receive, in stream order.

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, MessageType, Receive, SEND_HEADER_LEN, StoredMessage};
+use crate::command::{CheckPolicy, Command, MessageType, Receive, SEND_HEADER_LEN, StoredMessage};
 use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
 use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
 
@@ -618,17 +618,9 @@ impl BrokerState {
             } => {
                 ApplyResult::Ended(self.end_transaction(index, transaction_id, message.as_ref())?)
             }
-            Command::CheckTransactions {
-                now_ms,
-                timeout_ms,
-                interval_ms,
-                max_checks,
-            } => ApplyResult::Checked(self.check_transactions(
-                *now_ms,
-                *timeout_ms,
-                *interval_ms,
-                *max_checks,
-            )),
+            Command::CheckTransactions { now_ms, policy } => {
+                ApplyResult::Checked(self.check_transactions(*now_ms, policy))
+            }
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -843,14 +835,8 @@ impl BrokerState {
             .map(Some))
     }
 
-    fn check_transactions(
-        &mut self,
-        now_ms: u64,
-        timeout_ms: u64,
-        interval_ms: u64,
-        max_checks: u32,
-    ) -> CheckRound {
-        let round = self.tx.check(now_ms, timeout_ms, interval_ms, max_checks);
+    fn check_transactions(&mut self, now_ms: u64, policy: &CheckPolicy) -> CheckRound {
+        let round = self.tx.check(now_ms, policy);
         for id in &round.dropped {
             tracing::warn!(
                 transaction_id = %id,
@@ -1535,9 +1521,10 @@ mod tests {
         h.send(1_000, vec![half("a")]);
         let round = |h: &mut Harness, now| match h.apply(Command::CheckTransactions {
             now_ms: now,
-            timeout_ms: 6_000,
-            interval_ms: 30_000,
-            max_checks: 1,
+            policy: CheckPolicy {
+                max_checks: 1,
+                ..CheckPolicy::default()
+            },
         }) {
             ApplyResult::Checked(r) => r,
             other => panic!("{other:?}"),

@@ -30,7 +30,7 @@ use raft_log::snapshot::SnapshotHook;
 use raft_log::{Error as LogError, RaftLogNode};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::command::{Command, Receive, StoredMessage};
+use crate::command::{CheckPolicy, Command, Receive, StoredMessage};
 use crate::consume_queue::Unit;
 use crate::state::{
     ApplyError, ApplyResult, BrokerState, CheckRound, Delivery, Placed, SendResults, StateConfig,
@@ -326,16 +326,9 @@ impl MessageStore {
     pub async fn check_transactions(
         &self,
         now_ms: u64,
-        timeout_ms: u64,
-        interval_ms: u64,
-        max_checks: u32,
+        policy: CheckPolicy,
     ) -> Result<CheckRound, StoreError> {
-        let command = Command::CheckTransactions {
-            now_ms,
-            timeout_ms,
-            interval_ms,
-            max_checks,
-        };
+        let command = Command::CheckTransactions { now_ms, policy };
         self.execute_as(&command, |r| match r {
             ApplyResult::Checked(round) => Ok(round),
             other => Err(other),

@@ -25,6 +25,10 @@ use raftmq_remoting::{ExtFields, FrameCodec, RemotingClient, RemotingCommand, Se
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+mod support;
+
+use support::free_port;
+
 /// The longest any single request may take to be answered (a held pull answers in its
 /// suspend time, at most 3 s here).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,14 +39,6 @@ const QUEUES: u32 = 4;
 
 // ---------------------------------------------------------------------------------------------
 // The broker under test.
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A single-node broker on `port` with its store under `dir`; `extra` adds broker.conf lines.
 /// Returns once the node leads (it can write).

@@ -56,6 +56,31 @@ fn transport_outcome<T>(status: &tonic::Status) -> Outcome<T> {
     }
 }
 
+/// A broker status as an outcome: OK, a refusal `definite` says came before any write, or
+/// unknown.
+fn status_outcome(status: Option<&v2::Status>, definite: impl Fn(i32) -> bool) -> Outcome<()> {
+    match status {
+        Some(s) if s.code == v2::Code::Ok as i32 => Outcome::Ok(()),
+        Some(s) if definite(s.code) => {
+            Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
+        }
+        Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
+        None => Outcome::Unknown("answer without status".into()),
+    }
+}
+
+/// A call's answer, or its outcome when it failed or took longer than `timeout` (+1 s).
+async fn answer<T, U>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, Outcome<U>> {
+    match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        Err(_) => Err(Outcome::Unknown(format!("no answer in {timeout:?}"))),
+        Ok(Err(error)) => Err(call_outcome(&error)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
 /// A failed call's outcome: its status decides, as for [`transport_outcome`].
 fn call_outcome<T>(error: &ClientError) -> Outcome<T> {
     match error.grpc_status() {
@@ -109,6 +134,23 @@ impl Client {
         })
     }
 
+    /// A message to `topic` whose body is `value` in decimal, with a fresh message id (returned
+    /// too) and the harness's born host; `spec` gives the rest.
+    fn value_message(&self, topic: &str, value: u64, spec: MessageSpec) -> (String, v2::Message) {
+        let message_id = self.rpc.identity().message_id().0;
+        let spec = MessageSpec {
+            message_id: message_id.clone(),
+            body_crc32: Some(String::new()),
+            born_host: "chaos".into(),
+            ..spec
+        };
+        let body = bytes::Bytes::from(value.to_string().into_bytes());
+        (
+            message_id,
+            raftmq_client::message(resource(topic), body, spec),
+        )
+    }
+
     /// Sends one message whose body is `value` in decimal, FIFO in `group` when given.
     pub async fn send(
         &mut self,
@@ -117,34 +159,21 @@ impl Client {
         group: Option<&str>,
         timeout: Duration,
     ) -> Outcome<()> {
-        let body = bytes::Bytes::from(value.to_string().into_bytes());
         let spec = MessageSpec {
-            message_id: self.rpc.identity().message_id().0,
             message_group: group.map(str::to_string),
-            body_crc32: Some(String::new()),
-            born_host: "chaos".into(),
             ..MessageSpec::default()
         };
-        let message = raftmq_client::message(resource(topic), body, spec);
-        let call = self.rpc.send(vec![message], timeout);
-        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
-            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
-            Ok(Err(error)) => return call_outcome(&error),
-            Ok(Ok(r)) => r,
+        let (_, message) = self.value_message(topic, value, spec);
+        let response = match answer(timeout, self.rpc.send(vec![message], timeout)).await {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
         };
         let status = response
             .entries
             .first()
             .and_then(|e| e.status.clone())
             .or(response.status);
-        match status {
-            Some(s) if s.code == v2::Code::Ok as i32 => Outcome::Ok(()),
-            Some(s) if definite_refusal(s.code) => {
-                Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
-            }
-            Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
-            None => Outcome::Unknown("answer without status".into()),
-        }
+        status_outcome(status.as_ref(), definite_refusal)
     }
 
     /// Sends `value` as a transactional half message; its outcome carries the message id and
@@ -155,34 +184,22 @@ impl Client {
         value: u64,
         timeout: Duration,
     ) -> Outcome<(String, String)> {
-        let body = bytes::Bytes::from(value.to_string().into_bytes());
-        let message_id = self.rpc.identity().message_id().0;
         let spec = MessageSpec {
-            message_id: message_id.clone(),
             transactional: true,
-            body_crc32: Some(String::new()),
-            born_host: "chaos".into(),
             ..MessageSpec::default()
         };
-        let message = raftmq_client::message(resource(topic), body, spec);
-        let call = self.rpc.send(vec![message], timeout);
-        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
-            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
-            Ok(Err(error)) => return call_outcome(&error),
-            Ok(Ok(r)) => r,
+        let (message_id, message) = self.value_message(topic, value, spec);
+        let response = match answer(timeout, self.rpc.send(vec![message], timeout)).await {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
         };
         let Some(entry) = response.entries.first() else {
             return Outcome::Unknown("answer without entries".into());
         };
-        match &entry.status {
-            Some(s) if s.code == v2::Code::Ok as i32 => {
-                Outcome::Ok((message_id, entry.transaction_id.clone()))
-            }
-            Some(s) if definite_refusal(s.code) => {
-                Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
-            }
-            Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
-            None => Outcome::Unknown("answer without status".into()),
+        match status_outcome(entry.status.as_ref(), definite_refusal) {
+            Outcome::Ok(()) => Outcome::Ok((message_id, entry.transaction_id.clone())),
+            Outcome::Fail(e) => Outcome::Fail(e),
+            Outcome::Unknown(e) => Outcome::Unknown(e),
         }
     }
 
@@ -198,21 +215,13 @@ impl Client {
         let call = self
             .rpc
             .end_transaction(topic, &ids.0, &ids.1, commit, timeout);
-        let response = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
-            Err(_) => return Outcome::Unknown(format!("no answer in {timeout:?}")),
-            Ok(Err(error)) => return call_outcome(&error),
-            Ok(Ok(r)) => r,
+        let response = match answer(timeout, call).await {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
         };
-        match response.status {
-            Some(s) if s.code == v2::Code::Ok as i32 => Outcome::Ok(()),
-            Some(s)
-                if s.code == v2::Code::InvalidTransactionId as i32 || definite_refusal(s.code) =>
-            {
-                Outcome::Fail(format!("{}: {}", code_name(s.code), s.message))
-            }
-            Some(s) => Outcome::Unknown(format!("{}: {}", code_name(s.code), s.message)),
-            None => Outcome::Unknown("answer without status".into()),
-        }
+        status_outcome(response.status.as_ref(), |code| {
+            code == v2::Code::InvalidTransactionId as i32 || definite_refusal(code)
+        })
     }
 
     /// One long poll for up to `batch` messages, then an ack of each. Returns the [`Delivery`]:

@@ -54,7 +54,7 @@ pub use retry::{
 };
 pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
-use crate::command::StoredMessage;
+use crate::command::{CheckPolicy, StoredMessage};
 use crate::config::BrokerConfig;
 use crate::store::{MessageStore, StoreError};
 use error::check_topic;
@@ -82,30 +82,9 @@ pub struct ServiceConfig {
     /// `namesrvAddr`: where the other groups of the cluster are found.
     pub namesrv_addrs: Vec<String>,
     /// When and how often open transactions are checked.
-    pub transactions: TransactionConfig,
+    pub transactions: CheckPolicy,
     /// `unsafeCommitRollbacks` (negative control, tests only): a rollback commits instead.
     pub unsafe_commit_rollbacks: bool,
-}
-
-/// broker.conf's transaction settings (RocketMQ's names and defaults).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TransactionConfig {
-    /// `transactionTimeOut` (ms): a half message's age at its first check.
-    pub timeout_ms: u64,
-    /// `transactionCheckInterval` (ms): the time between checks.
-    pub check_interval_ms: u64,
-    /// `transactionCheckMax`: checks before a half message is dropped.
-    pub check_max: u32,
-}
-
-impl Default for TransactionConfig {
-    fn default() -> Self {
-        TransactionConfig {
-            timeout_ms: 6_000,
-            check_interval_ms: 30_000,
-            check_max: 15,
-        }
-    }
 }
 
 impl ServiceConfig {
@@ -120,10 +99,10 @@ impl ServiceConfig {
             disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
             unsafe_ack_before_replication: config.unsafe_ack_before_replication,
             namesrv_addrs: config.namesrv_addrs(),
-            transactions: TransactionConfig {
+            transactions: CheckPolicy {
                 timeout_ms: config.transaction_time_out,
-                check_interval_ms: config.transaction_check_interval,
-                check_max: config.transaction_check_max,
+                interval_ms: config.transaction_check_interval,
+                max_checks: config.transaction_check_max,
             },
             unsafe_commit_rollbacks: config.unsafe_commit_rollbacks,
         }

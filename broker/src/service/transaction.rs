@@ -194,23 +194,14 @@ impl BrokerService {
     }
 
     async fn propose_check_round(&self) {
-        let c = self.config.transactions;
+        let policy = self.config.transactions;
         let now = now_ms();
         let leads = self.store.node().role().borrow().role == raft_log::Role::Leader;
-        let due = leads
-            && self
-                .store
-                .state()
-                .transactions()
-                .any_due(now, c.timeout_ms, c.check_interval_ms);
+        let due = leads && self.store.state().transactions().any_due(now, &policy);
         if !due {
             return;
         }
-        match self
-            .store
-            .check_transactions(now, c.timeout_ms, c.check_interval_ms, c.check_max)
-            .await
-        {
+        match self.store.check_transactions(now, policy).await {
             Ok(round) => tracing::debug!(
                 checked = round.checked,
                 dropped = round.dropped.len(),

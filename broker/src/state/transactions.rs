@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::CheckPolicy;
+
 /// A half message waiting for its producer's commit or rollback.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HalfMessage {
@@ -34,13 +36,13 @@ pub struct HalfMessage {
 }
 
 impl HalfMessage {
-    /// Whether a check round at `now_ms` asks about it: first once it is `timeout_ms` old,
-    /// then every `interval_ms`.
-    pub fn due(&self, now_ms: u64, timeout_ms: u64, interval_ms: u64) -> bool {
+    /// Whether a check round at `now_ms` asks about it: first once it is the policy's timeout
+    /// old, then every interval.
+    pub fn due(&self, now_ms: u64, policy: &CheckPolicy) -> bool {
         if self.checks == 0 {
-            now_ms >= self.stored_ms.saturating_add(timeout_ms)
+            now_ms >= self.stored_ms.saturating_add(policy.timeout_ms)
         } else {
-            now_ms >= self.last_check_ms.saturating_add(interval_ms)
+            now_ms >= self.last_check_ms.saturating_add(policy.interval_ms)
         }
     }
 }
@@ -94,27 +96,19 @@ impl Transactions {
     }
 
     /// Whether a check round at `now_ms` would ask about any of them.
-    pub fn any_due(&self, now_ms: u64, timeout_ms: u64, interval_ms: u64) -> bool {
-        self.open
-            .values()
-            .any(|h| h.due(now_ms, timeout_ms, interval_ms))
+    pub fn any_due(&self, now_ms: u64, policy: &CheckPolicy) -> bool {
+        self.open.values().any(|h| h.due(now_ms, policy))
     }
 
     /// One check round: every due half message counts one more check, or is dropped once it
-    /// was checked `max_checks` times.
-    pub fn check(
-        &mut self,
-        now_ms: u64,
-        timeout_ms: u64,
-        interval_ms: u64,
-        max_checks: u32,
-    ) -> CheckRound {
+    /// was checked the policy's most times.
+    pub fn check(&mut self, now_ms: u64, policy: &CheckPolicy) -> CheckRound {
         let mut round = CheckRound::default();
         for (id, half) in &mut self.open {
-            if !half.due(now_ms, timeout_ms, interval_ms) {
+            if !half.due(now_ms, policy) {
                 continue;
             }
-            if half.checks >= max_checks {
+            if half.checks >= policy.max_checks {
                 round.dropped.push(id.clone());
             } else {
                 half.checks += 1;
@@ -141,6 +135,12 @@ impl Transactions {
 mod tests {
     use super::*;
 
+    const POLICY: CheckPolicy = CheckPolicy {
+        timeout_ms: 6_000,
+        interval_ms: 30_000,
+        max_checks: 2,
+    };
+
     fn half(stored_ms: u64) -> HalfMessage {
         HalfMessage {
             topic: "t".into(),
@@ -160,19 +160,15 @@ mod tests {
         let mut t = Transactions::default();
         t.hold("a", half(1_000));
         assert_eq!(
-            t.check(6_999, 6_000, 30_000, 2).checked,
+            t.check(6_999, &POLICY).checked,
             0,
             "younger than the timeout"
         );
-        assert_eq!(t.check(7_000, 6_000, 30_000, 2).checked, 1);
-        assert_eq!(
-            t.check(36_999, 6_000, 30_000, 2).checked,
-            0,
-            "checked recently"
-        );
-        assert_eq!(t.check(37_000, 6_000, 30_000, 2).checked, 1);
+        assert_eq!(t.check(7_000, &POLICY).checked, 1);
+        assert_eq!(t.check(36_999, &POLICY).checked, 0, "checked recently");
+        assert_eq!(t.check(37_000, &POLICY).checked, 1);
         assert_eq!(t.get("a").map(|h| h.checks), Some(2));
-        let round = t.check(67_000, 6_000, 30_000, 2);
+        let round = t.check(67_000, &POLICY);
         assert_eq!(
             round.dropped,
             vec!["a".to_string()],

@@ -10,11 +10,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+/// A port that was free a moment ago on 127.0.0.1.
+///
+/// # Panics
+/// When no port can be bound at all.
+#[allow(clippy::unwrap_used, dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The path of the tools binary `name`, built once per test process.
 ///
 /// # Panics
 /// When the build fails: a test cannot run without its binary.
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, dead_code)]
 pub fn tool(name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().expect("no test panicked while building");
@@ -25,7 +38,7 @@ pub fn tool(name: &str) -> PathBuf {
         .clone()
 }
 
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, dead_code)]
 fn build(name: &str) -> PathBuf {
     let broker = Path::new(env!("CARGO_BIN_EXE_mqbroker"));
     let profile_dir = broker
