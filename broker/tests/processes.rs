@@ -60,7 +60,8 @@ impl Group {
             let conf = format!(
                 "brokerClusterName=RaftCluster\nbrokerName=RaftNode00\nlistenPort={}\nstorePathRootDir={}\n\
                  enableDLegerCommitLog=true\ndLegerGroup=RaftNode00\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
-                 flushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n",
+                 flushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n\
+                 diskMaxUsedSpaceRatio=95\n",
                 port,
                 dir.path().join(format!("node0{i}")).display()
             );

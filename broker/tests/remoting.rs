@@ -45,7 +45,8 @@ const QUEUES: u32 = 4;
 async fn start_broker(dir: &Path, port: u16, extra: &str) -> Broker {
     let text = format!(
         "brokerName=b\nbrokerClusterName=c\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\n\
-         listenPort={port}\ndefaultTopicQueueNums={QUEUES}\nstorePathRootDir={}\n{extra}",
+         listenPort={port}\ndefaultTopicQueueNums={QUEUES}\nstorePathRootDir={}\n\
+         diskMaxUsedSpaceRatio=95\n{extra}",
         dir.join("store").display()
     );
     let (config, _) = broker::BrokerConfig::from_str(&text, "test.conf").unwrap();

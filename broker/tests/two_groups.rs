@@ -208,7 +208,8 @@ impl Cluster {
                      bindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\nnamesrvAddr={namesrv_addr}\n\
                      storePathRootDir={}\nenableDLegerCommitLog=true\ndLegerGroup={group}\n\
                      dLegerPeers={peers}\ndLegerSelfId=n{i}\n\
-                     mappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n",
+                     mappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n\
+                     diskMaxUsedSpaceRatio=95\n",
                     store.display()
                 );
                 let program = PathBuf::from(env!("CARGO_BIN_EXE_mqbroker"));

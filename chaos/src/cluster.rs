@@ -80,6 +80,24 @@ pub struct Node {
     paused: bool,
 }
 
+/// A node's process does not outlive the harness: when the cluster is dropped without a
+/// shutdown (a panic, an error on the way), its brokers are resumed, killed and reaped through
+/// their own child handles.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process takes SIGKILL too; resuming first lets it go at once.
+            if self.paused
+                && let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw)
+            {
+                let _ = kill_process(pid, Signal::CONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Node {
     /// The PID of the running process.
     pub fn pid(&self) -> Option<u32> {

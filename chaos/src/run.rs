@@ -204,7 +204,12 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         namesrv_bin: (options.protocol == Protocol::Remoting).then(|| options.namesrv_bin.clone()),
     };
     let mut cluster = Cluster::start(spec).await?;
-    let result = drive(&options, &faults, mixed, &mut cluster, &dir).await;
+    let result = tokio::select! {
+        result = drive(&options, &faults, mixed, &mut cluster, &dir) => result,
+        signal = terminated() => Err(anyhow::anyhow!(
+            "stopped by {signal}: nodes shut down, run directory kept"
+        )),
+    };
     let valid = match &result {
         Ok(v) => *v,
         Err(_) => Validity::Unknown,
@@ -213,6 +218,24 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     cluster.shutdown(keep);
     let valid = result?;
     Ok(Outcome { valid, dir })
+}
+
+/// Resolves when the harness is asked to stop (SIGTERM, SIGINT or SIGHUP, as `timeout`, Ctrl-C
+/// or a closed terminal send), so that it shuts its nodes down instead of leaving them running.
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 async fn drive(

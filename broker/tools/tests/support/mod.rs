@@ -53,7 +53,8 @@ impl Setup {
         let text = format!(
             "brokerName={BROKER_NAME}\nbrokerClusterName={CLUSTER}\nbrokerIP1=127.0.0.1\n\
              bindAddress=127.0.0.1\nlistenPort={port}\ndefaultTopicQueueNums=4\n\
-             storePathRootDir={}\nnamesrvAddr={namesrv_addr}\n",
+             storePathRootDir={}\nnamesrvAddr={namesrv_addr}\n\
+             diskMaxUsedSpaceRatio=95\n",
             dir.path().join("store").display()
         );
         let (config, _) = broker::BrokerConfig::from_str(&text, "test.conf").unwrap();
