@@ -18,7 +18,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -39,15 +38,7 @@ struct Group {
 
 impl Group {
     fn start() -> Group {
-        let ports: Vec<u16> = (0..6)
-            .map(|_| {
-                TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port()
-            })
-            .collect();
+        let ports = support::free_ports(6);
         let (listen, raft) = (ports[..3].to_vec(), ports[3..].to_vec());
         let dir = tempfile::tempdir().unwrap();
         let peers = raft

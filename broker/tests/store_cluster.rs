@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use broker::command::{MessageType, Receive, StoredMessage};
@@ -14,17 +13,11 @@ use broker::store::MessageStore;
 use bytes::Bytes;
 use raft_log::{Config, Role};
 
+mod support;
+
 /// Three ports nothing listens on right now.
 fn free_ports() -> Vec<u16> {
-    (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect()
+    support::free_ports(3)
 }
 
 async fn start_group(dir: &std::path::Path) -> Vec<Option<MessageStore>> {

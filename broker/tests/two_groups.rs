@@ -29,7 +29,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,16 +65,9 @@ const ROUTE_REFRESH: Duration = Duration::from_secs(1);
 // ---------------------------------------------------------------------------------------------
 // The processes.
 
-fn free_ports(count: usize) -> Vec<u16> {
-    // All listeners are held until every port is picked, so the ports are distinct.
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+mod support;
+
+use support::free_ports;
 
 /// `mqnamesrv`, beside `mqbroker` in the same target and profile directory.
 fn namesrv_binary() -> PathBuf {

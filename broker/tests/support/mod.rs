@@ -10,17 +10,41 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Where [`free_ports`] looks: below the kernel's ephemeral range (32768–60999), from which
+/// outgoing connections and binds to port 0 take their ports, and clear of fast-try's 30911+.
+const TEST_PORTS: std::ops::Range<u16> = 21_000..30_000;
+
+/// `count` distinct ports that were free a moment ago on 127.0.0.1, for nodes that bind them
+/// later. Ports from a bind to port 0 are ephemeral: another test's outgoing connection could
+/// take one in between (a node of `store_cluster` then failed with EADDRINUSE). These come from
+/// [`TEST_PORTS`], starting at a place that differs between test processes.
 ///
 /// # Panics
-/// When no port can be bound at all.
+/// When the range has no `count` free ports.
 #[allow(clippy::unwrap_used, dead_code)]
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let start = u16::try_from(seed % span).unwrap();
+    // All listeners are held until every port is picked, so the ports are distinct.
+    let held: Vec<std::net::TcpListener> = (0..TEST_PORTS.end - TEST_PORTS.start)
+        .map(|i| TEST_PORTS.start + (start + i) % (TEST_PORTS.end - TEST_PORTS.start))
+        .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(count)
+        .collect();
+    assert_eq!(held.len(), count, "no {count} free ports in {TEST_PORTS:?}");
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// One port as [`free_ports`] picks them.
+#[allow(dead_code)]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
 }
 
 /// The path of the tools binary `name`, built once per test process.
