@@ -798,6 +798,8 @@ impl BrokerState {
             last_check_ms: now_ms,
         };
         self.tx.hold(&m.message_id, half);
+        // A half message has no queue offset yet (it gets one at its commit); the receipt
+        // names its record, as RocketMQ's names the half topic's.
         Placed {
             queue: 0,
             offset: 0,

@@ -172,11 +172,10 @@ pub async fn client(shared: Arc<Shared>, spec: ClientSpec) {
                     group.clone(),
                     &spec.node.0,
                 );
-                match c.send(TOPIC, value, group.as_deref(), SEND_TIMEOUT).await {
-                    Outcome::Ok(()) => pending.complete(OpType::Ok, Vec::new(), None),
-                    Outcome::Fail(e) => pending.complete(OpType::Fail, Vec::new(), Some(e)),
-                    Outcome::Unknown(e) => pending.complete(OpType::Info, Vec::new(), Some(e)),
-                }
+                record(
+                    pending,
+                    c.send(TOPIC, value, group.as_deref(), SEND_TIMEOUT).await,
+                );
             }
         }
     }
@@ -210,7 +209,15 @@ async fn transact_once(shared: &Shared, process: &str, node: &str, c: &mut Clien
         None,
         node,
     );
-    match c.end_transaction(TOPIC, &ids, true, SEND_TIMEOUT).await {
+    record(
+        pending,
+        c.end_transaction(TOPIC, &ids, true, SEND_TIMEOUT).await,
+    );
+}
+
+/// Completes an enqueue with its call's outcome: ok, fail, or info (unknown).
+fn record(pending: Pending<'_>, outcome: Outcome<()>) {
+    match outcome {
         Outcome::Ok(()) => pending.complete(OpType::Ok, Vec::new(), None),
         Outcome::Fail(e) => pending.complete(OpType::Fail, Vec::new(), Some(e)),
         Outcome::Unknown(e) => pending.complete(OpType::Info, Vec::new(), Some(e)),
