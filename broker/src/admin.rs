@@ -47,7 +47,8 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
             ApplyError::TopicNotFound { .. } => Code::NotFound,
             ApplyError::InvalidHandle { .. }
             | ApplyError::QueueCount { .. }
-            | ApplyError::QueueNotFound { .. } => Code::InvalidArgument,
+            | ApplyError::QueueNotFound { .. }
+            | ApplyError::NotRecallable { .. } => Code::InvalidArgument,
             ApplyError::TransactionNotFound { .. } => Code::NotFound,
         },
         E::Store { source } => store_code(source.kind()),

@@ -439,6 +439,8 @@ pub enum Command {
     /// Consumer commands of concurrent requests in one entry (group commit of receives, acks,
     /// invisibility changes and dead-letter moves), applied in order; never nested.
     Batch(Vec<Command>),
+    /// Cancels a delay message that is not due yet (5.x RecallMessage).
+    Recall(Recall),
 }
 
 /// When open transactions are checked back, in broker.conf's names and defaults: a half
@@ -461,6 +463,51 @@ impl Default for CheckPolicy {
             interval_ms: 30_000,
             max_checks: 15,
         }
+    }
+}
+
+/// Cancels the delay message at (topic, queue, offset), which the proposer read there: its
+/// record at (`index`, `pos`), due at `delivery_ms`. Every replica decides from these fields
+/// and the proposer's clock alone: a message already due at `now_ms` is not recalled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recall {
+    /// Proposer's clock.
+    pub now_ms: u64,
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue: u32,
+    /// Queue offset.
+    pub offset: u64,
+    /// Log index of the message's entry.
+    pub index: u64,
+    /// Position of its record in the entry.
+    pub pos: u32,
+    /// When it is due (ms since the epoch).
+    pub delivery_ms: u64,
+}
+
+impl Recall {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.now_ms)
+            .str(&self.topic)
+            .u32(self.queue)
+            .u64(self.offset)
+            .u64(self.index)
+            .u32(self.pos)
+            .u64(self.delivery_ms);
+    }
+
+    fn decode(r: &mut Reader) -> Result<Recall, DecodeError> {
+        Ok(Recall {
+            now_ms: r.u64()?,
+            topic: r.str()?,
+            queue: r.u32()?,
+            offset: r.u64()?,
+            index: r.u64()?,
+            pos: r.u32()?,
+            delivery_ms: r.u64()?,
+        })
     }
 }
 
@@ -502,6 +549,7 @@ const COMMIT_OFFSET: u8 = 12;
 const BARRIER: u8 = 13;
 const END_TRANSACTION: u8 = 14;
 const CHECK_TRANSACTIONS: u8 = 15;
+const RECALL: u8 = 16;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -521,6 +569,7 @@ impl Command {
             Command::Barrier => "Barrier",
             Command::EndTransaction { .. } => "EndTransaction",
             Command::CheckTransactions { .. } => "CheckTransactions",
+            Command::Recall(_) => "Recall",
         }
     }
 
@@ -547,6 +596,7 @@ impl Command {
                 w.u8(DELETE_TOPIC).str(topic);
             }
             Command::Receive(receive) => receive.encode(w.u8(RECEIVE)),
+            Command::Recall(recall) => recall.encode(w.u8(RECALL)),
             Command::Ack {
                 group,
                 topic,
@@ -646,6 +696,7 @@ impl Command {
             },
             DELETE_TOPIC => Command::DeleteTopic { topic: r.str()? },
             RECEIVE => Command::Receive(Receive::decode(r)?),
+            RECALL => Command::Recall(Recall::decode(r)?),
             ACK => Command::Ack {
                 group: r.str()?,
                 topic: r.str()?,
@@ -796,6 +847,15 @@ mod tests {
                 now_ms: 7,
                 policy: CheckPolicy::default(),
             },
+            Command::Recall(Recall {
+                now_ms: 8,
+                topic: "t".into(),
+                queue: 3,
+                offset: 41,
+                index: 1 << 40,
+                pos: 77,
+                delivery_ms: 9,
+            }),
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);

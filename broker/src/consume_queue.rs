@@ -54,6 +54,24 @@ impl Unit {
         self.index == 0
     }
 
+    /// The delivery time of a recalled delay message: never. It still points at its record
+    /// (so lookups by offset, time and retention read it as before), but no receive or pull
+    /// hands it out.
+    pub const RECALLED: u64 = u64::MAX;
+
+    /// A recalled delay message.
+    pub fn is_recalled(&self) -> bool {
+        self.delivery_ms == Unit::RECALLED
+    }
+
+    /// This unit, recalled.
+    pub fn recalled(self) -> Unit {
+        Unit {
+            delivery_ms: Unit::RECALLED,
+            ..self
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.pos.to_le_bytes());

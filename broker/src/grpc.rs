@@ -20,9 +20,9 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
 use crate::command::{MessageType, StoredMessage};
 use crate::service::{
-    BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled,
-    ReceiveRequest, ReceivedMessage, SendResults, ServiceConfig, ServiceError, TransactionCheck,
-    now_ms,
+    BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled, PullRequest,
+    PullStatus, Pulled, PulledMessage, ReceiveRequest, ReceivedMessage, SendReceipt, SendResults,
+    ServiceConfig, ServiceError, TransactionCheck, now_ms, pull_suspend_ms, recall_handle,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -86,6 +86,7 @@ fn error_status(e: &ServiceError) -> v2::Status {
                 v2::Code::BadRequest
             }
             ApplyError::TransactionNotFound { .. } => v2::Code::InvalidTransactionId,
+            ApplyError::NotRecallable { .. } => v2::Code::BadRequest,
         },
         E::Store { source } => return store_status(source.kind(), e),
         E::GroupNotFound { .. }
@@ -244,7 +245,133 @@ fn receive_request(req: &v2::ReceiveMessageRequest, deadline_ms: Option<u64>) ->
     }
 }
 
+fn group_name(group: Option<&v2::Resource>) -> String {
+    group.map(|g| g.name.clone()).unwrap_or_default()
+}
+
+/// The (topic, queue id) a pull or offset request names.
+fn queue_of_request(queue: Option<&v2::MessageQueue>) -> Result<(String, u32), ServiceError> {
+    let queue = queue.ok_or(ServiceError::MissingField {
+        field: "message_queue",
+    })?;
+    let topic = queue
+        .topic
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let id = u32::try_from(queue.id).map_err(|_| ServiceError::InvalidField {
+        field: "message_queue.id",
+        why: format!("{} is not a queue id", queue.id),
+    })?;
+    Ok((topic, id))
+}
+
+fn offset_of_request(offset: i64) -> Result<u64, ServiceError> {
+    u64::try_from(offset).map_err(|_| ServiceError::InvalidField {
+        field: "offset",
+        why: format!("{offset} is negative"),
+    })
+}
+
+fn pull_request(
+    req: &v2::PullMessageRequest,
+    deadline_ms: Option<u64>,
+) -> Result<PullRequest, ServiceError> {
+    let (topic, queue) = queue_of_request(req.message_queue.as_ref())?;
+    let max_messages = u32::try_from(req.batch_size)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ServiceError::InvalidField {
+            field: "batch_size",
+            why: format!("{} is not a positive count", req.batch_size),
+        })?;
+    let asked_ms = req.long_polling_timeout.as_ref().and_then(ms_of_duration);
+    Ok(PullRequest {
+        group: group_name(req.group.as_ref()),
+        topic,
+        queue,
+        offset: offset_of_request(req.offset)?,
+        max_messages,
+        filter: req.filter_expression.as_ref().map(filter_of_pb),
+        suspend_ms: pull_suspend_ms(asked_ms, deadline_ms),
+    })
+}
+
 impl Messaging {
+    /// The response items of one pull, in stream order: its status, the messages, and where
+    /// the consumer pulls next.
+    fn pull_items(
+        &self,
+        pulled: Result<(u32, Pulled), ServiceError>,
+        namespace: &str,
+    ) -> Vec<v2::PullMessageResponse> {
+        use v2::pull_message_response::Content;
+        let item = |content| v2::PullMessageResponse {
+            content: Some(content),
+        };
+        let (queue, pulled) = match pulled {
+            Ok(p) => p,
+            Err(e) => return vec![item(Content::Status(error_status(&e)))],
+        };
+        let s = match pulled.status {
+            PullStatus::Found => ok(),
+            PullStatus::NoNewMessage => status(v2::Code::MessageNotFound, "no new message"),
+            PullStatus::NoMatch => status(v2::Code::MessageNotFound, "no matched message"),
+            PullStatus::OffsetMoved => status(
+                v2::Code::IllegalOffset,
+                format!(
+                    "the offset is below the queue's min offset {}: pull from there",
+                    pulled.bounds.min
+                ),
+            ),
+        };
+        let next = i64::try_from(pulled.next_offset).unwrap_or(i64::MAX);
+        let mut items = vec![item(Content::Status(s))];
+        for m in pulled.messages {
+            items.push(item(Content::Message(
+                self.pulled_message(m, queue, namespace),
+            )));
+        }
+        items.push(item(Content::NextOffset(next)));
+        items
+    }
+
+    fn pulled_message(&self, p: PulledMessage, queue: u32, namespace: &str) -> v2::Message {
+        let mut message = self.message_pb(p.message, namespace, p.store_ms);
+        if let Some(sys) = message.system_properties.as_mut() {
+            sys.queue_id = i32::try_from(queue).unwrap_or(i32::MAX);
+            sys.queue_offset = Some(i64::try_from(p.offset).unwrap_or(i64::MAX));
+        }
+        message
+    }
+
+    /// The offset a QueryOffset asks for: a queue's first, its next, or the first stored at
+    /// or after a time.
+    fn queue_offset(&self, req: &v2::QueryOffsetRequest) -> Result<u64, ServiceError> {
+        let (topic, queue) = queue_of_request(req.message_queue.as_ref())?;
+        match v2::QueryOffsetPolicy::try_from(req.query_offset_policy) {
+            Ok(v2::QueryOffsetPolicy::Beginning) => {
+                Ok(self.service.queue_bounds_of(&topic, queue)?.min)
+            }
+            Ok(v2::QueryOffsetPolicy::End) => Ok(self.service.queue_bounds_of(&topic, queue)?.next),
+            Ok(v2::QueryOffsetPolicy::Timestamp) => {
+                let ms = req
+                    .timestamp
+                    .as_ref()
+                    .map(ms_of_timestamp)
+                    .ok_or(ServiceError::MissingField { field: "timestamp" })?;
+                self.service.offset_at_time(&topic, queue, ms)
+            }
+            Err(_) => Err(ServiceError::InvalidField {
+                field: "query_offset_policy",
+                why: format!(
+                    "{} is not BEGINNING, END or TIMESTAMP",
+                    req.query_offset_policy
+                ),
+            }),
+        }
+    }
+
     fn endpoints_for(
         &self,
         dialled: Option<v2::Endpoints>,
@@ -412,23 +539,27 @@ fn send_response(
     req: &v2::SendMessageRequest,
     results: Result<SendResults, ServiceError>,
 ) -> v2::SendMessageResponse {
-    let entry = |m: &v2::Message, s: v2::Status, offset: u64| {
-        let transactional = m
-            .system_properties
-            .as_ref()
-            .is_some_and(|p| p.message_type == v2::MessageType::Transaction as i32);
-        let stored = s.code == v2::Code::Ok as i32;
+    let entry = |m: &v2::Message, s: v2::Status, receipt: Option<&SendReceipt>| {
+        let sys = m.system_properties.as_ref();
+        let transactional =
+            sys.is_some_and(|p| p.message_type == v2::MessageType::Transaction as i32);
+        let delayed = sys.is_some_and(|p| p.delivery_timestamp.is_some());
         v2::SendResultEntry {
             status: Some(s),
             message_id: message_id(m),
             // A half message's transaction id is its message id: valid on every node.
-            transaction_id: if transactional && stored {
-                message_id(m)
-            } else {
-                String::new()
+            transaction_id: match receipt {
+                Some(_) if transactional => message_id(m),
+                _ => String::new(),
             },
-            offset: i64::try_from(offset).unwrap_or(i64::MAX),
-            ..Default::default()
+            offset: receipt.map_or(0, |r| i64::try_from(r.offset).unwrap_or(i64::MAX)),
+            // Only where the message is known to be stored (not under the negative control).
+            recall_handle: match receipt {
+                Some(r) if delayed && r.commit_log_offset > 0 => {
+                    recall_handle(r.queue, r.offset, r.commit_log_offset)
+                }
+                _ => String::new(),
+            },
         }
     };
     let entries: Vec<v2::SendResultEntry> = match &results {
@@ -437,14 +568,14 @@ fn send_response(
             .iter()
             .zip(results)
             .map(|(m, r)| match r {
-                Ok(receipt) => entry(m, ok(), receipt.offset),
-                Err(e) => entry(m, error_status(e), 0),
+                Ok(receipt) => entry(m, ok(), Some(receipt)),
+                Err(e) => entry(m, error_status(e), None),
             })
             .collect(),
         Err(e) => req
             .messages
             .iter()
-            .map(|m| entry(m, error_status(e), 0))
+            .map(|m| entry(m, error_status(e), None))
             .collect(),
     };
     let top = match &results {
@@ -654,45 +785,104 @@ impl MessagingService for Messaging {
 
     type PullMessageStream = BoxStream<v2::PullMessageResponse>;
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn pull_message(
         &self,
-        _request: Request<v2::PullMessageRequest>,
+        request: Request<v2::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, GrpcStatus> {
-        let reply = v2::PullMessageResponse {
-            content: Some(v2::pull_message_response::Content::Status(status(
-                v2::Code::NotImplemented,
-                "PullMessage is not supported yet",
-            ))),
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(reply)]))))
+        let deadline_ms = grpc_timeout_ms(&request);
+        let req = request.into_inner();
+        let namespace = req
+            .message_queue
+            .as_ref()
+            .and_then(|q| q.topic.as_ref())
+            .map(|t| t.resource_namespace.clone())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::channel(64);
+        let this = self.clone();
+        // As a receive: the stream goes back at once, the items follow the long poll.
+        tokio::spawn(async move {
+            let pulled = match pull_request(&req, deadline_ms) {
+                Ok(pull) => {
+                    let queue = pull.queue;
+                    this.service.pull(pull).await.map(|p| (queue, p))
+                }
+                Err(e) => Err(e),
+            };
+            for item in this.pull_items(pulled, &namespace) {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update_offset(
         &self,
-        _request: Request<v2::UpdateOffsetRequest>,
+        request: Request<v2::UpdateOffsetRequest>,
     ) -> Result<Response<v2::UpdateOffsetResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let updated = async {
+            let (topic, queue) = queue_of_request(req.message_queue.as_ref())?;
+            let offset = offset_of_request(req.offset)?;
+            self.service
+                .commit_offset(&group_name(req.group.as_ref()), &topic, queue, offset)
+                .await
+        };
         Ok(Response::new(v2::UpdateOffsetResponse {
-            status: Some(not_implemented("UpdateOffset")),
+            status: Some(match updated.await {
+                Ok(()) => ok(),
+                Err(e) => error_status(&e),
+            }),
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_offset(
         &self,
-        _request: Request<v2::GetOffsetRequest>,
+        request: Request<v2::GetOffsetRequest>,
     ) -> Result<Response<v2::GetOffsetResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let group = group_name(req.group.as_ref());
+        let committed = async {
+            let (topic, queue) = queue_of_request(req.message_queue.as_ref())?;
+            let offset = self.service.consumer_offset(&group, &topic, queue).await?;
+            Ok::<_, ServiceError>((topic, queue, offset))
+        };
+        let (s, offset) = match committed.await {
+            Ok((_, _, Some(offset))) => (ok(), offset),
+            Ok((topic, queue, None)) => (
+                status(
+                    v2::Code::OffsetNotFound,
+                    format!(
+                        "consumer group {group} has no committed offset in {topic} queue {queue}"
+                    ),
+                ),
+                0,
+            ),
+            Err(e) => (error_status(&e), 0),
+        };
         Ok(Response::new(v2::GetOffsetResponse {
-            status: Some(not_implemented("GetOffset")),
-            ..Default::default()
+            status: Some(s),
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn query_offset(
         &self,
-        _request: Request<v2::QueryOffsetRequest>,
+        request: Request<v2::QueryOffsetRequest>,
     ) -> Result<Response<v2::QueryOffsetResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let (s, offset) = match self.queue_offset(&req) {
+            Ok(offset) => (ok(), offset),
+            Err(e) => (error_status(&e), 0),
+        };
         Ok(Response::new(v2::QueryOffsetResponse {
-            status: Some(not_implemented("QueryOffset")),
-            ..Default::default()
+            status: Some(s),
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
         }))
     }
 
@@ -773,13 +963,20 @@ impl MessagingService for Messaging {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn recall_message(
         &self,
-        _request: Request<v2::RecallMessageRequest>,
+        request: Request<v2::RecallMessageRequest>,
     ) -> Result<Response<v2::RecallMessageResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let topic = req.topic.map(|t| t.name).unwrap_or_default();
+        let (s, message_id) = match self.service.recall(&topic, &req.recall_handle).await {
+            Ok(id) => (ok(), id),
+            Err(e) => (error_status(&e), String::new()),
+        };
         Ok(Response::new(v2::RecallMessageResponse {
-            status: Some(not_implemented("RecallMessage")),
-            ..Default::default()
+            status: Some(s),
+            message_id,
         }))
     }
 

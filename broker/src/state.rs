@@ -27,7 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{CheckPolicy, Command, MessageType, Receive, SEND_HEADER_LEN, StoredMessage};
+use crate::command::{
+    CheckPolicy, Command, MessageType, Recall, Receive, SEND_HEADER_LEN, StoredMessage,
+};
 use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
 use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
 
@@ -184,6 +186,18 @@ pub enum ApplyError {
         /// The transaction id.
         transaction_id: String,
     },
+    /// A recall of a message that is due already, or that its queue no longer holds.
+    #[error("cannot recall the message at {topic} queue {queue} offset {offset}: {why}")]
+    NotRecallable {
+        /// The topic.
+        topic: String,
+        /// The queue.
+        queue: u32,
+        /// The queue offset.
+        offset: u64,
+        /// Why not.
+        why: &'static str,
+    },
 }
 
 /// Why the state could not apply a command or restore a snapshot: its files failed, or a
@@ -250,6 +264,8 @@ pub enum ApplyResult {
     Ended(Result<Option<Placed>, ApplyError>),
     /// A check round of the open transactions.
     Checked(CheckRound),
+    /// A delay message recalled.
+    Recalled(Result<(), ApplyError>),
 }
 
 impl ApplyResult {
@@ -269,6 +285,7 @@ impl ApplyResult {
             ApplyResult::Barrier => "Barrier",
             ApplyResult::Ended(_) => "EndTransaction",
             ApplyResult::Checked(_) => "CheckTransactions",
+            ApplyResult::Recalled(_) => "Recall",
         }
     }
 }
@@ -621,6 +638,7 @@ impl BrokerState {
             Command::CheckTransactions { now_ms, policy } => {
                 ApplyResult::Checked(self.check_transactions(*now_ms, policy))
             }
+            Command::Recall(recall) => ApplyResult::Recalled(self.recall(recall)?),
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -628,6 +646,50 @@ impl BrokerState {
                     .collect::<Result<_, _>>()?,
             ),
         })
+    }
+
+    /// Recalls a delay message: every group that held it back is done with it, and this
+    /// replica's unit of it (when it has the message) is marked never due, so no receive or
+    /// pull hands it out. The decision rests on the command and the replicated bounds only.
+    fn recall(&mut self, r: &Recall) -> Result<Result<(), ApplyError>, StateError> {
+        let refuse = |why| {
+            Ok(Err(ApplyError::NotRecallable {
+                topic: r.topic.clone(),
+                queue: r.queue,
+                offset: r.offset,
+                why,
+            }))
+        };
+        let held = self
+            .r
+            .queues
+            .get(&r.topic)
+            .and_then(|b| b.get(ix(u64::from(r.queue))))
+            .is_some_and(|b| b.min <= r.offset && r.offset < b.next);
+        if !held {
+            return refuse("the queue does not hold it");
+        }
+        if r.delivery_ms <= r.now_ms {
+            return refuse("it is due already");
+        }
+        for topics in self.r.groups.values_mut() {
+            let queue = topics
+                .get_mut(&r.topic)
+                .and_then(|qs| qs.get_mut(ix(u64::from(r.queue))));
+            if let Some(p) = queue
+                && p.deferred.remove(&r.offset).is_some()
+            {
+                mark_done(p, r.offset);
+            }
+        }
+        if let Some(unit) = self.cq.get(&r.topic, r.queue, r.offset)?
+            && unit.index == r.index
+            && unit.pos == r.pos
+        {
+            self.cq
+                .write(&r.topic, r.queue, r.offset, &[unit.recalled()])?;
+        }
+        Ok(Ok(()))
     }
 
     /// Sets `group`'s offset in each queue of `topic` (clamped to the queue's bounds); what was
@@ -1167,7 +1229,7 @@ impl QueueReceive<'_> {
     }
 
     fn examine(&mut self, offset: u64, unit: Unit) {
-        if unit.is_hole() || !tags_match(self.tags, &unit) {
+        if unit.is_hole() || unit.is_recalled() || !tags_match(self.tags, &unit) {
             mark_done(self.p, offset);
         } else if deliverable(self.p, offset, &unit, self.ask.now_ms) {
             self.deliver(offset, 1, unit);
@@ -1661,6 +1723,76 @@ mod tests {
         let later = h.receive(1000, "g", 32, 100_000);
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].offset, 0);
+    }
+
+    #[test]
+    fn a_recalled_delay_message_is_never_handed_out_and_its_queue_goes_on() {
+        let mut h = Harness::new();
+        h.apply(Command::UpdateTopic {
+            topic: "t".into(),
+            queues: 1,
+        });
+        h.send(
+            1,
+            vec![
+                msg("t", None, None, 1000),
+                msg("t", None, None, 1000),
+                msg("t", None, None, 0),
+            ],
+        );
+        // Group g examined the first two already (held back); group late has not.
+        assert_eq!(h.receive(10, "g", 32, 100_000).len(), 1);
+        let unit = |h: &Harness, offset| h.state.cq.get("t", 0, offset).unwrap().unwrap();
+        let first = unit(&h, 0);
+        let recall = |now_ms, offset, u: Unit| {
+            Command::Recall(Recall {
+                now_ms,
+                topic: "t".into(),
+                queue: 0,
+                offset,
+                index: u.index,
+                pos: u.pos,
+                delivery_ms: u.delivery_ms,
+            })
+        };
+        assert_eq!(h.apply(recall(20, 0, first)), ApplyResult::Recalled(Ok(())));
+        assert!(unit(&h, 0).is_recalled());
+        let refused = |why| {
+            ApplyResult::Recalled(Err(ApplyError::NotRecallable {
+                topic: "t".into(),
+                queue: 0,
+                offset: 1,
+                why,
+            }))
+        };
+        let second = unit(&h, 1);
+        assert_eq!(
+            h.apply(recall(1000, 1, second)),
+            refused("it is due already")
+        );
+        let gone = Command::Recall(Recall {
+            offset: 3,
+            ..match recall(20, 1, second) {
+                Command::Recall(r) => r,
+                _ => unreachable!(),
+            }
+        });
+        assert!(matches!(
+            h.apply(gone),
+            ApplyResult::Recalled(Err(ApplyError::NotRecallable { offset: 3, .. }))
+        ));
+        for group in ["g", "late"] {
+            let due: Vec<u64> = h
+                .receive(2000, group, 32, 100_000)
+                .iter()
+                .map(|d| d.offset)
+                .collect();
+            let want = if group == "g" { vec![1] } else { vec![1, 2] };
+            assert_eq!(due, want, "{group}: only what was not recalled");
+        }
+        // The recalled offset counts as done: g's ack floor moves past it.
+        let progress = h.state.group_progress("g", "t").unwrap();
+        assert_eq!(progress[0].0, 1, "g's floor is past the recalled offset 0");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use raft_log::snapshot::SnapshotHook;
 use raft_log::{Error as LogError, RaftLogNode};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::command::{CheckPolicy, Command, Receive, StoredMessage};
+use crate::command::{CheckPolicy, Command, Recall, Receive, StoredMessage};
 use crate::consume_queue::Unit;
 use crate::state::{
     ApplyError, ApplyResult, BrokerState, CheckRound, Delivery, Placed, SendResults, StateConfig,
@@ -314,6 +314,19 @@ impl MessageStore {
         };
         self.execute_as(&command, |r| match r {
             ApplyResult::Ended(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Recalls a delay message that is not due yet (see [`Command::Recall`]).
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: it is due already, or its queue no
+    /// longer holds it.
+    pub async fn recall(&self, recall: Recall) -> Result<Result<(), ApplyError>, StoreError> {
+        self.execute_as(&Command::Recall(recall), |r| match r {
+            ApplyResult::Recalled(r) => Ok(r),
             other => Err(other),
         })
         .await

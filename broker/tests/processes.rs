@@ -17,9 +17,9 @@
 
 mod support;
 
+use support::process_group::Group;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,135 +29,6 @@ use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, Receive, error
 
 const TOTAL: usize = 10_000;
 const FIFO_GROUPS: [&str; 2] = ["fifo-a", "fifo-b"];
-
-struct Group {
-    dir: tempfile::TempDir,
-    listen: Vec<u16>,
-    children: Vec<Option<Child>>,
-}
-
-impl Group {
-    fn start() -> Group {
-        let ports = support::free_ports(6);
-        let (listen, raft) = (ports[..3].to_vec(), ports[3..].to_vec());
-        let dir = tempfile::tempdir().unwrap();
-        let peers = raft
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(";");
-        for (i, port) in listen.iter().enumerate() {
-            let conf = format!(
-                "brokerClusterName=RaftCluster\nbrokerName=RaftNode00\nlistenPort={}\nstorePathRootDir={}\n\
-                 enableDLegerCommitLog=true\ndLegerGroup=RaftNode00\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
-                 flushDiskType=SYNC_FLUSH\nmappedFileSizeCommitLog=67108864\nmappedFileSizeForEntryIndex=1048576\n\
-                 diskMaxUsedSpaceRatio=95\n",
-                port,
-                dir.path().join(format!("node0{i}")).display()
-            );
-            std::fs::write(dir.path().join(format!("n{i}.conf")), conf).unwrap();
-        }
-        let mut g = Group {
-            dir,
-            listen,
-            children: vec![None, None, None],
-        };
-        for i in 0..3 {
-            g.spawn(i);
-        }
-        g
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log(i))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mqbroker"))
-            .arg("-c")
-            .arg(self.dir.path().join(format!("n{i}.conf")))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.children[i] = Some(child);
-    }
-
-    fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}.log"))
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-
-    fn endpoints(&self) -> String {
-        self.listen
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(";")
-    }
-
-    fn mqadmin(&self, args: &[&str]) -> std::process::Output {
-        Command::new(support::tool("mqadmin"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// The leader's slot, as mqadmin sees it (waits up to `wait`).
-    fn leader(&self, wait: Duration) -> usize {
-        let deadline = Instant::now() + wait;
-        loop {
-            let out = self.mqadmin(&["clusterList", "-n", &self.endpoints(), "--leader-id"]);
-            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if out.status.success() && id.starts_with('n') {
-                return id[1..].parse().unwrap();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn commit_indexes(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .mqadmin(&["clusterList", "-n", &self.endpoints()])
-                .stdout,
-        )
-        .to_string()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            for i in 0..3 {
-                let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!(
-                    "---- broker n{i} log (last 40 lines, newest first) ----\n{}",
-                    tail.join("\n")
-                );
-            }
-        }
-    }
-}
 
 async fn client(port: u16) -> MessagingClient {
     let addr = format!("127.0.0.1:{port}");

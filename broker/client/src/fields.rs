@@ -15,6 +15,14 @@ pub fn timestamp_now() -> prost_types::Timestamp {
     }
 }
 
+/// `ms` since the epoch as a protobuf timestamp.
+pub fn timestamp_of_ms(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
 /// `d` as a protobuf duration.
 pub fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
@@ -41,5 +49,7 @@ mod tests {
         assert_eq!((d.seconds, d.nanos), (2, 500_000_000));
         assert_eq!(resource("T").name, "T");
         assert!(timestamp_now().seconds > 1_600_000_000);
+        let t = timestamp_of_ms(1_700_000_000_250);
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 250_000_000));
     }
 }

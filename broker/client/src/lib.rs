@@ -34,8 +34,9 @@ pub use access::{
 };
 pub use admin::{AdminClient, check_admin, cluster_views};
 pub use error::{ClientError, error_chain};
-pub use fields::{duration, resource, timestamp_now};
+pub use fields::{duration, resource, timestamp_now, timestamp_of_ms};
 pub use identity::{ClientIdentity, hex};
 pub use messaging::{
-    MessageSpec, MessagingClient, Receive, Received, ack_entries, check_v2, code_name, message,
+    MessageSpec, MessagingClient, Pull, Pulled, Receive, Received, ack_entries, check_v2,
+    code_name, message,
 };

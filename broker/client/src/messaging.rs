@@ -10,8 +10,12 @@ use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClien
 use tonic::transport::Channel;
 
 use crate::error::ClientError;
-use crate::fields::{duration, resource, timestamp_now};
+use crate::fields::{duration, resource, timestamp_now, timestamp_of_ms};
+
+mod offsets;
+
 use crate::identity::ClientIdentity;
+pub use offsets::{Pull, Pulled};
 
 /// A RocketMQ 5 client on one channel to one node. Cloning shares the channel and the identity.
 #[derive(Debug, Clone)]
@@ -74,12 +78,16 @@ pub struct MessageSpec {
     pub body_crc32: Option<String>,
     /// The `born_host` property.
     pub born_host: String,
+    /// Sent as a DELAY message due at this time (ms since the epoch).
+    pub delivery_ms: Option<u64>,
 }
 
 /// A message to `topic` with `body`, born now, as the SDKs build it.
 pub fn message(topic: v2::Resource, body: Bytes, spec: MessageSpec) -> v2::Message {
     let message_type = if spec.transactional {
         v2::MessageType::Transaction
+    } else if spec.delivery_ms.is_some() {
+        v2::MessageType::Delay
     } else if spec.message_group.is_some() {
         v2::MessageType::Fifo
     } else {
@@ -98,6 +106,7 @@ pub fn message(topic: v2::Resource, body: Bytes, spec: MessageSpec) -> v2::Messa
         born_timestamp: Some(timestamp_now()),
         born_host: spec.born_host,
         message_group: spec.message_group,
+        delivery_timestamp: spec.delivery_ms.map(timestamp_of_ms),
         ..Default::default()
     };
     v2::Message {

@@ -70,7 +70,8 @@ fn service_code(e: &ServiceError) -> i32 {
             ApplyError::QueueNotFound { .. }
             | ApplyError::QueueCount { .. }
             | ApplyError::InvalidHandle { .. }
-            | ApplyError::TransactionNotFound { .. } => rs::SYSTEM_ERROR,
+            | ApplyError::TransactionNotFound { .. }
+            | ApplyError::NotRecallable { .. } => rs::SYSTEM_ERROR,
         },
         E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
         E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,

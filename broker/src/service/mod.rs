@@ -28,6 +28,7 @@ mod manage;
 mod message;
 mod pull;
 mod query;
+mod recall;
 mod receive;
 mod retry;
 mod transaction;
@@ -39,11 +40,13 @@ pub use manage::{ClusterView, NodeView, QueueProgress};
 pub use message::{DELAY_MS_MAX, NewMessage, ReceivedMessage, SendReceipt};
 pub use pull::{
     PULL_BATCH_MAX, PULL_SUSPEND_MS_MAX, PullRequest, PullStatus, Pulled, PulledMessage,
+    pull_suspend_ms,
 };
 pub use query::{
     MessageQuery, MessageView, QUERY_MAX_DEFAULT, commit_log_offset, offset_msg_id,
     parse_offset_msg_id, split_commit_log_offset,
 };
+pub use recall::recall_handle;
 pub use receive::{
     Filter, FilterKind, INVISIBLE_MS_MAX, INVISIBLE_MS_MIN, LONG_POLL_MS_MAX, LONG_POLL_MS_MIN,
     Polled, ReceiveRequest,

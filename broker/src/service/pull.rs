@@ -10,7 +10,7 @@ use super::clock::now_ms;
 use super::error::ServiceError;
 use super::error::{check_group, check_topic};
 use super::receive::Filter;
-use super::receive::{POLL_RECHECK, tags_of};
+use super::receive::{DEADLINE_MARGIN_MS, LONG_POLL_MS_MAX, POLL_RECHECK, tags_of};
 use crate::command::StoredMessage;
 use crate::consume_queue::{Unit, name_hash};
 use crate::state::{ApplyError, Bounds};
@@ -25,6 +25,13 @@ const PULL_SCAN_MAX: usize = 4096;
 /// The longest a pull may be held (RocketMQ's `brokerSuspendMaxTimeMillis`, longer than any
 /// client's suspend time).
 pub const PULL_SUSPEND_MS_MAX: u64 = 30_000;
+
+/// How long a 5.x pull may be held: what it asked (none: answer at once), at most
+/// [`LONG_POLL_MS_MAX`], and within the client's deadline.
+pub fn pull_suspend_ms(asked_ms: Option<u64>, deadline_ms: Option<u64>) -> u64 {
+    let asked = asked_ms.unwrap_or(0).min(LONG_POLL_MS_MAX);
+    deadline_ms.map_or(asked, |d| asked.min(d.saturating_sub(DEADLINE_MARGIN_MS)))
+}
 
 /// One pull as the protocol decoded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +152,8 @@ impl BrokerService {
         let mut bytes = 0usize;
         let mut next = r.offset;
         for unit in units {
-            if messages.len() >= max || unit.delivery_ms > now {
+            let skipped = unit.is_hole() || unit.is_recalled();
+            if messages.len() >= max || (!skipped && unit.delivery_ms > now) {
                 break; // a message not due yet holds back the rest of its queue
             }
             if !messages.is_empty() && bytes + unit.len as usize > PULL_BYTES_MAX {
@@ -153,7 +161,7 @@ impl BrokerService {
             }
             let offset = next;
             next += 1;
-            if unit.is_hole() || !(tags.is_empty() || tags.contains(&unit.tag_hash)) {
+            if skipped || !(tags.is_empty() || tags.contains(&unit.tag_hash)) {
                 continue;
             }
             // A message the log no longer has (purged under the pull) is skipped.

@@ -21,7 +21,7 @@ pub const LONG_POLL_MS_MIN: u64 = 5_000;
 /// The longest long poll, also what the server suggests to clients.
 pub const LONG_POLL_MS_MAX: u64 = 20_000;
 /// Answer this long before the client's deadline.
-const DEADLINE_MARGIN_MS: u64 = 500;
+pub(crate) const DEADLINE_MARGIN_MS: u64 = 500;
 /// Messages one receive returns at most.
 const RECEIVE_BATCH_MAX: u32 = 1024;
 /// How often a waiting poll looks again while nothing is applied (invisible and delay times

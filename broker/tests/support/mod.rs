@@ -5,6 +5,8 @@
 //! this test, with the same profile and target directory as `mqbroker` (a no-op when it is up
 //! to date, as after `cargo nextest run --workspace`), and found beside `mqbroker`.
 
+pub mod process_group;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

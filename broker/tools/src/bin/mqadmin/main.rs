@@ -858,6 +858,7 @@ async fn send_message(
         transactional: false,
         body_crc32: Some(format!("{:08X}", crc32fast::hash(&body))),
         born_host: client.identity().host.clone(),
+        delivery_ms: None,
     };
     let outgoing = raftmq_client::message(resource(&message.topic), body, spec);
     let response = client.send(vec![outgoing], timeout).await?;

@@ -53,6 +53,7 @@ impl SendTemplate {
             transactional: false,
             body_crc32: Some(self.digest.clone()),
             born_host: self.identity.host.clone(),
+            delivery_ms: None,
         };
         raftmq_client::message(self.topic.clone(), self.body.clone(), spec)
     }
