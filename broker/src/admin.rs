@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::service::{
     BrokerService, ClusterView, MessageQuery, MessageView, NodeView, QUERY_MAX_DEFAULT,
-    QueueProgress, ServiceError,
+    QueueProgress, ServiceError, TopicStats,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -114,6 +114,7 @@ with_status!(
     pb::LeadershipTransferResponse,
     pb::QueryMessageResponse,
     pb::ResetOffsetByTimeResponse,
+    pb::StatsAllResponse,
 );
 
 /// The response for `result`: the answer with OK, or an empty answer with the error's status.
@@ -354,6 +355,41 @@ impl AdminRpc for Admin {
                     .collect(),
             });
         answer(result)
+    }
+
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic))]
+    async fn stats_all(
+        &self,
+        request: Request<pb::StatsAllRequest>,
+    ) -> Result<Response<pb::StatsAllResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let topic = (!req.topic.is_empty()).then_some(req.topic.as_str());
+        let result = self
+            .service
+            .topic_stats(topic)
+            .map(|topics| pb::StatsAllResponse {
+                status: None,
+                topics: topics.into_iter().map(topic_stats_to_pb).collect(),
+            });
+        answer(result)
+    }
+}
+
+fn topic_stats_to_pb(t: TopicStats) -> pb::TopicStats {
+    pb::TopicStats {
+        topic: t.topic,
+        in_tps: t.put.tps_60s,
+        in_msg_24h: t.put.last_24h,
+        groups: t
+            .groups
+            .into_iter()
+            .map(|(group, got, accumulation)| pb::GroupStats {
+                group,
+                out_tps: got.tps_60s,
+                out_msg_24h: got.last_24h,
+                accumulation,
+            })
+            .collect(),
     }
 }
 

@@ -251,6 +251,25 @@ impl AdminClient {
             .map_err(self.rpc_error("ResetOffsetByTime"))
     }
 
+    /// StatsAll: this node's put and get figures per topic (`topic` empty: every topic).
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr))]
+    pub async fn stats_all(
+        &mut self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<pb::StatsAllResponse, ClientError> {
+        let ask = pb::StatsAllRequest {
+            topic: topic.to_string(),
+        };
+        let response = self.rpc.stats_all(request(ask, timeout)).await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("StatsAll"))
+    }
+
     /// LeadershipTransfer to node `to`; a follower answers `NOT_LEADER` naming the leader.
     ///
     /// # Errors

@@ -95,29 +95,10 @@ struct KvTable {
     table: BTreeMap<String, String>,
 }
 
-/// GET_BROKER_RUNTIME_INFO: what this node knows of RocketMQ's runtime figures, as its
-/// KVTable: the version and the Raft view. The rates RaftMQ does not count yet (`putTps`,
-/// `getTransferedTps`, …) are left out rather than reported as 0.
+/// GET_BROKER_RUNTIME_INFO: this node's runtime table (RocketMQ's KVTable), as
+/// [`BrokerService::runtime_info`] reports it.
 pub(super) fn runtime_info(service: &BrokerService, r: &RemotingCommand) -> RemotingCommand {
-    let view = service.cluster();
-    let me = view.nodes.iter().find(|n| n.is_self);
-    let mut table = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        table.insert(k.to_string(), v);
-    };
-    put(
-        "brokerVersionDesc",
-        format!("RaftMQ {}", env!("CARGO_PKG_VERSION")),
-    );
-    if let Some(n) = me {
-        put(
-            "dLedgerRole",
-            n.role
-                .map_or("UNKNOWN".into(), |r| format!("{r:?}").to_uppercase()),
-        );
-        put("dLedgerTerm", n.term.unwrap_or(0).to_string());
-        put("commitLogMaxOffset", n.last_index.unwrap_or(0).to_string());
-    }
+    let table = service.runtime_info();
     match serde_json::to_vec(&KvTable { table }) {
         Ok(body) => RemotingCommand::response_to(r, rs::SUCCESS).with_body(body),
         Err(e) => RequestError::Body {

@@ -224,6 +224,7 @@ impl BrokerService {
     pub async fn delete_topic(&self, topic: &str) -> Result<(), ServiceError> {
         check_topic("topic", topic)?;
         self.store.delete_topic(topic).await??;
+        self.stats.forget_topic(topic);
         tracing::info!(topic, "topic deleted");
         Ok(())
     }

@@ -31,6 +31,8 @@ mod query;
 mod recall;
 mod receive;
 mod retry;
+mod stats;
+mod status;
 mod transaction;
 
 pub use clock::now_ms;
@@ -55,6 +57,8 @@ pub use retry::{
     DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
     SendBack, delay_of_level, reconsume_times,
 };
+pub use stats::{Figures, Stats};
+pub use status::{TopicStats, runtime_format};
 pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::{CheckPolicy, StoredMessage};
@@ -120,6 +124,9 @@ pub struct BrokerService {
     disk: Arc<DiskGuard>,
     cluster: Arc<cluster::ClusterRoutes>,
     checkers: Arc<Checkers>,
+    stats: Arc<Stats>,
+    /// When this node's service started (ms since the epoch): `bootTimestamp`.
+    started_ms: u64,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -155,6 +162,8 @@ impl BrokerService {
             disk: Arc::default(),
             cluster,
             checkers: Arc::default(),
+            stats: Arc::default(),
+            started_ms: now_ms(),
         }
     }
 
@@ -286,9 +295,13 @@ impl BrokerService {
             }
             return;
         }
+        let topics: Vec<String> = accepted.iter().map(|m| m.topic.clone()).collect();
         match self.store.send(now, accepted).await {
             Ok(stored) => {
-                for (&slot, r) in slots.iter().zip(stored) {
+                for ((&slot, r), topic) in slots.iter().zip(stored).zip(&topics) {
+                    if r.is_ok() {
+                        self.stats.put(now, topic, 1);
+                    }
                     results[slot] = r
                         .map(|p| SendReceipt {
                             queue: p.queue,

@@ -113,6 +113,8 @@ impl BrokerService {
             let pulled = self.pull_now(&request, &tags)?;
             let now = tokio::time::Instant::now();
             if pulled.status != PullStatus::NoNewMessage || now >= until {
+                let n = pulled.messages.len() as u64;
+                self.stats.got(now_ms(), &request.topic, &request.group, n);
                 return Ok(pulled);
             }
             let _ =

@@ -118,6 +118,8 @@ impl BrokerService {
         let mut applied = self.store.applied();
         loop {
             if let Some(messages) = self.receive_now(&ask).await? {
+                let n = messages.len() as u64;
+                self.stats.got(now_ms(), &ask.topic, &ask.group, n);
                 return Ok(Polled::Messages(messages));
             }
             // Wait for the state to change (a send, an ack) or for invisible/delay times to pass.

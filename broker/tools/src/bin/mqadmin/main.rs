@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 mod namesrv;
 mod query;
+mod stats;
 
 use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -218,6 +219,26 @@ enum Verb {
         #[arg(short = 'f', long = "force", default_value_t = true, action = clap::ArgAction::Set)]
         force: bool,
     },
+    /// Each node's runtime figures (RocketMQ's GET_BROKER_RUNTIME_INFO table), sorted by key.
+    #[command(name = "brokerStatus")]
+    BrokerStatus {
+        /// Only this node (HOST:PORT, its listenPort).
+        #[arg(short = 'b', long = "brokerAddr", conflicts_with = "cluster")]
+        broker_addr: Option<String>,
+        /// Every node of this cluster's groups (needs a NameServer in -n).
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+    },
+    /// Per topic and consumer group: backlog, in and out TPS, messages in the last 24 hours.
+    #[command(name = "statsAll")]
+    StatsAll {
+        /// Only topics that had traffic in the last 24 hours.
+        #[arg(short = 'a', long = "activeTopic")]
+        active_topic: bool,
+        /// Only this topic.
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+    },
     /// Send one message through the RocketMQ 5 gRPC API.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -286,6 +307,14 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout);
+    // `brokerStatus -b` names its node itself.
+    if let Verb::BrokerStatus {
+        broker_addr: Some(addr),
+        ..
+    } = &args.verb
+    {
+        return stats::broker_status(std::slice::from_ref(addr), timeout).await;
+    }
     // `updateTopic -b` names its broker itself; RocketMQ's scripts often give no -n with it.
     if let Verb::UpdateTopic {
         broker_addr: Some(addr),
@@ -403,6 +432,29 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let nodes = group_nodes(&access, Some(&topic), "").await?;
             query::reset_offset_by_time(&nodes, timeout, &group, &topic, &timestamp, force).await
+        }
+        Verb::BrokerStatus { cluster, .. } => {
+            let nodes = match (&access, cluster) {
+                (Access::Brokers(addrs), _) => addrs.clone(),
+                (Access::NameServer(ns), Some(cluster)) => ns.cluster_groups(&cluster)?.concat(),
+                (Access::NameServer(ns), None) => {
+                    ns.only_group("give -c CLUSTER or -b HOST:PORT")?
+                }
+            };
+            stats::broker_status(&nodes, timeout).await
+        }
+        Verb::StatsAll {
+            active_topic,
+            topic,
+        } => {
+            let groups = match &access {
+                Access::Brokers(addrs) => vec![addrs.clone()],
+                Access::NameServer(ns) => match &topic {
+                    Some(t) => ns.groups_of_topic(t).await?,
+                    None => ns.all_groups(),
+                },
+            };
+            stats::stats_all(&groups, timeout, topic.as_deref(), active_topic).await
         }
         Verb::SendMessage {
             topic,

@@ -168,6 +168,11 @@ impl NameServer {
         self.cluster.broker_addr_table.values()
     }
 
+    /// Every group's nodes.
+    pub(crate) fn all_groups(&self) -> Vec<Vec<String>> {
+        self.groups().map(nodes).collect()
+    }
+
     fn group_names(&self) -> String {
         let names: Vec<&str> = self.groups().map(|g| g.broker_name.as_str()).collect();
         if names.is_empty() {
