@@ -71,7 +71,8 @@ fn error_status(e: &ServiceError) -> v2::Status {
         | E::FifoWithoutGroup
         | E::MissingField { .. }
         | E::InvalidField { .. } => v2::Code::BadRequest,
-        E::MessageNotFound { .. } => v2::Code::MessageNotFound,
+        // Not MESSAGE_NOT_FOUND: the SDKs take that for an empty receive and report success.
+        E::MessageNotFound { .. } => v2::Code::NotFound,
         E::BodyTooLarge { .. } => v2::Code::MessageBodyTooLarge,
         E::Unsupported { .. } => v2::Code::NotImplemented,
         E::DeliveryTooLate { .. } => v2::Code::IllegalDeliveryTime,

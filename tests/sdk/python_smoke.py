@@ -23,6 +23,10 @@ two half messages left open are checked back by the broker and the checker's ans
 messages, touches F, waits for K (the harness SIGKILLs the leader in between) and then
 commits, rolls back and waits for the check-backs, which the new leader must carry on.
 
+recall sends two delay messages (+4 s) and a normal one, recalls one delay message with the
+recall handle of its SendReceipt (a second recall of it must fail), and receives until well past
+the delivery time: the normal and the other delay message arrive, the recalled one never does.
+
 Prints one line per check and exits non-zero on failure.
 """
 import argparse
@@ -314,6 +318,50 @@ def transaction(args):
         consumer.shutdown()
 
 
+def recall(args):
+    run = uuid.uuid4().hex[:8]
+    topic = f"SdkRecall_{run}"
+    group = f"SdkRecallGroup_{run}"
+    cfg = ClientConfiguration(args.endpoint, Credentials())
+    producer = Producer(cfg, (topic,))
+    producer.startup()
+    due = int(time.time()) + 4
+    receipts = {}
+    for name in ("recalled", "kept", "normal"):
+        m = Message()
+        m.topic, m.body = topic, f"{name}-{run}".encode()
+        if name != "normal":
+            m.delivery_timestamp = due
+        receipts[name] = producer.send(m)
+    if not receipts["recalled"].recall_handle:
+        fail("a delay message's SendReceipt has no recall handle")
+    recalled_id = producer.recall_message(topic, receipts["recalled"].recall_handle)
+    if recalled_id != receipts["recalled"].message_id:
+        fail(f"recall answered message id {recalled_id}, want {receipts['recalled'].message_id}")
+    log(f"recalled delay message {recalled_id} before its time")
+    try:
+        producer.recall_message(topic, receipts["recalled"].recall_handle)
+        fail("a second recall of the same message succeeded")
+    except Exception as e:  # the SDK raises its own exception types
+        log(f"a second recall is refused: {type(e).__name__}")
+    producer.shutdown()
+
+    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5)
+    consumer.startup()
+    seen = set()
+    end = due + 6
+    while time.time() < end:
+        for msg in consumer.receive(32, 15) or []:
+            seen.add(msg.body.decode().split("-")[0])
+            consumer.ack(msg)
+    consumer.shutdown()
+    if "recalled" in seen:
+        fail("the recalled delay message was delivered")
+    if seen != {"kept", "normal"}:
+        fail(f"received {sorted(seen)}, want the kept delay message and the normal one")
+    log("received the normal and the kept delay message; the recalled one never came")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -329,8 +377,12 @@ def main():
     t.add_argument("endpoint")
     t.add_argument("--ready-file")
     t.add_argument("--killed-file")
+    r = sub.add_parser("recall")
+    r.add_argument("endpoint")
     args = ap.parse_args()
-    {"smoke": smoke, "failover": failover, "transaction": transaction}[args.mode](args)
+    {"smoke": smoke, "failover": failover, "transaction": transaction, "recall": recall}[
+        args.mode
+    ](args)
     log("PASS")
 
 
