@@ -14,7 +14,7 @@
 #      leader (n2) SIGKILLed between the half messages and their end, one kill for the three,
 #      each SDK connected to a node that lives (see tx_failover: SDK limits); the killed node is
 #      started again afterwards. The group runs with short transaction checks for these
-#      (TX_TIMEOUT_MS, TX_CHECK_INTERVAL_S: broker confs of its own, fast-try's plus those keys).
+#      (TX_TIMEOUT_MS, TX_CHECK_INTERVAL_S; see GROUP_CONF).
 #   3. failover: the three SDKs send and receive at once, configured as README tells users, while
 #      the leader is SIGKILLed; each checks that every acknowledged send is received and that it
 #      recovered. Leadership is moved to n0 first: the multi-address Python client is connected
@@ -41,10 +41,13 @@ FAILOVER_S=20
 # rolled-back or repeated deliveries spans three more check rounds.
 TX_TIMEOUT_MS=10000
 TX_CHECK_INTERVAL_S=5
-TX_CONF="$SDK_DIR/conf"
+# The group's broker confs: fast-try's, plus those two keys and diskMaxUsedSpaceRatio=95 (as the
+# broker's own tests set), so that a build disk past the default 75 % (CI shares it with cargo)
+# does not refuse the SDKs' sends.
+GROUP_CONF="$SDK_DIR/conf"
 LOGS="$SDK_DIR/logs"
 export RAFTMQ_RUN_DIR="$SDK_DIR/fast-try"
-export RAFTMQ_CONF_DIR="$TX_CONF"
+export RAFTMQ_CONF_DIR="$GROUP_CONF"
 # The SDKs write logs under $HOME/logs; keep them out of the real home (only for the SDKs:
 # cargo and rustup need the real one).
 SDK_HOME="$SDK_DIR/home"
@@ -197,13 +200,15 @@ sdk_tx() {
   esac
 }
 
-# fast-try's broker confs with the transaction checks' timing.
-tx_conf() {
-  mkdir -p "$TX_CONF"
+group_conf() {
+  mkdir -p "$GROUP_CONF"
   for n in n0 n1 n2; do
-    { cat "conf/dledger/broker-$n.conf"
-      printf 'transactionTimeOut = %s\ntransactionCheckInterval = %s\n' "$TX_TIMEOUT_MS" "$((TX_CHECK_INTERVAL_S * 1000))"
-    } >"$TX_CONF/broker-$n.conf"
+    {
+      cat "conf/dledger/broker-$n.conf"
+      echo "transactionTimeOut = $TX_TIMEOUT_MS"
+      echo "transactionCheckInterval = $((TX_CHECK_INTERVAL_S * 1000))"
+      echo "diskMaxUsedSpaceRatio = 95"
+    } >"$GROUP_CONF/broker-$n.conf"
   done
 }
 
@@ -224,7 +229,7 @@ echo "installed in ${install_s} s"
 checks_start=$SECONDS
 
 rm -rf /tmp/rmqstore/node00 /tmp/rmqstore/node01 /tmp/rmqstore/node02
-tx_conf
+group_conf
 bin/fast-try.sh start >"$LOGS/fast-try.log" 2>&1 || { cat "$LOGS/fast-try.log"; exit 1; }
 
 step "smoke with a single address ($SINGLE)"
