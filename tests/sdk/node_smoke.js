@@ -4,6 +4,7 @@
 //   node node_smoke.js smoke ENDPOINT
 //   node node_smoke.js failover ENDPOINT --seconds S --ready-file F --killed-file K
 //   node node_smoke.js refuses-multi-address 'a:p;b:p'
+//   node node_smoke.js transaction ENDPOINT --check-interval S [--ready-file F --killed-file K]
 //
 // ENDPOINT is what an application gives the client's `endpoints` option: one `host:port`. (This
 // SDK cannot take several: it turns `a:p;b:p` into the gRPC target `a:p,b:p` without an `ipv4:`
@@ -18,6 +19,18 @@
 // fails unless every acknowledged send was received, and unless sends and receives succeeded
 // again after K appeared. A failed send is an unknown outcome (it may or may not arrive).
 //
+// transaction runs a transactional producer (with a TransactionChecker) and a SimpleConsumer:
+// four half messages; a receive before any commit gets none of them; the producer commits one
+// (delivered exactly once) and rolls one back (never delivered); the two left open are checked
+// back by the broker and the checker's answers hold (one delivered exactly once, one never).
+// After all that it keeps receiving for three check intervals (S, the brokers'
+// transactionCheckInterval in seconds): nothing rolled back may arrive and nothing arrive twice;
+// the broker must not ask about a transaction after the producer ended it (but for a check round
+// already under way) and, without a kill, must ask once about each one left open.
+// With --ready-file/--killed-file it touches F after the half messages and that first receive,
+// waits for K (the harness SIGKILLs the leader in between) and then ends the transactions,
+// retrying while the group elects a new leader; the check rounds must go on under the new one.
+//
 // refuses-multi-address checks that this SDK still fails to start with several addresses, as
 // README says; when an SDK release fixes that, this check fails and README must change.
 //
@@ -27,6 +40,8 @@
 const fs = require('node:fs');
 const crypto = require('node:crypto');
 const { Producer, SimpleConsumer } = require('rocketmq-client-nodejs');
+// The SDK's index does not export the protobuf enums; its own examples import them from here.
+const { TransactionResolution } = require('rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition_pb');
 
 const log = (line) => console.log(`[node-sdk] ${line}`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -36,8 +51,8 @@ const fail = (message) => {
   throw new Failure(message);
 };
 
-async function start(endpoints, topic, group) {
-  const producer = new Producer({ endpoints, namespace: '', topics: [topic] });
+async function start(endpoints, topic, group, checker) {
+  const producer = new Producer({ endpoints, namespace: '', topics: [topic], checker });
   await producer.startup();
   const consumer = new SimpleConsumer({
     endpoints,
@@ -179,6 +194,143 @@ async function failover(endpoints, seconds, readyFile, killedFile) {
   await consumer.shutdown();
 }
 
+// Commits or rolls back; true if this call ended it. With retries (after a leader kill) it tries
+// again while the group elects a new leader; the transaction may then be over already, ended by
+// an earlier attempt whose outcome was unknown. Either way a check-back the checker answered may
+// have ended it first.
+async function endTransaction(tx, commit, retries, endedByCheck) {
+  const what = commit ? 'commit' : 'rollback';
+  const end = Date.now() + 30000;
+  let tried = false;
+  for (;;) {
+    try {
+      await (commit ? tx.commit() : tx.rollback());
+      return true;
+    } catch (e) {
+      if (String(e.message).includes('no open transaction') && (tried || endedByCheck())) return false;
+      if (!retries) fail(`${what}: ${e.message}`);
+      if (Date.now() > end) fail(`${what} kept failing: ${e.message}`);
+      log(`${what} failed, retrying: ${e.message}`);
+      tried = true;
+      await sleep(500);
+    }
+  }
+}
+
+// A check round in flight when a transaction ended may still ask about it this long after.
+const CHECK_GRACE_MS = 2000;
+
+async function transaction(endpoints, checkIntervalS, readyFile, killedFile) {
+  const run = crypto.randomBytes(4).toString('hex');
+  const topic = `TxTopic_js_${run}`;
+  const body = (kind) => `${kind}-${run}`;
+  // The local transactions' outcomes: what the checker answers when the broker asks (also about
+  // the two the producer ends itself, should a check-back come first).
+  const committed = new Set([body('commit'), body('orphan-commit')]);
+  const never = new Set([body('rollback'), body('orphan-rollback')]);
+  const asks = []; // { body, at }: every time the broker asked the checker
+  const wasAsked = (b) => asks.some((a) => a.body === b);
+  const checker = {
+    async check(messageView) {
+      const b = messageView.body.toString();
+      asks.push({ body: b, at: Date.now() });
+      log(`checker asked about '${b}'`);
+      return committed.has(b) ? TransactionResolution.COMMIT : TransactionResolution.ROLLBACK;
+    },
+  };
+  const { producer, consumer } = await start(endpoints, topic, `TxGroup_js_${run}`, checker);
+  const txs = {};
+  for (const kind of ['commit', 'rollback', 'orphan-commit', 'orphan-rollback']) {
+    const tx = producer.beginTransaction();
+    const receipt = await producer.send({ topic, body: Buffer.from(body(kind)), keys: [kind] }, tx);
+    if (!receipt.transactionId) fail(`half message ${kind}: no transaction id in the send receipt`);
+    txs[kind] = tx;
+  }
+  log('4 half messages sent (transaction ids from the receipts)');
+
+  const endedByUs = new Set(); // may arrive from the producer's first attempt to commit on
+  const deliveries = new Set();
+  const ackFailed = new Set(); // such a message comes again after its invisible time
+  const take = async (messages) => {
+    for (const m of messages) {
+      const b = m.body.toString();
+      if (never.has(b)) fail(`delivered a rolled-back message: ${b}`);
+      if (!wasAsked(b) && !endedByUs.has(b)) fail(`delivered before it was committed: ${b}`);
+      if (deliveries.has(b) && !ackFailed.delete(b)) fail(`delivered twice: ${b}`);
+      deliveries.add(b);
+      try {
+        await consumer.ack(m);
+      } catch (e) {
+        if (!killedFile) throw e;
+        log(`ack of ${b} failed: ${e.message}`);
+        ackFailed.add(b);
+      }
+    }
+  };
+  // Receive errors are tolerated only while the group recovers from the kill.
+  const receive = async (tolerate) => {
+    try {
+      return await consumer.receive(32, 15000);
+    } catch (e) {
+      if (!tolerate) throw e;
+      log(`receive failed: ${e.message}`);
+      await sleep(500);
+      return [];
+    }
+  };
+
+  // Before the producer ends anything, only what a check-back committed may arrive.
+  await take(await receive(false));
+  log(`before the commit only check-back commits arrived: [${[...deliveries]}]`);
+  if (readyFile) {
+    fs.writeFileSync(readyFile, 'ready');
+    const end = Date.now() + 60000;
+    while (!fs.existsSync(killedFile)) {
+      if (Date.now() > end) fail('the harness never killed the leader');
+      await sleep(100);
+    }
+    log('the leader was killed; ending the transactions on the new one');
+  }
+  const endedAt = new Map(); // ended by this producer's own call: never to be asked about later
+  endedByUs.add(body('commit'));
+  for (const [kind, commit] of [['commit', true], ['rollback', false]]) {
+    if (await endTransaction(txs[kind], commit, Boolean(readyFile), () => wasAsked(body(kind)))) {
+      endedAt.set(body(kind), Date.now());
+    } else {
+      log(`${kind}: a check-back ended it first`);
+    }
+  }
+  log('committed one, rolled back one');
+
+  const orphans = [body('orphan-commit'), body('orphan-rollback')];
+  const settled = () => [...committed].every((b) => deliveries.has(b)) && orphans.every(wasAsked);
+  const end = Date.now() + 90000;
+  while (!settled() && Date.now() < end) await take(await receive(Boolean(readyFile)));
+  if (!settled()) {
+    fail(`not settled in 90 s: delivered [${[...deliveries]}], checker asked [${asks.map((a) => a.body)}]`);
+  }
+  log(`committed and checked-back-committed delivered: [${[...deliveries]}]`);
+  const asksBefore = asks.length;
+  const windowEnd = Date.now() + 3 * checkIntervalS * 1000;
+  while (Date.now() < windowEnd) await take(await receive(false));
+  for (const [b, at] of endedAt) {
+    const late = asks.find((a) => a.body === b && a.at > at + CHECK_GRACE_MS);
+    if (late) fail(`the broker asked about ${b} ${(late.at - at) / 1000} s after the producer ended it`);
+  }
+  if (!readyFile) {
+    // An answer that reached the broker ends the transaction: it is asked once. (After a kill
+    // an answer may be lost with its node, and the broker rightly asks again.)
+    for (const b of orphans) {
+      const n = asks.filter((a) => a.body === b).length;
+      if (n !== 1) fail(`the checker was asked ${n} times about ${b}; its first answer should have ended it`);
+    }
+  }
+  log(`over ${3 * checkIntervalS} s more (three check intervals): nothing rolled back or twice delivered; ` +
+    `checker asked ${asks.length} time(s) in all, ${asks.length - asksBefore} of them in that time`);
+  await producer.shutdown();
+  await consumer.shutdown();
+}
+
 async function refusesMultiAddress(endpoints) {
   const topic = `SdkTopic_js_${crypto.randomBytes(4).toString('hex')}`;
   const producer = new Producer({ endpoints, namespace: '', topics: [topic] });
@@ -191,6 +343,16 @@ async function refusesMultiAddress(endpoints) {
   }
   await producer.shutdown();
   fail(`startup with '${endpoints}' succeeded: this SDK now takes several addresses; update README "SDKs"`);
+}
+
+function parseTransaction(rest) {
+  const opts = {};
+  for (let i = 0; i + 1 < rest.length; i += 2) opts[rest[i]] = rest[i + 1];
+  const checkIntervalS = Number(opts['--check-interval']);
+  if (!checkIntervalS || Boolean(opts['--ready-file']) !== Boolean(opts['--killed-file'])) {
+    fail('transaction needs --check-interval, and --ready-file with --killed-file or neither');
+  }
+  return [checkIntervalS, opts['--ready-file'], opts['--killed-file']];
 }
 
 function parseFailover(rest) {
@@ -208,7 +370,11 @@ async function main() {
   if (mode === 'smoke' && endpoints) await smoke(endpoints);
   else if (mode === 'failover' && endpoints) await failover(endpoints, ...parseFailover(rest));
   else if (mode === 'refuses-multi-address' && endpoints) await refusesMultiAddress(endpoints);
-  else fail('usage: smoke ENDPOINT | failover ENDPOINT --seconds S --ready-file F --killed-file K');
+  else if (mode === 'transaction' && endpoints) await transaction(endpoints, ...parseTransaction(rest));
+  else {
+    fail('usage: smoke ENDPOINT | failover ENDPOINT --seconds S --ready-file F --killed-file K | ' +
+      'transaction ENDPOINT --check-interval S [--ready-file F --killed-file K]');
+  }
 }
 
 main().then(

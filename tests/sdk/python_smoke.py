@@ -259,7 +259,8 @@ def transaction(args):
                          else TransactionResolution.ROLLBACK for b in bodies.values()})
     producer = Producer(cfg, (topic,), checker)
     producer.startup()
-    # A 5 s long poll (the broker's shortest) ends before the first check-back (6 s).
+    # A 5 s long poll (the broker's shortest) ends before the first check-back (transactionTimeOut:
+    # 6 s by default, 10 s in tests/sdk/run.sh).
     consumer = SimpleConsumer(cfg, group, {topic: FilterExpression()}, await_duration=5)
     consumer.startup()
     try:
