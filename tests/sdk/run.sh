@@ -5,7 +5,9 @@
 #
 #   1. smoke, each SDK with a single address, then with the group's addresses in the form README
 #      tells users ("SDKs"): normal, FIFO and delay sends; receive, change-invisible (Python,
-#      Node), ack, redelivery with delivery attempt 2. The three run at once.
+#      Node), ack, redelivery with delivery attempt 2. The three run at once. Then Python's
+#      recall_message: a delay message recalled before its time never arrives (a second recall
+#      is refused), the other delay message does.
 #   2. transactions (Python, Node, Rust, at once): each SDK's transactional producer with a
 #      TransactionChecker, and a SimpleConsumer: a commit (delivered exactly once, and not before
 #      the commit: a receive before it gets nothing), a rollback (never delivered) and two half
@@ -247,6 +249,9 @@ tally < <(
   sdk node-multi refuses-multi-address "$MULTI_PY" &
   wait
 )
+
+step "recall (Python): a delay message recalled before its time is never delivered"
+tally < <(sdk python-recall recall "$MULTI_PY")
 
 step "transactions (Python '$MULTI_PY', Node '$NODE_ADDR', Rust '$MULTI_RS'): commit, rollback and two check-backs"
 tally < <(
