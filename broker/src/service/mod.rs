@@ -12,7 +12,8 @@
 //!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
 //!   before a route or a send and by the state machine itself on apply;
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
-//! - **cluster and progress views** for the admin API ([`manage`]).
+//! - **cluster and progress views** for the admin API ([`manage`]);
+//! - **message trace**: the trace topic and the broker's own trace records ([`trace`]).
 //!
 //! A protocol layer only decodes its request into these types, calls one operation and
 //! encodes the result or maps the error to its status code.
@@ -31,6 +32,7 @@ mod query;
 mod recall;
 mod receive;
 mod retry;
+mod trace;
 mod transaction;
 
 pub use clock::now_ms;
@@ -55,6 +57,7 @@ pub use retry::{
     DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
     SendBack, delay_of_level, reconsume_times,
 };
+pub use trace::TraceConfig;
 pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::{CheckPolicy, StoredMessage};
@@ -88,6 +91,8 @@ pub struct ServiceConfig {
     pub transactions: CheckPolicy,
     /// `unsafeCommitRollbacks` (negative control, tests only): a rollback commits instead.
     pub unsafe_commit_rollbacks: bool,
+    /// `traceTopicEnable`, `msgTraceTopicName`, `brokerTraceEnable`.
+    pub trace: TraceConfig,
 }
 
 impl ServiceConfig {
@@ -108,6 +113,11 @@ impl ServiceConfig {
                 max_checks: config.transaction_check_max,
             },
             unsafe_commit_rollbacks: config.unsafe_commit_rollbacks,
+            trace: TraceConfig {
+                topic_enable: config.trace_topic_enable,
+                topic: config.msg_trace_topic_name.clone(),
+                broker_trace: config.broker_trace_enable,
+            },
         }
     }
 }
@@ -120,6 +130,7 @@ pub struct BrokerService {
     disk: Arc<DiskGuard>,
     cluster: Arc<cluster::ClusterRoutes>,
     checkers: Arc<Checkers>,
+    tracer: Arc<trace::Tracer>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -149,12 +160,14 @@ impl BrokerService {
     /// The service over `store`.
     pub fn new(store: MessageStore, config: ServiceConfig) -> BrokerService {
         let cluster = Arc::new(cluster::ClusterRoutes::new(config.namesrv_addrs.clone()));
+        let tracer = Arc::new(trace::Tracer::of_config(&config.trace, &config.broker_addr));
         BrokerService {
             store,
             config: Arc::new(config),
             disk: Arc::default(),
             cluster,
             checkers: Arc::default(),
+            tracer,
         }
     }
 
@@ -233,8 +246,10 @@ impl BrokerService {
             }
         }
         if !accepted.is_empty() {
+            let traced = self.pub_drafts(&accepted);
             self.store_accepted(now, accepted, &slots, &mut results)
                 .await;
+            self.trace_sent(now, traced, &slots, &results);
         }
         Ok(results)
     }
@@ -323,7 +338,9 @@ impl BrokerService {
         topic: &str,
         handles: Vec<String>,
     ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        let traced = self.ack_drafts(&handles);
         let acked = self.store.ack(group, topic, handles).await?;
+        self.trace_acked(group, topic, traced, &acked);
         Ok(acked
             .into_iter()
             .map(|r| r.map_err(ServiceError::from))
