@@ -127,6 +127,16 @@ pub struct BrokerConfig {
     /// rollback of a transaction commits it instead, so rolled-back messages are delivered —
     /// the negative control that proves the chaos harness sees them. Never set in production.
     pub unsafe_commit_rollbacks: bool,
+    /// `traceTopicEnable`, default false: the leader creates the trace topic
+    /// (`msgTraceTopicName`) with one queue, as RocketMQ's TopicConfigManager does, so clients
+    /// with message trace on can send their records to it without auto-create.
+    pub trace_topic_enable: bool,
+    /// `msgTraceTopicName`, default `RMQ_SYS_TRACE_TOPIC`: the trace topic.
+    pub msg_trace_topic_name: String,
+    /// `brokerTraceEnable`, default false. **RaftMQ's own key**: the broker itself writes
+    /// RocketMQ-format trace records (Pub, SubBefore, SubAfter, EndTransaction) of the messages
+    /// it handles into the trace topic, for clients that write none (the 5.x SDKs).
+    pub broker_trace_enable: bool,
     /// The raft-log keys: group, peers, store, durability, timers, retention.
     pub raft_log: raft_log::Config,
 }
@@ -383,6 +393,22 @@ const KEYS: &[KeySpec] = &[
         |_| None,
     ),
     broker(
+        "traceTopicEnable",
+        |c, v| parse_bool(v).map(|b| c.trace_topic_enable = b),
+        |c| Some(c.trace_topic_enable.to_string()),
+    ),
+    broker(
+        "msgTraceTopicName",
+        |c, v| set_topic(&mut c.msg_trace_topic_name, v),
+        |c| Some(c.msg_trace_topic_name.clone()),
+    ),
+    // RaftMQ's own key: RocketMQ's brokers write no trace records, its clients do.
+    broker(
+        "brokerTraceEnable",
+        |c, v| parse_bool(v).map(|b| c.broker_trace_enable = b),
+        |c| Some(c.broker_trace_enable.to_string()),
+    ),
+    broker(
         "unsafeAckBeforeReplication",
         |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
         |c| Some(c.unsafe_ack_before_replication.to_string()),
@@ -459,8 +485,6 @@ const KEYS: &[KeySpec] = &[
     ignored("flushIntervalConsumeQueue", NOT_YET),
     ignored("messageDelayLevel", NOT_YET),
     ignored("timerWheelEnable", NOT_YET),
-    ignored("traceTopicEnable", NOT_YET),
-    ignored("msgTraceTopicName", NOT_YET),
     ignored("enablePropertyFilter", NOT_YET),
     ignored("duplicationEnable", NOT_YET),
 ];
@@ -556,6 +580,9 @@ impl BrokerConfig {
             transaction_check_max: 15,
             unsafe_ack_before_replication: false,
             unsafe_commit_rollbacks: false,
+            trace_topic_enable: false,
+            msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".to_string(),
+            broker_trace_enable: false,
             raft_log,
         }
     }
@@ -872,6 +899,16 @@ where
 fn set_name(field: &mut String, v: &str) -> Result<(), String> {
     if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must be non-empty, without spaces".to_string());
+    }
+    *field = v.to_string();
+    Ok(())
+}
+
+/// A topic name under RocketMQ's rule (`TopicValidator`): 1..=127 of letters, digits, `%|_-`.
+fn set_topic(field: &mut String, v: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || "%|_-".contains(c);
+    if v.is_empty() || v.len() > 127 || !v.chars().all(valid) {
+        return Err("must be 1 to 127 letters, digits, %, |, _ or -".to_string());
     }
     *field = v.to_string();
     Ok(())

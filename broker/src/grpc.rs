@@ -225,7 +225,11 @@ fn filter_of_pb(f: &v2::FilterExpression) -> Filter {
     }
 }
 
-fn receive_request(req: &v2::ReceiveMessageRequest, deadline_ms: Option<u64>) -> ReceiveRequest {
+fn receive_request(
+    req: &v2::ReceiveMessageRequest,
+    deadline_ms: Option<u64>,
+    client_addr: Option<SocketAddr>,
+) -> ReceiveRequest {
     ReceiveRequest {
         group: req
             .group
@@ -243,6 +247,7 @@ fn receive_request(req: &v2::ReceiveMessageRequest, deadline_ms: Option<u64>) ->
         invisible_ms: req.invisible_duration.as_ref().and_then(ms_of_duration),
         long_poll_ms: req.long_polling_timeout.as_ref().and_then(ms_of_duration),
         deadline_ms,
+        client_addr,
     }
 }
 
@@ -715,6 +720,7 @@ impl MessagingService for Messaging {
         request: Request<v2::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, GrpcStatus> {
         let deadline_ms = grpc_timeout_ms(&request);
+        let client_addr = request.remote_addr();
         let req = request.into_inner();
         let namespace = req
             .message_queue
@@ -728,7 +734,7 @@ impl MessagingService for Messaging {
         tokio::spawn(async move {
             let polled = this
                 .service
-                .receive(receive_request(&req, deadline_ms))
+                .receive(receive_request(&req, deadline_ms, client_addr))
                 .await;
             for item in this.receive_items(polled, &namespace) {
                 if tx.send(Ok(item)).await.is_err() {

@@ -80,6 +80,7 @@ pub struct Broker {
     registrar: Option<Registrar>,
     remoting: Remoting,
     transaction_checks: JoinHandle<()>,
+    trace: Option<JoinHandle<()>>,
 }
 
 /// Where this node registers at the NameServers, from broker.conf.
@@ -140,6 +141,7 @@ impl Broker {
         let registrar = (!namesrv_addrs.is_empty())
             .then(|| Registrar::start(service.clone(), register_config(&config, namesrv_addrs)));
         let transaction_checks = service.spawn_transaction_checks();
+        let trace = service.spawn_trace();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(messaging)
@@ -163,6 +165,7 @@ impl Broker {
             registrar,
             remoting,
             transaction_checks,
+            trace,
         })
     }
 
@@ -206,9 +209,13 @@ impl Broker {
             registrar,
             remoting,
             transaction_checks,
+            trace,
             ..
         } = self;
         transaction_checks.abort();
+        if let Some(t) = &trace {
+            t.abort();
+        }
         if let Some(r) = registrar {
             r.stop().await;
         }
@@ -221,6 +228,9 @@ impl Broker {
 
     async fn stop_store(self) -> Result<(), BrokerError> {
         self.transaction_checks.abort();
+        if let Some(t) = &self.trace {
+            t.abort();
+        }
         if let Some(r) = self.registrar {
             r.stop().await;
         }

@@ -344,11 +344,7 @@ async fn a_delay_message_recalled_before_its_time_is_never_delivered() {
         .recall(topic, &recalled.recall_handle, RPC)
         .await
         .unwrap();
-    assert_eq!(
-        code(again.status.as_ref()),
-        v2::Code::NotFound,
-        "{again:?}"
-    );
+    assert_eq!(code(again.status.as_ref()), v2::Code::NotFound, "{again:?}");
     let junk = producer.recall(topic, "not-a-handle", RPC).await.unwrap();
     assert_eq!(code(junk.status.as_ref()), v2::Code::BadRequest, "{junk:?}");
 

@@ -7,7 +7,8 @@
 //! - [`route`]: what the NameServer stores and serves (TopicRouteData, cluster info, broker
 //!   registration), as RocketMQ's JSON;
 //! - [`message`]: a decoder of the MessageExt records of pull and query answers;
-//! - [`RemotingClient`]: one connection with requests in flight matched by opaque.
+//! - [`RemotingClient`]: one connection with requests in flight matched by opaque;
+//! - [`trace`]: RocketMQ's message trace records, the bodies of the trace topic's messages.
 //!
 //! The crate knows nothing of the broker: the broker's remoting front end and `mqnamesrv` both
 //! build on it.
@@ -19,6 +20,7 @@ mod command;
 mod error;
 pub mod message;
 pub mod route;
+pub mod trace;
 
 pub use client::RemotingClient;
 pub use codec::{FRAME_LEN_MAX, FrameCodec};

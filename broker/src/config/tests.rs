@@ -255,3 +255,21 @@ fn broker_and_raft_log_booleans_accept_any_letter_case_and_refuse_yes() {
         assert!(e.contains("(line 5)"), "{key}: {e}");
     }
 }
+
+#[test]
+fn trace_keys_have_rocketmqs_defaults_and_check_the_topic_name() {
+    let (c, _) = load("");
+    assert!(!c.trace_topic_enable && !c.broker_trace_enable);
+    assert_eq!(c.msg_trace_topic_name, "RMQ_SYS_TRACE_TOPIC");
+    let (c, warnings) =
+        load("traceTopicEnable=true\nmsgTraceTopicName=MyTrace\nbrokerTraceEnable=TRUE\n");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(c.trace_topic_enable && c.broker_trace_enable);
+    assert_eq!(c.msg_trace_topic_name, "MyTrace");
+    assert!(c.render().contains("msgTraceTopicName=MyTrace\n"));
+    let e = load_err("msgTraceTopicName=a b\n");
+    assert!(
+        e.contains("msgTraceTopicName") && e.contains("(line 1)"),
+        "{e}"
+    );
+}

@@ -12,7 +12,8 @@
 //!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
 //!   before a route or a send and by the state machine itself on apply;
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
-//! - **cluster and progress views** for the admin API ([`manage`]).
+//! - **cluster and progress views** for the admin API ([`manage`]);
+//! - **message trace**: the trace topic and the broker's own trace records ([`trace`]).
 //!
 //! A protocol layer only decodes its request into these types, calls one operation and
 //! encodes the result or maps the error to its status code.
@@ -33,6 +34,7 @@ mod receive;
 mod retry;
 mod stats;
 mod status;
+mod trace;
 mod transaction;
 
 pub use clock::now_ms;
@@ -59,6 +61,7 @@ pub use retry::{
 };
 pub use stats::{Figures, Stats};
 pub use status::{TopicStats, runtime_format};
+pub use trace::TraceConfig;
 pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::{CheckPolicy, StoredMessage};
@@ -92,6 +95,8 @@ pub struct ServiceConfig {
     pub transactions: CheckPolicy,
     /// `unsafeCommitRollbacks` (negative control, tests only): a rollback commits instead.
     pub unsafe_commit_rollbacks: bool,
+    /// `traceTopicEnable`, `msgTraceTopicName`, `brokerTraceEnable`.
+    pub trace: TraceConfig,
 }
 
 impl ServiceConfig {
@@ -112,6 +117,11 @@ impl ServiceConfig {
                 max_checks: config.transaction_check_max,
             },
             unsafe_commit_rollbacks: config.unsafe_commit_rollbacks,
+            trace: TraceConfig {
+                topic_enable: config.trace_topic_enable,
+                topic: config.msg_trace_topic_name.clone(),
+                broker_trace: config.broker_trace_enable,
+            },
         }
     }
 }
@@ -127,6 +137,7 @@ pub struct BrokerService {
     stats: Arc<Stats>,
     /// When this node's service started (ms since the epoch): `bootTimestamp`.
     started_ms: u64,
+    tracer: Arc<trace::Tracer>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -156,6 +167,7 @@ impl BrokerService {
     /// The service over `store`.
     pub fn new(store: MessageStore, config: ServiceConfig) -> BrokerService {
         let cluster = Arc::new(cluster::ClusterRoutes::new(config.namesrv_addrs.clone()));
+        let tracer = Arc::new(trace::Tracer::of_config(&config.trace, &config.broker_addr));
         BrokerService {
             store,
             config: Arc::new(config),
@@ -164,6 +176,7 @@ impl BrokerService {
             checkers: Arc::default(),
             stats: Arc::default(),
             started_ms: now_ms(),
+            tracer,
         }
     }
 
@@ -242,8 +255,10 @@ impl BrokerService {
             }
         }
         if !accepted.is_empty() {
+            let traced = self.pub_drafts(&accepted);
             self.store_accepted(now, accepted, &slots, &mut results)
                 .await;
+            self.trace_sent(now, traced, &slots, &results);
         }
         Ok(results)
     }
@@ -336,7 +351,9 @@ impl BrokerService {
         topic: &str,
         handles: Vec<String>,
     ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        let traced = self.ack_drafts(&handles);
         let acked = self.store.ack(group, topic, handles).await?;
+        self.trace_acked(group, topic, traced, &acked);
         Ok(acked
             .into_iter()
             .map(|r| r.map_err(ServiceError::from))

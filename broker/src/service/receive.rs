@@ -63,6 +63,8 @@ pub struct ReceiveRequest {
     pub long_poll_ms: Option<u64>,
     /// The client's own deadline (ms from now), if it sent one.
     pub deadline_ms: Option<u64>,
+    /// The consumer's address, for the trace (`brokerTraceEnable`), when known.
+    pub client_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a long poll found.
@@ -113,6 +115,7 @@ impl BrokerService {
     /// A bad name, invisible time or filter; an unknown topic; a store failure.
     #[tracing::instrument(level = "debug", skip_all, fields(group = %request.group, topic = %request.topic))]
     pub async fn receive(&self, request: ReceiveRequest) -> Result<Polled, ServiceError> {
+        let client_addr = request.client_addr;
         let (ask, budget_ms) = self.check_receive(request)?;
         let until = tokio::time::Instant::now() + Duration::from_millis(budget_ms);
         let mut applied = self.store.applied();
@@ -120,6 +123,7 @@ impl BrokerService {
             if let Some(messages) = self.receive_now(&ask).await? {
                 let n = messages.len() as u64;
                 self.stats.got(now_ms(), &ask.topic, &ask.group, n);
+                self.trace_delivered(&ask.group, client_addr, &messages);
                 return Ok(Polled::Messages(messages));
             }
             // Wait for the state to change (a send, an ack) or for invisible/delay times to pass.

@@ -116,7 +116,7 @@ impl Checkers {
     }
 }
 
-fn unit_of(half: &HalfMessage) -> Unit {
+pub(super) fn unit_of(half: &HalfMessage) -> Unit {
     Unit {
         index: half.index,
         pos: half.pos,
@@ -174,6 +174,7 @@ impl BrokerService {
         self.store
             .end_transaction(now_ms(), transaction_id, message)
             .await??;
+        self.trace_end_transaction(transaction_id, &half, commit);
         Ok(())
     }
 

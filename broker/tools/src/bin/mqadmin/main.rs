@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 mod namesrv;
 mod query;
 mod stats;
+mod trace;
 
 use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -202,6 +203,29 @@ enum Verb {
         /// Queue offset.
         #[arg(short = 'o', long = "offset")]
         offset: u64,
+    },
+    /// A message's trace from the trace topic: its sends, then each consumer group's acks.
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById {
+        /// The message id (the client's, RocketMQ's msgId / UNIQ_KEY).
+        #[arg(short = 'i', long = "msgId")]
+        id: String,
+        /// The trace topic.
+        #[arg(
+            short = 't',
+            long = "traceTopic",
+            default_value = "RMQ_SYS_TRACE_TOPIC"
+        )]
+        topic: String,
+        /// Only trace messages stored at or after this time (ms since the epoch).
+        #[arg(short = 'b', long = "beginTimestamp", default_value_t = 0)]
+        begin: u64,
+        /// Only trace messages stored at or before this time (ms since the epoch).
+        #[arg(short = 'e', long = "endTimestamp")]
+        end: Option<u64>,
+        /// At most this many trace messages per broker group.
+        #[arg(short = 'c', long = "maxNum", default_value_t = 64)]
+        max: u32,
     },
     /// Move a consumer group's offsets to the first message stored at or after a time.
     #[command(name = "resetOffsetByTime")]
@@ -423,6 +447,26 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let nodes = group_nodes(&access, Some(&topic), "").await?;
             query::by_offset(&nodes, timeout, &topic, queue, offset).await
+        }
+        Verb::QueryMsgTraceById {
+            id,
+            topic,
+            begin,
+            end,
+            max,
+        } => {
+            let groups = match &access {
+                Access::Brokers(addrs) => vec![addrs.clone()],
+                Access::NameServer(ns) => ns.groups_of_topic(&topic).await?,
+            };
+            let q = trace::TraceQuery {
+                msg_id: id,
+                topic,
+                max,
+                begin_ms: begin,
+                end_ms: end.unwrap_or(u64::MAX),
+            };
+            trace::query_msg_trace_by_id(&groups, timeout, &q).await
         }
         Verb::ResetOffsetByTime {
             group,
