@@ -12,7 +12,9 @@
 //!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
 //!   before a route or a send and by the state machine itself on apply;
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
-//! - **cluster and progress views** for the admin API ([`manage`]).
+//! - **cluster and progress views** for the admin API ([`manage`]);
+//! - **the clients connected to this node** ([`clients`]): their groups and subscriptions,
+//!   for `consumerConnection`/`producerConnection`, 4.x rebalancing and transaction checks.
 //!
 //! A protocol layer only decodes its request into these types, calls one operation and
 //! encodes the result or maps the error to its status code.
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+mod clients;
 mod clock;
 mod cluster;
 mod error;
@@ -33,6 +36,11 @@ mod receive;
 mod retry;
 mod transaction;
 
+pub use clients::{
+    CHANNEL_EXPIRED_TIMEOUT, ClientInfo, ClientNotice, ClientProtocol, ClientSession, Clients,
+    ConsumeFromWhere, ConsumeMode, ConsumeType, ConsumerConnection, GroupConsumer, MessageModel,
+    Registration, TransactionCheck, grpc_version, version_name, version_ordinal,
+};
 pub use clock::now_ms;
 pub use cluster::{GroupRoute, ROUTE_TTL};
 pub use error::{NameError, NameKind, ServiceError, check_name};
@@ -55,7 +63,6 @@ pub use retry::{
     DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
     SendBack, delay_of_level, reconsume_times,
 };
-pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::{CheckPolicy, StoredMessage};
 use crate::config::BrokerConfig;
@@ -119,7 +126,7 @@ pub struct BrokerService {
     config: Arc<ServiceConfig>,
     disk: Arc<DiskGuard>,
     cluster: Arc<cluster::ClusterRoutes>,
-    checkers: Arc<Checkers>,
+    clients: Arc<Clients>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -154,7 +161,7 @@ impl BrokerService {
             config: Arc::new(config),
             disk: Arc::default(),
             cluster,
-            checkers: Arc::default(),
+            clients: Arc::default(),
         }
     }
 
