@@ -15,8 +15,8 @@ use raft_log::Role;
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::service::{
-    BrokerService, ClusterView, MessageQuery, MessageView, NodeView, QUERY_MAX_DEFAULT,
-    QueueProgress, ServiceError, TopicStats,
+    BrokerService, ClientInfo, ClientProtocol, ClusterView, ConsumerConnection, MessageQuery,
+    MessageView, NodeView, QUERY_MAX_DEFAULT, QueueProgress, ServiceError, TopicStats,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -41,6 +41,8 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
         | E::TopicNotFound { .. }
         | E::TopicNotAutoCreated { .. }
         | E::GroupNotFound { .. }
+        | E::ConsumerNotOnline { .. }
+        | E::ProducerNotOnline { .. }
         | E::UnknownNode { .. } => Code::NotFound,
         E::NotLeader { .. } => Code::NotLeader,
         E::Refused { source } => match source {
@@ -115,6 +117,8 @@ with_status!(
     pb::QueryMessageResponse,
     pb::ResetOffsetByTimeResponse,
     pb::StatsAllResponse,
+    pb::ConsumerConnectionResponse,
+    pb::ProducerConnectionResponse,
 );
 
 /// The response for `result`: the answer with OK, or an empty answer with the error's status.
@@ -333,6 +337,32 @@ impl AdminRpc for Admin {
         answer(result)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %request.get_ref().group))]
+    async fn consumer_connection(
+        &self,
+        request: Request<pb::ConsumerConnectionRequest>,
+    ) -> Result<Response<pb::ConsumerConnectionResponse>, GrpcStatus> {
+        let group = request.into_inner().group;
+        answer(
+            self.service
+                .consumer_connection(&group)
+                .map(consumers_to_pb),
+        )
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %request.get_ref().group))]
+    async fn producer_connection(
+        &self,
+        request: Request<pb::ProducerConnectionRequest>,
+    ) -> Result<Response<pb::ProducerConnectionResponse>, GrpcStatus> {
+        let group = request.into_inner().group;
+        let result = self.service.producer_connection(&group);
+        answer(result.map(|producers| pb::ProducerConnectionResponse {
+            status: None,
+            connections: producers.into_iter().map(connection_to_pb).collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(group = %request.get_ref().group, topic = %request.get_ref().topic))]
     async fn reset_offset_by_time(
         &self,
@@ -390,6 +420,35 @@ fn topic_stats_to_pb(t: TopicStats) -> pb::TopicStats {
                 accumulation,
             })
             .collect(),
+    }
+}
+
+fn connection_to_pb(c: ClientInfo) -> pb::ClientConnection {
+    let protocol = match c.protocol {
+        ClientProtocol::Grpc => "5.x",
+        ClientProtocol::Remoting => "4.x",
+    };
+    pb::ClientConnection {
+        client_id: c.client_id,
+        client_addr: c.addr,
+        language: c.language,
+        version: c.version,
+        protocol: protocol.to_string(),
+    }
+}
+
+fn consumers_to_pb(c: ConsumerConnection) -> pb::ConsumerConnectionResponse {
+    pb::ConsumerConnectionResponse {
+        status: None,
+        connections: c.connections.into_iter().map(connection_to_pb).collect(),
+        subscriptions: c
+            .subscriptions
+            .into_iter()
+            .map(|(topic, filter)| (topic, filter.expression))
+            .collect(),
+        consume_type: c.mode.consume_type.name().to_string(),
+        message_model: c.mode.message_model.name().to_string(),
+        consume_from_where: c.mode.consume_from_where.name().to_string(),
     }
 }
 

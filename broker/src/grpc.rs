@@ -20,9 +20,11 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
 use crate::command::{MessageType, StoredMessage};
 use crate::service::{
-    BrokerService, Filter, FilterKind, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled, PullRequest,
-    PullStatus, Pulled, PulledMessage, ReceiveRequest, ReceivedMessage, SendReceipt, SendResults,
-    ServiceConfig, ServiceError, TransactionCheck, now_ms, pull_suspend_ms, recall_handle,
+    BrokerService, ClientInfo, ClientNotice, ClientProtocol, ConsumeType, Filter, FilterKind,
+    GroupConsumer, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled, PullRequest, PullStatus, Pulled,
+    PulledMessage, ReceiveRequest, ReceivedMessage, Registration, SendReceipt, SendResults,
+    ServiceConfig, ServiceError, TransactionCheck, grpc_version, now_ms, pull_suspend_ms,
+    recall_handle,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -91,6 +93,8 @@ fn error_status(e: &ServiceError) -> v2::Status {
         },
         E::Store { source } => return store_status(source.kind(), e),
         E::GroupNotFound { .. }
+        | E::ConsumerNotOnline { .. }
+        | E::ProducerNotOnline { .. }
         | E::UnknownNode { .. }
         | E::NotLeader { .. }
         | E::DiskFull { .. }
@@ -196,6 +200,80 @@ fn new_message(m: &v2::Message) -> NewMessage {
         body: m.body.clone(),
         queue: None,
     }
+}
+
+/// A request header as text, empty when absent.
+fn header<'a, T>(request: &'a Request<T>, name: &str) -> &'a str {
+    let value = request.metadata().get(name).and_then(|v| v.to_str().ok());
+    value.unwrap_or_default()
+}
+
+/// Who a 5.x client is: its `x-mq-*` headers and address; `None` without a client id.
+fn client_info<T>(request: &Request<T>) -> Option<ClientInfo> {
+    let client_id = header(request, "x-mq-client-id");
+    if client_id.is_empty() {
+        return None;
+    }
+    Some(ClientInfo {
+        client_id: client_id.to_string(),
+        addr: request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        language: header(request, "x-mq-language").to_string(),
+        version: grpc_version(header(request, "x-mq-client-version")),
+        protocol: ClientProtocol::Grpc,
+    })
+}
+
+/// What a client's Settings register, as RocketMQ's proxy does: a producer's topics are its
+/// producer groups; a consumer joins its group.
+fn registration_of(s: &v2::Settings) -> Registration {
+    let mut registration = Registration::default();
+    match &s.pub_sub {
+        Some(v2::settings::PubSub::Publishing(p)) => {
+            registration.producer_groups = p.topics.iter().map(|t| t.name.clone()).collect();
+        }
+        Some(v2::settings::PubSub::Subscription(sub)) => {
+            let group = group_name(sub.group.as_ref());
+            if !group.is_empty() {
+                let part = group_consumer(s.client_type, sub);
+                registration.consumer_groups.insert(group, part);
+            }
+        }
+        None => {}
+    }
+    registration
+}
+
+/// A 5.x consumer's part in its group, as RocketMQ's proxy registers it: its subscriptions, a
+/// push consumer CONSUME_PASSIVELY and the others CONSUME_ACTIVELY, CLUSTERING from the last
+/// offset.
+fn group_consumer(client_type: Option<i32>, sub: &v2::Subscription) -> GroupConsumer {
+    let push = [
+        v2::ClientType::PushConsumer,
+        v2::ClientType::LitePushConsumer,
+    ]
+    .map(|t| Some(t as i32))
+    .contains(&client_type);
+    let mut part = GroupConsumer::default();
+    part.mode.consume_type = if push {
+        ConsumeType::Passively
+    } else {
+        ConsumeType::Actively
+    };
+    for e in &sub.subscriptions {
+        let topic = e.topic.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        let filter = e.expression.as_ref().map_or_else(
+            || Filter {
+                kind: FilterKind::Tag,
+                expression: "*".into(),
+            },
+            filter_of_pb,
+        );
+        part.subscriptions.insert(topic, filter);
+    }
+    part
 }
 
 /// The client's gRPC deadline, from the `grpc-timeout` header (`<n><unit>`).
@@ -398,17 +476,18 @@ impl Messaging {
     }
 
     /// One client's Telemetry stream: each Settings is answered with merged Settings at once
-    /// (the Rust SDK waits for the response headers before it sends anything), and a
-    /// producer that publishes topics is registered to be asked about its open transactions
-    /// for as long as the stream lives.
+    /// (the Rust SDK waits for the response headers before it sends anything) and registers
+    /// the client in this node's [`Clients`](crate::service::Clients) for as long as the
+    /// stream lives; a producer is asked about its open transactions on it.
     async fn telemetry_session(
         self,
+        client: Option<ClientInfo>,
         mut inbound: Streaming<v2::TelemetryCommand>,
         tx: mpsc::Sender<Result<v2::TelemetryCommand, GrpcStatus>>,
     ) {
         let config = self.service.config().clone();
-        let (check_tx, mut checks) = mpsc::channel::<TransactionCheck>(64);
-        let mut registered = None;
+        let (notice_tx, mut notices) = mpsc::channel::<ClientNotice>(64);
+        let session = client.map(|c| self.service.clients().open(c, notice_tx));
         loop {
             let reply = tokio::select! {
                 cmd = inbound.message() => {
@@ -416,12 +495,8 @@ impl Messaging {
                     let Some(v2::telemetry_command::Command::Settings(s)) = cmd.command else {
                         continue;
                     };
-                    if registered.is_none()
-                        && let Some(v2::settings::PubSub::Publishing(p)) = &s.pub_sub
-                    {
-                        let topics = p.topics.iter().map(|t| t.name.clone()).collect();
-                        let checkers = self.service.checkers();
-                        registered = Some(checkers.register(topics, Vec::new(), check_tx.clone()));
+                    if let Some(session) = &session {
+                        session.register(registration_of(&s));
                     }
                     v2::TelemetryCommand {
                         status: Some(ok()),
@@ -430,7 +505,10 @@ impl Messaging {
                         )),
                     }
                 }
-                Some(check) = checks.recv() => self.recover_orphaned(check),
+                Some(notice) = notices.recv() => match notice {
+                    ClientNotice::CheckTransaction(check) => self.recover_orphaned(*check),
+                    ClientNotice::ConsumerIdsChanged { .. } => continue, // 4.x rebalancing only
+                },
             };
             if tx.send(Ok(reply)).await.is_err() {
                 return;
@@ -659,10 +737,14 @@ impl MessagingService for Messaging {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn heartbeat(
         &self,
-        _request: Request<v2::HeartbeatRequest>,
+        request: Request<v2::HeartbeatRequest>,
     ) -> Result<Response<v2::HeartbeatResponse>, GrpcStatus> {
+        self.service
+            .clients()
+            .heartbeat(header(&request, "x-mq-client-id"));
         Ok(Response::new(v2::HeartbeatResponse { status: Some(ok()) }))
     }
 
@@ -931,17 +1013,22 @@ impl MessagingService for Messaging {
         &self,
         request: Request<Streaming<v2::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, GrpcStatus> {
+        let client = client_info(&request);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let messaging = self.clone();
-        tokio::spawn(async move { messaging.telemetry_session(inbound, tx).await });
+        tokio::spawn(async move { messaging.telemetry_session(client, inbound, tx).await });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn notify_client_termination(
         &self,
-        _request: Request<v2::NotifyClientTerminationRequest>,
+        request: Request<v2::NotifyClientTerminationRequest>,
     ) -> Result<Response<v2::NotifyClientTerminationResponse>, GrpcStatus> {
+        self.service
+            .clients()
+            .terminate(header(&request, "x-mq-client-id"));
         Ok(Response::new(v2::NotifyClientTerminationResponse {
             status: Some(ok()),
         }))

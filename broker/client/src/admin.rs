@@ -270,6 +270,47 @@ impl AdminClient {
             .map_err(self.rpc_error("StatsAll"))
     }
 
+    /// ConsumerConnection: the clients of consumer group `group` connected to this node.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, group = %group))]
+    pub async fn consumer_connection(
+        &mut self,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<pb::ConsumerConnectionResponse, ClientError> {
+        let ask = pb::ConsumerConnectionRequest {
+            group: group.to_string(),
+        };
+        let response = self.rpc.consumer_connection(request(ask, timeout)).await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("ConsumerConnection"))
+    }
+
+    /// ProducerConnection: the clients of producer group `group` (producing to `topic`)
+    /// connected to this node.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, group = %group))]
+    pub async fn producer_connection(
+        &mut self,
+        group: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<pb::ProducerConnectionResponse, ClientError> {
+        let ask = pb::ProducerConnectionRequest {
+            group: group.to_string(),
+            topic: topic.to_string(),
+        };
+        let response = self.rpc.producer_connection(request(ask, timeout)).await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("ProducerConnection"))
+    }
+
     /// LeadershipTransfer to node `to`; a follower answers `NOT_LEADER` naming the leader.
     ///
     /// # Errors

@@ -93,8 +93,15 @@ impl ClientIdentity {
     /// `message` as a request with a deadline and the headers the broker (and the Java proxy)
     /// expect from an SDK.
     pub fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
-        let mut request = Request::new(message);
+        let mut request = self.stream_request(message);
         request.set_timeout(timeout);
+        request
+    }
+
+    /// `message` as a request with the SDK headers and no deadline, for a stream that lives
+    /// as long as the client (Telemetry).
+    pub fn stream_request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
         let metadata = request.metadata_mut();
         metadata.insert("x-mq-client-id", self.client_id.clone());
         metadata.insert("x-mq-language", MetadataValue::from_static("RUST"));
@@ -156,6 +163,12 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(hex(&[0x0a, 0xff]), "0AFF");
+        let stream = identity.stream_request(());
+        assert!(stream.metadata().get("grpc-timeout").is_none());
+        assert_eq!(
+            stream.metadata().get("x-mq-client-id").unwrap(),
+            identity.client_id()
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - A client **identity** ([`ClientIdentity`]) is what the official SDKs send with every call
 //!   (the `x-mq-*` headers) and the source of SDK-layout message ids.
 //! - [`MessagingClient`] makes the RocketMQ 5 calls (QueryRoute, SendMessage, ReceiveMessage,
-//!   AckMessage, ChangeInvisibleDuration) with that identity; [`AdminClient`] the admin ones.
+//!   AckMessage, ChangeInvisibleDuration, …, and a [`Telemetry`] stream with Heartbeat and
+//!   NotifyClientTermination, by which a broker knows the client) with that identity;
+//!   [`AdminClient`] the admin ones.
 //!
 //! Calls return the broker's response as it came: how a status is judged (a failure to count, a
 //! refusal to print, an unknown outcome) is the caller's business. [`check_v2`] and
@@ -37,6 +39,6 @@ pub use error::{ClientError, error_chain};
 pub use fields::{duration, resource, timestamp_now, timestamp_of_ms};
 pub use identity::{ClientIdentity, hex};
 pub use messaging::{
-    MessageSpec, MessagingClient, Pull, Pulled, Receive, Received, ack_entries, check_v2,
-    code_name, message,
+    MessageSpec, MessagingClient, Pull, Pulled, Receive, Received, Telemetry, ack_entries,
+    check_v2, code_name, consumer_settings, message, producer_settings,
 };

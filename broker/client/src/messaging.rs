@@ -13,9 +13,11 @@ use crate::error::ClientError;
 use crate::fields::{duration, resource, timestamp_now, timestamp_of_ms};
 
 mod offsets;
+mod telemetry;
 
 use crate::identity::ClientIdentity;
 pub use offsets::{Pull, Pulled};
+pub use telemetry::{Telemetry, consumer_settings, producer_settings};
 
 /// A RocketMQ 5 client on one channel to one node. Cloning shares the channel and the identity.
 #[derive(Debug, Clone)]

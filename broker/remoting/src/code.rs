@@ -56,6 +56,10 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     /// Clusters and brokers.
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    /// The clients of a consumer group connected to a broker.
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    /// The clients of a producer group connected to a broker.
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     /// Every topic the NameServer knows.
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     /// The KV configs of a namespace.
@@ -102,4 +106,6 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_EXIST: i32 = 24;
     /// The group is unknown.
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    /// No client of the consumer group is connected.
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
 }

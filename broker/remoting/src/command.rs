@@ -75,7 +75,8 @@ const LANGUAGES: [(LanguageCode, &str, u8); 8] = [
 ];
 
 impl LanguageCode {
-    fn name(self) -> &'static str {
+    /// RocketMQ's name (`JAVA`, `CPP`, …).
+    pub fn name(self) -> &'static str {
         LANGUAGES
             .iter()
             .find(|l| l.0 == self)

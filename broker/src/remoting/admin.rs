@@ -1,5 +1,6 @@
 //! What `mqadmin` and the 4.x tools ask a broker: create or update a topic (17), a message by
-//! its offset id (33) or by key (12), runtime info (28).
+//! its offset id (33) or by key (12), runtime info (28), the clients of a consumer group (203)
+//! or a producer group (204) on this node.
 
 use bytes::BytesMut;
 use raftmq_remoting::RemotingCommand;
@@ -10,8 +11,8 @@ use std::collections::BTreeMap;
 use super::message_ext::{RecordPlace, put_message_ext};
 use super::request::{Answer, RequestError};
 use crate::service::{
-    BrokerService, MessageQuery, MessageView, QUERY_MAX_DEFAULT, offset_msg_id, reconsume_times,
-    split_commit_log_offset,
+    BrokerService, ClientInfo, Filter, FilterKind, MessageQuery, MessageView, QUERY_MAX_DEFAULT,
+    offset_msg_id, reconsume_times, split_commit_log_offset, version_ordinal,
 };
 
 /// UPDATE_AND_CREATE_TOPIC: the topic gets `writeQueueNums` queues (RaftMQ's queues are
@@ -105,5 +106,153 @@ pub(super) fn runtime_info(service: &BrokerService, r: &RemotingCommand) -> Remo
             what: e.to_string(),
         }
         .response(r),
+    }
+}
+
+/// The version ordinal of a client whose version has no RocketMQ name (a 5.x client sending
+/// its SDK's own version): `V5_0_0`, as RocketMQ's proxy reports gRPC clients it unregisters.
+const GRPC_CLIENT_VERSION: i32 = 413;
+
+/// RocketMQ's `Connection`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionBody<'a> {
+    client_id: &'a str,
+    client_addr: &'a str,
+    language: &'a str,
+    version: i32,
+}
+
+impl<'a> ConnectionBody<'a> {
+    fn of(c: &'a ClientInfo) -> Self {
+        ConnectionBody {
+            client_id: &c.client_id,
+            client_addr: &c.addr,
+            language: &c.language,
+            version: version_ordinal(&c.version).unwrap_or(GRPC_CLIENT_VERSION),
+        }
+    }
+}
+
+/// RocketMQ's `SubscriptionData` (`FilterAPI.build`: tags and their Java hash codes).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionBody<'a> {
+    class_filter_mode: bool,
+    topic: &'a str,
+    sub_string: &'a str,
+    tags_set: Vec<&'a str>,
+    code_set: Vec<i32>,
+    sub_version: u64,
+    expression_type: &'static str,
+}
+
+/// Java's `String.hashCode`, which RocketMQ's tag codes are.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+fn subscription_body<'a>(topic: &'a str, f: &'a Filter) -> SubscriptionBody<'a> {
+    let (sub_string, tags_set, expression_type) = match f.kind {
+        FilterKind::Sql => (f.expression.as_str(), Vec::new(), "SQL92"),
+        FilterKind::Tag => {
+            let e = f.expression.trim();
+            let tags = if e.is_empty() || e == "*" {
+                Vec::new()
+            } else {
+                e.split("||")
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            };
+            (if e.is_empty() { "*" } else { e }, tags, "TAG")
+        }
+    };
+    SubscriptionBody {
+        class_filter_mode: false,
+        topic,
+        sub_string,
+        code_set: tags_set.iter().map(|t| java_hash(t)).collect(),
+        tags_set,
+        sub_version: 0,
+        expression_type,
+    }
+}
+
+/// RocketMQ's `ConsumerConnection`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerConnectionBody<'a> {
+    connection_set: Vec<ConnectionBody<'a>>,
+    subscription_table: BTreeMap<&'a str, SubscriptionBody<'a>>,
+    consume_type: &'static str,
+    message_model: &'static str,
+    consume_from_where: &'static str,
+}
+
+fn json<T: Serialize>(r: &RemotingCommand, body: &T) -> Answer {
+    let body = serde_json::to_vec(body).map_err(|e| RequestError::Body {
+        what: e.to_string(),
+    })?;
+    Ok(RemotingCommand::response_to(r, rs::SUCCESS).with_body(body))
+}
+
+/// GET_CONSUMER_CONNECTION_LIST: the group's clients on this node; CONSUMER_NOT_ONLINE
+/// when it has none.
+pub(super) fn consumer_connection(service: &BrokerService, r: &RemotingCommand) -> Answer {
+    let cc = service.consumer_connection(r.required("consumerGroup")?)?;
+    json(
+        r,
+        &ConsumerConnectionBody {
+            connection_set: cc.connections.iter().map(ConnectionBody::of).collect(),
+            subscription_table: cc
+                .subscriptions
+                .iter()
+                .map(|(t, f)| (t.as_str(), subscription_body(t, f)))
+                .collect(),
+            consume_type: cc.mode.consume_type.name(),
+            message_model: cc.mode.message_model.name(),
+            consume_from_where: cc.mode.consume_from_where.name(),
+        },
+    )
+}
+
+/// RocketMQ's `ProducerConnection`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProducerConnectionBody<'a> {
+    connection_set: Vec<ConnectionBody<'a>>,
+}
+
+/// GET_PRODUCER_CONNECTION_LIST: the group's clients on this node; SYSTEM_ERROR when it has
+/// none, as RocketMQ answers.
+pub(super) fn producer_connection(service: &BrokerService, r: &RemotingCommand) -> Answer {
+    let producers = service.producer_connection(r.required("producerGroup")?)?;
+    json(
+        r,
+        &ProducerConnectionBody {
+            connection_set: producers.iter().map(ConnectionBody::of).collect(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_codes_are_javas_string_hashes() {
+        // "TagA".hashCode() in Java.
+        assert_eq!(java_hash("TagA"), 2_598_919);
+        assert_eq!(java_hash(""), 0);
+        let f = Filter {
+            kind: FilterKind::Tag,
+            expression: "TagA || TagB".into(),
+        };
+        let body = serde_json::to_value(subscription_body("T", &f)).unwrap();
+        assert_eq!(body["tagsSet"], serde_json::json!(["TagA", "TagB"]));
+        assert_eq!(body["subString"], "TagA || TagB");
+        assert_eq!(body["expressionType"], "TAG");
     }
 }

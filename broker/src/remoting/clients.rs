@@ -3,10 +3,13 @@
 //! and NOTIFY_CONSUMER_IDS_CHANGED 40 to each member when they change), and the queue locks
 //! of orderly consumers (LOCK_BATCH_MQ 41, UNLOCK_BATCH_MQ 42).
 //!
-//! This is per node and not replicated, as in RocketMQ: clients heartbeat every 30 s to the
-//! brokers of their routes, so a new leader knows them within one round.
+//! A connection's clients are registered in the service's [`Clients`](crate::service::Clients)
+//! (per node and not replicated, as in RocketMQ: clients heartbeat every 30 s to the brokers of
+//! their routes, so a new leader knows them within one round): one session per connection,
+//! opened at its first heartbeat and closed with it. What the service tells the session
+//! (membership changes, transaction checks) goes out on the connection.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,13 +19,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::request::{Answer, Connection, RequestError};
-use crate::service::{BrokerService, CheckerGuard};
+use crate::service::{
+    BrokerService, ClientInfo, ClientNotice, ClientProtocol, ClientSession, ConsumeFromWhere,
+    ConsumeMode, ConsumeType, Filter, FilterKind, GroupConsumer, MessageModel, Registration,
+    version_name,
+};
 
-/// A client that has not sent a heartbeat for this long is gone (RocketMQ's
-/// `channelExpiredTimeout`).
-const CLIENT_EXPIRY: Duration = Duration::from_secs(120);
 /// A queue lock not renewed for this long is free (RocketMQ's `rebalance.lockMaxLiveTime`).
 const LOCK_EXPIRY: Duration = Duration::from_secs(60);
+/// Notices that may wait for a connection's writer.
+const NOTICES_LEN: usize = 64;
 
 /// RocketMQ's `HeartbeatData` (the parts the broker uses).
 #[derive(Debug, Deserialize)]
@@ -46,6 +52,13 @@ struct ProducerData {
 #[serde(rename_all = "camelCase")]
 struct ConsumerData {
     group_name: String,
+    /// A name (Java, ali-ons) or an ordinal (the C++ client).
+    #[serde(default)]
+    consume_type: serde_json::Value,
+    #[serde(default)]
+    message_model: serde_json::Value,
+    #[serde(default)]
+    consume_from_where: serde_json::Value,
     #[serde(default)]
     subscription_data_set: Vec<SubscriptionData>,
 }
@@ -56,6 +69,87 @@ struct SubscriptionData {
     topic: String,
     #[serde(default)]
     sub_string: String,
+    #[serde(default)]
+    expression_type: Option<String>,
+}
+
+/// A RocketMQ enum as a heartbeat carries it: its name or its ordinal.
+fn rocketmq_enum<T>(
+    value: &serde_json::Value,
+    from_name: fn(&str) -> Option<T>,
+    from_ordinal: fn(u64) -> Option<T>,
+) -> Option<T> {
+    match value {
+        serde_json::Value::String(name) => from_name(name),
+        serde_json::Value::Number(n) => n.as_u64().and_then(from_ordinal),
+        _ => None,
+    }
+}
+
+impl ConsumerData {
+    fn mode(&self) -> ConsumeMode {
+        let default = ConsumeMode::default();
+        ConsumeMode {
+            consume_type: rocketmq_enum(
+                &self.consume_type,
+                ConsumeType::from_name,
+                ConsumeType::from_ordinal,
+            )
+            .unwrap_or(default.consume_type),
+            message_model: rocketmq_enum(
+                &self.message_model,
+                MessageModel::from_name,
+                MessageModel::from_ordinal,
+            )
+            .unwrap_or(default.message_model),
+            consume_from_where: rocketmq_enum(
+                &self.consume_from_where,
+                ConsumeFromWhere::from_name,
+                ConsumeFromWhere::from_ordinal,
+            )
+            .unwrap_or(default.consume_from_where),
+        }
+    }
+
+    fn group_consumer(self) -> GroupConsumer {
+        let mode = self.mode();
+        let subscriptions = self
+            .subscription_data_set
+            .into_iter()
+            .map(|s| {
+                let kind = match s.expression_type.as_deref() {
+                    Some(t) if t.eq_ignore_ascii_case("SQL92") => FilterKind::Sql,
+                    _ => FilterKind::Tag,
+                };
+                let filter = Filter {
+                    kind,
+                    expression: s.sub_string,
+                };
+                (s.topic, filter)
+            })
+            .collect();
+        GroupConsumer {
+            subscriptions,
+            mode,
+        }
+    }
+}
+
+impl HeartbeatData {
+    fn registration(self) -> Registration {
+        Registration {
+            producer_groups: self
+                .producer_data_set
+                .into_iter()
+                .map(|p| p.group_name)
+                .collect(),
+            consumer_groups: self
+                .consumer_data_set
+                .into_iter()
+                .map(|c| (c.group_name.clone(), c.group_consumer()))
+                .collect(),
+        }
+    }
 }
 
 /// A message queue in a lock request (RocketMQ's `MessageQueue`).
@@ -83,26 +177,16 @@ struct LockBatchResponse {
     lock_ok_mq_set: BTreeSet<MessageQueue>,
 }
 
-#[derive(Debug)]
-struct Member {
-    connection: Connection,
-    seen: Instant,
-    /// Topic → subscription expression.
-    subscriptions: BTreeMap<String, String>,
-}
-
 #[derive(Debug, Default)]
 struct Tables {
-    /// Group → client id → member.
-    groups: BTreeMap<String, BTreeMap<String, Member>>,
+    /// Open connection id → its client's session in the service's registry, from its first
+    /// heartbeat on.
+    sessions: HashMap<u64, Option<ClientSession>>,
     /// (group, topic, queue) → (client id, last renewed).
     locks: BTreeMap<(String, String, u32), (String, Instant)>,
-    /// Connection id → its producer groups, registered to be asked about their open
-    /// transactions while the connection lives.
-    producers: BTreeMap<u64, (BTreeSet<String>, CheckerGuard)>,
 }
 
-/// Consumer groups and their members on this node.
+/// The sessions of this node's 4.x connections, and the queue locks of their consumers.
 #[derive(Debug, Default)]
 pub(crate) struct ClientTable {
     tables: Mutex<Tables>,
@@ -115,8 +199,8 @@ impl ClientTable {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// HEART_BEAT: records the client in each of its consumer groups; a group that gains a
-    /// member tells its members.
+    /// HEART_BEAT: registers the connection's client with its producer and consumer groups
+    /// (the service tells a consumer group that gains a member).
     pub(super) async fn heartbeat(
         &self,
         r: &RemotingCommand,
@@ -130,152 +214,36 @@ impl ClientTable {
         for c in &data.consumer_data_set {
             service.ensure_retry_topic(&c.group_name).await?;
         }
-        let groups: BTreeSet<String> = data
-            .producer_data_set
-            .iter()
-            .map(|p| p.group_name.clone())
-            .collect();
-        self.register_producer(groups, conn, service);
-        let mut changed = Vec::new();
-        {
-            let mut t = self.tables();
-            for c in data.consumer_data_set {
-                let members = t.groups.entry(c.group_name.clone()).or_default();
-                let subscriptions = c
-                    .subscription_data_set
-                    .into_iter()
-                    .map(|s| (s.topic, s.sub_string))
-                    .collect();
-                let fresh = members
-                    .insert(
-                        data.client_id.clone(),
-                        Member {
-                            connection: conn.clone(),
-                            seen: Instant::now(),
-                            subscriptions,
-                        },
-                    )
-                    .is_none();
-                if fresh {
-                    tracing::info!(group = %c.group_name, client = %data.client_id, peer = %conn.peer, "consumer joined");
-                    changed.push(c.group_name);
-                }
-            }
-        }
-        for group in changed {
-            self.notify(&group);
-        }
-        Ok(RemotingCommand::response_to(r, rs::SUCCESS))
-    }
-
-    /// Registers a connection's producer groups for transaction checks (again when they
-    /// change).
-    fn register_producer(
-        &self,
-        groups: BTreeSet<String>,
-        conn: &Connection,
-        service: &BrokerService,
-    ) {
-        let mut t = self.tables();
-        if groups.is_empty() || t.producers.get(&conn.id).is_some_and(|(g, _)| *g == groups) {
-            return;
-        }
-        let (tx, rx) = mpsc::channel(64);
-        let guard = service
-            .checkers()
-            .register(Vec::new(), groups.iter().cloned().collect(), tx);
-        super::transaction::forward_checks(service.clone(), conn.clone(), rx);
-        t.producers.insert(conn.id, (groups, guard));
-    }
-
-    /// UNREGISTER_CLIENT: the client leaves its consumer group.
-    pub(super) fn unregister(&self, r: &RemotingCommand) -> Answer {
-        let client = r.required("clientID")?;
-        if let Some(group) = r.field("consumerGroup").filter(|g| !g.is_empty()) {
-            let removed = self
-                .tables()
-                .groups
-                .get_mut(group)
-                .and_then(|m| m.remove(client))
-                .is_some();
-            if removed {
-                tracing::info!(%group, %client, "consumer left");
-                self.notify(group);
-            }
-        }
-        Ok(RemotingCommand::response_to(r, rs::SUCCESS))
-    }
-
-    /// A connection closed: its clients leave their groups.
-    pub(super) fn connection_closed(&self, id: u64) {
-        let mut changed = Vec::new();
-        {
-            let mut t = self.tables();
-            t.producers.remove(&id);
-            for (group, members) in &mut t.groups {
-                let before = members.len();
-                members.retain(|_, m| m.connection.id != id);
-                if members.len() != before {
-                    changed.push(group.clone());
-                }
-            }
-        }
-        for group in changed {
-            self.notify(&group);
-        }
-    }
-
-    /// The live client ids of `group`, sorted.
-    fn members(&self, group: &str) -> Vec<String> {
-        let mut t = self.tables();
-        let Some(members) = t.groups.get_mut(group) else {
-            return Vec::new();
+        let info = ClientInfo {
+            client_id: data.client_id.clone(),
+            addr: conn.peer.to_string(),
+            language: r.language.name().to_string(),
+            version: version_name(r.version),
+            protocol: ClientProtocol::Remoting,
         };
-        members.retain(|_, m| m.seen.elapsed() < CLIENT_EXPIRY);
-        members.keys().cloned().collect()
-    }
-
-    /// GET_CONSUMER_LIST_BY_GROUP.
-    pub(super) fn consumer_list(&self, r: &RemotingCommand) -> Answer {
-        let group = r.required("consumerGroup")?;
-        let ids = self.members(group);
-        if ids.is_empty() {
-            return Ok(RemotingCommand::response_to(r, rs::SYSTEM_ERROR)
-                .with_remark(format!("no consumer for this group, {group}")));
+        let mut t = self.tables();
+        // A heartbeat still in progress when its connection closed registers nothing.
+        if let Some(slot) = t.sessions.get_mut(&conn.id) {
+            let session = slot.get_or_insert_with(|| {
+                tracing::info!(client = %info.client_id, peer = %conn.peer, "4.x client registered");
+                let (tx, rx) = mpsc::channel(NOTICES_LEN);
+                forward_notices(service.clone(), conn.clone(), rx);
+                service.clients().open(info, tx)
+            });
+            session.register(data.registration());
         }
-        let body = serde_json::to_vec(&raftmq_remoting::route::ConsumerIdList {
-            consumer_id_list: ids,
-        })
-        .map_err(|e| RequestError::Body {
-            what: e.to_string(),
-        })?;
-        Ok(RemotingCommand::response_to(r, rs::SUCCESS).with_body(body))
+        Ok(RemotingCommand::response_to(r, rs::SUCCESS))
     }
 
-    /// The subscription expression `group` registered for `topic`, if any.
-    pub(super) fn subscription(&self, group: &str, topic: &str) -> Option<String> {
-        let t = self.tables();
-        t.groups
-            .get(group)?
-            .values()
-            .find_map(|m| m.subscriptions.get(topic).cloned())
+    /// A connection opened: its client registers with its first heartbeat.
+    pub(super) fn connection_opened(&self, id: u64) {
+        self.tables().sessions.insert(id, None);
     }
 
-    /// Tells every member of `group` that its members changed (oneway, best effort).
-    fn notify(&self, group: &str) {
-        let outboxes: Vec<_> = self
-            .tables()
-            .groups
-            .get(group)
-            .map(|m| m.values().map(|m| m.connection.outbox.clone()).collect())
-            .unwrap_or_default();
-        for outbox in outboxes {
-            let mut fields = ExtFields::new();
-            fields.insert("consumerGroup".into(), group.to_string());
-            let mut note = RemotingCommand::request(rq::NOTIFY_CONSUMER_IDS_CHANGED, fields);
-            note.mark_oneway();
-            let _ = outbox.try_send(note);
-        }
+    /// A connection closed: its client leaves its groups.
+    pub(super) fn connection_closed(&self, id: u64) {
+        let session = self.tables().sessions.remove(&id);
+        drop(session); // outside the lock: the registry tells the groups
     }
 
     /// LOCK_BATCH_MQ: locks the queues that are free, expired or already the client's.
@@ -322,6 +290,63 @@ impl ClientTable {
         }
         Ok(RemotingCommand::response_to(r, rs::SUCCESS))
     }
+}
+
+/// UNREGISTER_CLIENT: the client leaves its producer and/or consumer group.
+pub(super) fn unregister(r: &RemotingCommand, service: &BrokerService) -> Answer {
+    let client = r.required("clientID")?;
+    let group = |name| r.field(name).filter(|g| !g.is_empty());
+    let (producer, consumer) = (group("producerGroup"), group("consumerGroup"));
+    tracing::info!(%client, ?producer, ?consumer, "4.x client unregistered");
+    service.clients().unregister(client, producer, consumer);
+    Ok(RemotingCommand::response_to(r, rs::SUCCESS))
+}
+
+/// GET_CONSUMER_LIST_BY_GROUP.
+pub(super) fn consumer_list(r: &RemotingCommand, service: &BrokerService) -> Answer {
+    let group = r.required("consumerGroup")?;
+    let ids = service.clients().rebalance_members(group);
+    if ids.is_empty() {
+        return Ok(RemotingCommand::response_to(r, rs::SYSTEM_ERROR)
+            .with_remark(format!("no consumer for this group, {group}")));
+    }
+    let body = serde_json::to_vec(&raftmq_remoting::route::ConsumerIdList {
+        consumer_id_list: ids,
+    })
+    .map_err(|e| RequestError::Body {
+        what: e.to_string(),
+    })?;
+    Ok(RemotingCommand::response_to(r, rs::SUCCESS).with_body(body))
+}
+
+/// Writes out what the service tells a connection's session, until the session is gone:
+/// membership changes as NOTIFY_CONSUMER_IDS_CHANGED, checks as CHECK_TRANSACTION_STATE (both
+/// oneway, best effort).
+fn forward_notices(
+    service: BrokerService,
+    conn: Connection,
+    mut notices: mpsc::Receiver<ClientNotice>,
+) {
+    tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            let request = match notice {
+                ClientNotice::ConsumerIdsChanged { group } => {
+                    let mut fields = ExtFields::new();
+                    fields.insert("consumerGroup".into(), group);
+                    let mut note =
+                        RemotingCommand::request(rq::NOTIFY_CONSUMER_IDS_CHANGED, fields);
+                    note.mark_oneway();
+                    note
+                }
+                ClientNotice::CheckTransaction(check) => {
+                    super::transaction::check_request(&service, &check)
+                }
+            };
+            if conn.outbox.send(request).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! - [`pull`]: PULL_MESSAGE (11), with long polling;
 //! - [`offset`]: consumer offsets (14, 15) and queue offsets (29, 30, 31);
 //! - [`clients`]: heartbeats (34, 35), group membership (38, 40) and queue locks (41, 42);
-//! - [`admin`]: topic create (17), lookups (12, 33), runtime info (28);
+//! - [`admin`]: topic create (17), lookups (12, 33), runtime info (28), a group's
+//!   connections (203, 204);
 //! - [`transaction`]: END_TRANSACTION (37) and the check-back CHECK_TRANSACTION_STATE (39);
 //! - [`register`]: registering at the NameServers (`namesrvAddr`).
 
@@ -90,6 +91,7 @@ impl Remoting {
             peer,
             outbox,
         };
+        self.inner.clients.connection_opened(conn.id);
         let writer = tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
                 if sink.send(cmd).await.is_err() {
@@ -154,21 +156,23 @@ impl Remoting {
             }
             rq::CONSUMER_SEND_MSG_BACK => send::send_back(&inner.service, r).await,
             rq::END_TRANSACTION => transaction::end_transaction(&inner.service, r).await,
-            rq::PULL_MESSAGE => pull::pull(&inner.service, &inner.clients, r).await,
+            rq::PULL_MESSAGE => pull::pull(&inner.service, r).await,
             rq::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(&inner.service, r).await,
             rq::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(&inner.service, r).await,
             rq::GET_MAX_OFFSET => offset::max_offset(&inner.service, r),
             rq::GET_MIN_OFFSET => offset::min_offset(&inner.service, r),
             rq::SEARCH_OFFSET_BY_TIMESTAMP => offset::search_by_time(&inner.service, r),
             rq::HEART_BEAT => inner.clients.heartbeat(r, conn, &inner.service).await,
-            rq::UNREGISTER_CLIENT => inner.clients.unregister(r),
-            rq::GET_CONSUMER_LIST_BY_GROUP => inner.clients.consumer_list(r),
+            rq::UNREGISTER_CLIENT => clients::unregister(r, &inner.service),
+            rq::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(r, &inner.service),
             rq::LOCK_BATCH_MQ => inner.clients.lock(r),
             rq::UNLOCK_BATCH_MQ => inner.clients.unlock(r),
             rq::UPDATE_AND_CREATE_TOPIC => admin::update_topic(&inner.service, r).await,
             rq::VIEW_MESSAGE_BY_ID => admin::view_message(&inner.service, r),
             rq::QUERY_MESSAGE => admin::query_message(&inner.service, r),
             rq::GET_BROKER_RUNTIME_INFO => Ok(admin::runtime_info(&inner.service, r)),
+            rq::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection(&inner.service, r),
+            rq::GET_PRODUCER_CONNECTION_LIST => admin::producer_connection(&inner.service, r),
             code => Ok(
                 RemotingCommand::response_to(r, rs::REQUEST_CODE_NOT_SUPPORTED)
                     .with_remark(format!("request type {code} not supported")),

@@ -5,7 +5,6 @@ use bytes::BytesMut;
 use raftmq_remoting::RemotingCommand;
 use raftmq_remoting::code::response as rs;
 
-use super::clients::ClientTable;
 use super::message_ext::{RecordPlace, put_message_ext};
 use super::request::{Answer, RequestError};
 use crate::service::{BrokerService, Filter, FilterKind, PullRequest, PullStatus, reconsume_times};
@@ -17,11 +16,7 @@ const FLAG_SUSPEND: i32 = 1 << 1;
 /// Pull sys flag: the request carries its subscription expression.
 const FLAG_SUBSCRIPTION: i32 = 1 << 2;
 
-pub(super) async fn pull(
-    service: &BrokerService,
-    clients: &ClientTable,
-    r: &RemotingCommand,
-) -> Answer {
+pub(super) async fn pull(service: &BrokerService, r: &RemotingCommand) -> Answer {
     let group = r.required("consumerGroup")?.to_string();
     let topic = r.required("topic")?.to_string();
     let queue: u32 = r.parsed("queueId", "a queue id")?;
@@ -37,7 +32,7 @@ pub(super) async fn pull(
     let expression = if sys_flag & FLAG_SUBSCRIPTION != 0 {
         r.field("subscription").map(String::from)
     } else {
-        clients.subscription(&group, &topic)
+        service.clients().subscription(&group, &topic)
     };
     let kind = match r.field("expressionType") {
         Some(t) if t.eq_ignore_ascii_case("SQL92") => FilterKind::Sql,

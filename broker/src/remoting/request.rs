@@ -83,10 +83,12 @@ fn service_code(e: &ServiceError) -> i32 {
             StoreErrorKind::UnknownNode | StoreErrorKind::Internal => rs::SYSTEM_ERROR,
         },
         E::Unsupported { .. } => rs::REQUEST_CODE_NOT_SUPPORTED,
+        E::ConsumerNotOnline { .. } => rs::CONSUMER_NOT_ONLINE,
         E::InvisibleTimeMissing
         | E::InvisibleTimeTooLong { .. }
         | E::InvisibleTimeOutOfRange { .. }
         | E::GroupNotFound { .. }
+        | E::ProducerNotOnline { .. }
         | E::MissingField { .. }
         | E::UnknownNode { .. }
         | E::InvalidField { .. }

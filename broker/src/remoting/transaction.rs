@@ -1,12 +1,12 @@
 //! Transactions over remoting: END_TRANSACTION (37) from a 4.x producer, and
-//! CHECK_TRANSACTION_STATE (39) to one, for the half messages of its producer group.
+//! CHECK_TRANSACTION_STATE (39) to one, for the half messages of its producer group (sent by
+//! the connection's session, `clients.rs`).
 
 use raftmq_remoting::RemotingCommand;
 use raftmq_remoting::code::{request as rq, response as rs};
-use tokio::sync::mpsc;
 
 use super::message_ext::{RecordPlace, put_message_ext};
-use super::request::{Answer, Connection, RequestError};
+use super::request::{Answer, RequestError};
 use crate::service::{BrokerService, TransactionCheck, offset_msg_id};
 
 /// RocketMQ's `MessageSysFlag` transaction types in END_TRANSACTION's `commitOrRollback`.
@@ -40,26 +40,9 @@ pub(super) async fn end_transaction(service: &BrokerService, r: &RemotingCommand
     Ok(RemotingCommand::response_to(r, rs::SUCCESS))
 }
 
-/// Forwards the checks of a registered producer connection as CHECK_TRANSACTION_STATE
-/// requests (oneway; the producer answers with END_TRANSACTION), until its registration goes.
-pub(super) fn forward_checks(
-    service: BrokerService,
-    conn: Connection,
-    mut checks: mpsc::Receiver<TransactionCheck>,
-) {
-    tokio::spawn(async move {
-        while let Some(check) = checks.recv().await {
-            let request = check_request(&service, &check);
-            if conn.outbox.send(request).await.is_err() {
-                return;
-            }
-        }
-    });
-}
-
 /// The CHECK_TRANSACTION_STATE request for a half message: RocketMQ's header fields and the
 /// message as a MessageExt record.
-fn check_request(service: &BrokerService, check: &TransactionCheck) -> RemotingCommand {
+pub(super) fn check_request(service: &BrokerService, check: &TransactionCheck) -> RemotingCommand {
     let broker_addr = &service.config().broker_addr;
     let (index, pos) = crate::service::split_commit_log_offset(check.commit_log_offset);
     let at = RecordPlace {

@@ -161,6 +161,18 @@ pub enum ServiceError {
         /// The group.
         group: String,
     },
+    /// No client of this consumer group is connected to this node (RocketMQ's broker text).
+    #[error("the consumer group[{group}] not online")]
+    ConsumerNotOnline {
+        /// The group.
+        group: String,
+    },
+    /// No client of this producer group is connected to this node (RocketMQ's broker text).
+    #[error("the producer group[{group}] not exist")]
+    ProducerNotOnline {
+        /// The group.
+        group: String,
+    },
     /// A required request field is empty.
     #[error("{field} is empty")]
     MissingField {

@@ -14,6 +14,8 @@
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
 //! - **cluster and progress views** for the admin API ([`manage`]);
 //! - **message trace**: the trace topic and the broker's own trace records ([`trace`]).
+//! - **the clients connected to this node** ([`clients`]): their groups and subscriptions,
+//!   for `consumerConnection`/`producerConnection`, 4.x rebalancing and transaction checks.
 //!
 //! A protocol layer only decodes its request into these types, calls one operation and
 //! encodes the result or maps the error to its status code.
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+mod clients;
 mod clock;
 mod cluster;
 mod error;
@@ -37,6 +40,11 @@ mod status;
 mod trace;
 mod transaction;
 
+pub use clients::{
+    CHANNEL_EXPIRED_TIMEOUT, ClientInfo, ClientNotice, ClientProtocol, ClientSession, Clients,
+    ConsumeFromWhere, ConsumeMode, ConsumeType, ConsumerConnection, GroupConsumer, MessageModel,
+    Registration, TransactionCheck, grpc_version, version_name, version_ordinal,
+};
 pub use clock::now_ms;
 pub use cluster::{GroupRoute, ROUTE_TTL};
 pub use error::{NameError, NameKind, ServiceError, check_name};
@@ -62,7 +70,6 @@ pub use retry::{
 pub use stats::{Figures, Stats};
 pub use status::{TopicStats, runtime_format};
 pub use trace::TraceConfig;
-pub use transaction::{CheckerGuard, Checkers, TransactionCheck};
 
 use crate::command::{CheckPolicy, StoredMessage};
 use crate::config::BrokerConfig;
@@ -133,7 +140,7 @@ pub struct BrokerService {
     config: Arc<ServiceConfig>,
     disk: Arc<DiskGuard>,
     cluster: Arc<cluster::ClusterRoutes>,
-    checkers: Arc<Checkers>,
+    clients: Arc<Clients>,
     stats: Arc<Stats>,
     /// When this node's service started (ms since the epoch): `bootTimestamp`.
     started_ms: u64,
@@ -173,7 +180,7 @@ impl BrokerService {
             config: Arc::new(config),
             disk: Arc::default(),
             cluster,
-            checkers: Arc::default(),
+            clients: Arc::default(),
             stats: Arc::default(),
             started_ms: now_ms(),
             tracer,

@@ -9,19 +9,17 @@
 //! when one is due (RocketMQ's `transactionTimeOut`, `transactionCheckInterval`,
 //! `transactionCheckMax`, from the proposer's broker.conf), so the count of checks is
 //! replicated and a new leader goes on where the old one stopped. Every node then asks the
-//! producers connected to it, through the [`Checkers`] its protocols registered: a 4.x
-//! producer of the message's producer group, else a producer that publishes its topic (as
-//! RocketMQ 5 does for gRPC clients). Each node asks once per counted check.
+//! producers connected to it, found in its [`Clients`](super::Clients): a 4.x producer of
+//! the message's producer group, else a 5.x producer that publishes its topic (as RocketMQ 5
+//! does for gRPC clients). Each node asks once per counted check.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::BrokerService;
+use super::clients::{ClientNotice, TransactionCheck};
 use super::clock::now_ms;
 use super::error::ServiceError;
 use crate::command::StoredMessage;
@@ -30,91 +28,6 @@ use crate::state::{ApplyError, HalfMessage};
 
 /// How often a node looks for due checks.
 const CHECK_TICK: Duration = Duration::from_secs(1);
-
-/// A producer is asked whether to commit a half message.
-#[derive(Clone, Debug)]
-pub struct TransactionCheck {
-    /// The transaction id (the id to end it with).
-    pub transaction_id: String,
-    /// The half message.
-    pub message: StoredMessage,
-    /// When it was stored (ms since the epoch).
-    pub store_ms: u64,
-    /// Its RocketMQ commit-log offset (`log index << 24 | position`), for 4.x message ids.
-    pub commit_log_offset: u64,
-}
-
-/// The producers this node can ask, as the protocols registered them.
-#[derive(Debug, Default)]
-pub struct Checkers {
-    next: AtomicU64,
-    registered: Mutex<Vec<Checker>>,
-}
-
-#[derive(Debug)]
-struct Checker {
-    id: u64,
-    topics: Vec<String>,
-    groups: Vec<String>,
-    tx: mpsc::Sender<TransactionCheck>,
-}
-
-/// Keeps a producer registered; dropping it unregisters.
-#[derive(Debug)]
-pub struct CheckerGuard {
-    checkers: Arc<Checkers>,
-    id: u64,
-}
-
-impl Drop for CheckerGuard {
-    fn drop(&mut self) {
-        self.checkers.lock().retain(|c| c.id != self.id);
-    }
-}
-
-impl Checkers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Checker>> {
-        self.registered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers a producer that publishes `topics` (a 5.x client's settings) or belongs to
-    /// `groups` (a 4.x client's heartbeat); checks for it arrive on `tx`.
-    pub fn register(
-        self: &Arc<Self>,
-        topics: Vec<String>,
-        groups: Vec<String>,
-        tx: mpsc::Sender<TransactionCheck>,
-    ) -> CheckerGuard {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().push(Checker {
-            id,
-            topics,
-            groups,
-            tx,
-        });
-        CheckerGuard {
-            checkers: Arc::clone(self),
-            id,
-        }
-    }
-
-    /// A producer to ask about a half message of `topic` from `group`: one of the group's,
-    /// else one that publishes the topic.
-    fn pick(&self, topic: &str, group: Option<&str>) -> Option<mpsc::Sender<TransactionCheck>> {
-        let registered = self.lock();
-        let of_group =
-            group.and_then(|g| registered.iter().find(|c| c.groups.iter().any(|x| x == g)));
-        of_group
-            .or_else(|| {
-                registered
-                    .iter()
-                    .find(|c| c.topics.iter().any(|t| t == topic))
-            })
-            .map(|c| c.tx.clone())
-    }
-}
 
 pub(super) fn unit_of(half: &HalfMessage) -> Unit {
     Unit {
@@ -128,11 +41,6 @@ pub(super) fn unit_of(half: &HalfMessage) -> Unit {
 }
 
 impl BrokerService {
-    /// The producers this node can ask about open transactions.
-    pub fn checkers(&self) -> &Arc<Checkers> {
-        &self.checkers
-    }
-
     fn open_half(&self, transaction_id: &str) -> Option<HalfMessage> {
         self.store
             .state()
@@ -227,8 +135,8 @@ impl BrokerService {
         for (id, half) in due {
             asked.insert(id.clone(), half.checks);
             let Some(tx) = self
-                .checkers
-                .pick(&half.topic, half.producer_group.as_deref())
+                .clients
+                .transaction_checker(&half.topic, half.producer_group.as_deref())
             else {
                 continue;
             };
@@ -246,7 +154,7 @@ impl BrokerService {
                 commit_log_offset: super::query::commit_log_offset(half.index, half.pos),
             };
             // A producer that is not keeping up is asked again at the next counted check.
-            let _ = tx.try_send(check);
+            let _ = tx.try_send(ClientNotice::CheckTransaction(Box::new(check)));
         }
     }
 }

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod connection;
 mod namesrv;
 mod query;
 mod stats;
@@ -263,6 +264,26 @@ enum Verb {
         #[arg(short = 't', long = "topic")]
         topic: Option<String>,
     },
+    /// A consumer group's clients on every node, its subscriptions and how it consumes.
+    #[command(name = "consumerConnection")]
+    ConsumerConnection {
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// Ask only this broker node (HOST:PORT, its listenPort).
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
+    },
+    /// A producer group's clients on every node (a 5.x producer's groups are its topics).
+    #[command(name = "producerConnection")]
+    ProducerConnection {
+        /// Producer group.
+        #[arg(short = 'g', long = "producerGroup")]
+        group: String,
+        /// A topic the group produces to (finds the broker group at a NameServer).
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
     /// Send one message through the RocketMQ 5 gRPC API.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -350,6 +371,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         let queues = queue_count(*read_queues, *write_queues);
         return update_topic(std::slice::from_ref(addr), timeout, topic, queues).await;
+    }
+    if let Verb::ConsumerConnection {
+        group,
+        broker_addr: Some(addr),
+    } = &args.verb
+    {
+        return connection::consumer_connection(std::slice::from_ref(addr), timeout, group).await;
     }
     let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
     let access = namesrv::detect(&addrs, timeout).await?;
@@ -499,6 +527,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
             };
             stats::stats_all(&groups, timeout, topic.as_deref(), active_topic).await
+        }
+        Verb::ConsumerConnection { group, .. } => {
+            let retry_topic = format!("%RETRY%{group}");
+            let nodes = group_nodes(&access, Some(&retry_topic), "").await?;
+            connection::consumer_connection(&nodes, timeout, &group).await
+        }
+        Verb::ProducerConnection { group, topic } => {
+            let nodes = group_nodes(&access, Some(&topic), "").await?;
+            connection::producer_connection(&nodes, timeout, &group, &topic).await
         }
         Verb::SendMessage {
             topic,
