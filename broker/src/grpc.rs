@@ -329,6 +329,30 @@ fn receive_request(
     }
 }
 
+/// A response stream whose headers go back at once and whose items follow when `items` is
+/// ready (the end of a long poll).
+fn deferred_stream<T: Send + 'static>(
+    items: impl Future<Output = Vec<T>> + Send + 'static,
+) -> BoxStream<T> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        for item in items.await {
+            if tx.send(Ok(item)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// The namespace of a request's queue's topic.
+fn namespace_of(queue: Option<&v2::MessageQueue>) -> String {
+    queue
+        .and_then(|q| q.topic.as_ref())
+        .map(|t| t.resource_namespace.clone())
+        .unwrap_or_default()
+}
+
 fn group_name(group: Option<&v2::Resource>) -> String {
     group.map(|g| g.name.clone()).unwrap_or_default()
 }
@@ -804,27 +828,15 @@ impl MessagingService for Messaging {
         let deadline_ms = grpc_timeout_ms(&request);
         let client_addr = request.remote_addr();
         let req = request.into_inner();
-        let namespace = req
-            .message_queue
-            .as_ref()
-            .and_then(|q| q.topic.as_ref())
-            .map(|t| t.resource_namespace.clone())
-            .unwrap_or_default();
-        let (tx, rx) = mpsc::channel(64);
+        let namespace = namespace_of(req.message_queue.as_ref());
         let this = self.clone();
-        // The stream (and its headers) goes back at once; the items follow the long poll.
-        tokio::spawn(async move {
+        Ok(Response::new(deferred_stream(async move {
             let polled = this
                 .service
                 .receive(receive_request(&req, deadline_ms, client_addr))
                 .await;
-            for item in this.receive_items(polled, &namespace) {
-                if tx.send(Ok(item)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            this.receive_items(polled, &namespace)
+        })))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -881,16 +893,9 @@ impl MessagingService for Messaging {
     ) -> Result<Response<Self::PullMessageStream>, GrpcStatus> {
         let deadline_ms = grpc_timeout_ms(&request);
         let req = request.into_inner();
-        let namespace = req
-            .message_queue
-            .as_ref()
-            .and_then(|q| q.topic.as_ref())
-            .map(|t| t.resource_namespace.clone())
-            .unwrap_or_default();
-        let (tx, rx) = mpsc::channel(64);
+        let namespace = namespace_of(req.message_queue.as_ref());
         let this = self.clone();
-        // As a receive: the stream goes back at once, the items follow the long poll.
-        tokio::spawn(async move {
+        Ok(Response::new(deferred_stream(async move {
             let pulled = match pull_request(&req, deadline_ms) {
                 Ok(pull) => {
                     let queue = pull.queue;
@@ -898,13 +903,8 @@ impl MessagingService for Messaging {
                 }
                 Err(e) => Err(e),
             };
-            for item in this.pull_items(pulled, &namespace) {
-                if tx.send(Ok(item)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            this.pull_items(pulled, &namespace)
+        })))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

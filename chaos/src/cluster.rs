@@ -233,6 +233,10 @@ impl Cluster {
                 // Small segments: preallocation stays cheap on the 2 GiB node disks.
                 format!("mappedFileSizeForEntryData={}", 64u64 << 20),
                 format!("mappedFileSizeForEntryIndex={}", 32u64 << 20),
+                // Stores on the host's disk share it with builds: above the default 75 % the
+                // brokers would refuse every send, and the run would judge the host, not the
+                // faults.
+                "diskMaxUsedSpaceRatio=95".to_string(),
             ];
             if let Some(addr) = namesrv_addr {
                 conf.push(format!("namesrvAddr={addr}"));
