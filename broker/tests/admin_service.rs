@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::mqadmin;
+
 use support::free_port;
 
 use std::net::SocketAddr;
@@ -153,19 +155,6 @@ fn leader_index(views: &[pb::ClusterListResponse]) -> usize {
         .iter()
         .position(|v| self_row(v).role == pb::Role::Leader as i32)
         .unwrap()
-}
-
-async fn mqadmin(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(support::tool("mqadmin"))
-            .args(&args)
-            .env_remove("NAMESRV_ADDR")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 fn stdout(o: &Output) -> String {

@@ -9,22 +9,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use proto::apache::rocketmq::v2;
-use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, Pull, Receive, resource};
+use raftmq_client::{MessageSpec, Pull, Receive, resource};
+use support::client;
 use support::process_group::Group;
 
 const RPC: Duration = Duration::from_secs(10);
 const SENT: usize = 30;
-
-fn client(port: u16) -> MessagingClient {
-    let addr = format!("127.0.0.1:{port}");
-    let channel = raftmq_client::endpoint(&addr).unwrap().connect_lazy();
-    MessagingClient::new(addr, channel, Arc::new(ClientIdentity::new(0).unwrap()))
-}
 
 fn stdout(o: &std::process::Output) -> String {
     assert!(

@@ -14,6 +14,8 @@
 
 mod support;
 
+use support::mqadmin;
+
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,19 +63,6 @@ async fn messaging(node: &Broker, index: u32) -> MessagingClient {
     let addr = node.local_addr().to_string();
     let channel = raftmq_client::connect(&addr).await.unwrap();
     MessagingClient::new(addr, channel, Arc::new(ClientIdentity::new(index).unwrap()))
-}
-
-async fn mqadmin(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(support::tool("mqadmin"))
-            .args(&args)
-            .env_remove("NAMESRV_ADDR")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -168,21 +168,9 @@ async fn receive_and_ack(c: &mut MessagingClient, group: &str, topic: &str) -> v
     messages.into_iter().next().unwrap()
 }
 
-async fn mqadmin(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(support::tool("mqadmin"))
-            .args(&args)
-            .env_remove("NAMESRV_ADDR")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 async fn query_trace(nodes: &[Node], msg_id: &str) -> Output {
     let args = ["queryMsgTraceById", "-n", &endpoints(nodes), "-i", msg_id];
-    mqadmin(args.iter().map(|a| a.to_string()).collect()).await
+    support::mqadmin(&args).await
 }
 
 fn stdout(o: &Output) -> String {

@@ -101,3 +101,33 @@ fn build(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
+
+/// Runs the built `mqadmin` with `args` (without `$NAMESRV_ADDR`), off the async runtime.
+///
+/// # Panics
+/// When the binary cannot be built or started.
+#[allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+pub async fn mqadmin(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(tool("mqadmin"))
+            .args(&args)
+            .env_remove("NAMESRV_ADDR")
+            .output()
+            .expect("mqadmin runs")
+    })
+    .await
+    .expect("the mqadmin task is not cancelled")
+}
+
+/// A RocketMQ 5 client of the node listening on `port` of 127.0.0.1 (connected lazily).
+///
+/// # Panics
+/// When the address does not parse (it always does).
+#[allow(clippy::unwrap_used, dead_code)]
+pub fn client(port: u16) -> raftmq_client::MessagingClient {
+    let addr = format!("127.0.0.1:{port}");
+    let channel = raftmq_client::endpoint(&addr).unwrap().connect_lazy();
+    let identity = std::sync::Arc::new(raftmq_client::ClientIdentity::new(0).unwrap());
+    raftmq_client::MessagingClient::new(addr, channel, identity)
+}
