@@ -320,10 +320,13 @@ impl BrokerService {
         let topics: Vec<String> = accepted.iter().map(|m| m.topic.clone()).collect();
         match self.store.send(now, accepted).await {
             Ok(stored) => {
-                for ((&slot, r), topic) in slots.iter().zip(stored).zip(&topics) {
-                    if r.is_ok() {
-                        self.stats.put(now, topic, 1);
-                    }
+                let stored_topics = stored
+                    .iter()
+                    .zip(&topics)
+                    .filter(|(r, _)| r.is_ok())
+                    .map(|(_, t)| t.as_str());
+                self.stats.puts(now, stored_topics);
+                for (&slot, r) in slots.iter().zip(stored) {
                     results[slot] = r
                         .map(|p| SendReceipt {
                             queue: p.queue,

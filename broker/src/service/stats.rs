@@ -155,6 +155,20 @@ struct Counters {
     group_get: HashMap<(String, String), Counter>,
 }
 
+impl Counters {
+    fn count_put(&mut self, now_ms: u64, topic: &str, n: u64) {
+        self.put.add(now_ms, n);
+        match self.topic_put.get_mut(topic) {
+            Some(t) => t.add(now_ms, n),
+            None => self
+                .topic_put
+                .entry(topic.to_string())
+                .or_default()
+                .add(now_ms, n),
+        }
+    }
+}
+
 /// The node's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -172,15 +186,14 @@ impl Stats {
 
     /// `n` messages of `topic` stored for a producer.
     pub fn put(&self, now_ms: u64, topic: &str, n: u64) {
+        self.with(|c| c.count_put(now_ms, topic, n));
+    }
+
+    /// One message stored per item of `topics` (a send's messages), under one lock.
+    pub fn puts<'a>(&self, now_ms: u64, topics: impl Iterator<Item = &'a str>) {
         self.with(|c| {
-            c.put.add(now_ms, n);
-            match c.topic_put.get_mut(topic) {
-                Some(t) => t.add(now_ms, n),
-                None => c
-                    .topic_put
-                    .entry(topic.to_string())
-                    .or_default()
-                    .add(now_ms, n),
+            for topic in topics {
+                c.count_put(now_ms, topic, 1);
             }
         });
     }
