@@ -14,9 +14,11 @@ use proto::raftmq::admin::v1::admin_server::Admin as AdminRpc;
 use raft_log::Role;
 use tonic::{Request, Response, Status as GrpcStatus};
 
+use crate::command::{GroupRetryPolicy, SubscriptionGroup};
 use crate::service::{
-    BrokerService, ClientInfo, ClientProtocol, ClusterView, ConsumerConnection, MessageQuery,
-    MessageView, NodeView, QUERY_MAX_DEFAULT, QueueProgress, ServiceError, TopicStats,
+    BrokerService, ClientInfo, ClientProtocol, ClusterView, ConsumerConnection, GroupUpdate,
+    MessageQuery, MessageView, NodeView, QUERY_MAX_DEFAULT, QueueProgress, ServiceError,
+    TopicStats,
 };
 use crate::state::ApplyError;
 use crate::store::StoreErrorKind;
@@ -43,6 +45,8 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
         | E::GroupNotFound { .. }
         | E::ConsumerNotOnline { .. }
         | E::ProducerNotOnline { .. }
+        | E::SubscriptionGroupNotFound { .. }
+        | E::SubscriptionGroupNotAutoCreated { .. }
         | E::UnknownNode { .. } => Code::NotFound,
         E::NotLeader { .. } => Code::NotLeader,
         E::Refused { source } => match source {
@@ -51,10 +55,16 @@ pub fn error_status(e: &ServiceError) -> pb::Status {
             | ApplyError::QueueCount { .. }
             | ApplyError::QueueNotFound { .. }
             | ApplyError::NotRecallable { .. } => Code::InvalidArgument,
-            ApplyError::TransactionNotFound { .. } => Code::NotFound,
+            ApplyError::TransactionNotFound { .. }
+            | ApplyError::SubscriptionGroupNotFound { .. } => Code::NotFound,
+            ApplyError::InvalidSubscriptionGroup { .. } => Code::InvalidArgument,
         },
         E::Store { source } => store_code(source.kind()),
-        E::Unsupported { .. } | E::DiskFull { .. } | E::ResultMissing => Code::Internal,
+        E::Unsupported { .. }
+        | E::DiskFull { .. }
+        | E::ConsumeDisabled { .. }
+        | E::BroadcastDisabled { .. }
+        | E::ResultMissing => Code::Internal,
     };
     let message = match e {
         E::InvalidName { source, .. } => format!("{}: {source}", source.field()),
@@ -119,6 +129,9 @@ with_status!(
     pb::StatsAllResponse,
     pb::ConsumerConnectionResponse,
     pb::ProducerConnectionResponse,
+    pb::UpdateSubscriptionGroupResponse,
+    pb::DeleteSubscriptionGroupResponse,
+    pb::SubscriptionGroupListResponse,
 );
 
 /// The response for `result`: the answer with OK, or an empty answer with the error's status.
@@ -187,6 +200,71 @@ fn progress_to_pb(p: QueueProgress) -> pb::QueueProgress {
         inflight: p.inflight,
         lag: p.lag,
     }
+}
+
+fn retry_policy_to_pb(p: &GroupRetryPolicy) -> pb::RetryPolicy {
+    use pb::retry_policy::Policy;
+    let policy = match p {
+        GroupRetryPolicy::Customized { next_ms } => Policy::Customized(pb::CustomizedRetryPolicy {
+            next_ms: next_ms.clone(),
+        }),
+        GroupRetryPolicy::Exponential {
+            initial_ms,
+            max_ms,
+            multiplier,
+        } => Policy::Exponential(pb::ExponentialRetryPolicy {
+            initial_ms: *initial_ms,
+            max_ms: *max_ms,
+            multiplier: *multiplier,
+        }),
+    };
+    pb::RetryPolicy {
+        policy: Some(policy),
+    }
+}
+
+fn retry_policy_of_pb(p: pb::RetryPolicy) -> Result<GroupRetryPolicy, ServiceError> {
+    use pb::retry_policy::Policy;
+    match p.policy {
+        Some(Policy::Customized(c)) => Ok(GroupRetryPolicy::Customized { next_ms: c.next_ms }),
+        Some(Policy::Exponential(e)) => Ok(GroupRetryPolicy::Exponential {
+            initial_ms: e.initial_ms,
+            max_ms: e.max_ms,
+            multiplier: e.multiplier,
+        }),
+        None => Err(ServiceError::InvalidField {
+            field: "groupRetryPolicy",
+            why: "names neither a customized nor an exponential policy".into(),
+        }),
+    }
+}
+
+fn group_to_pb(g: SubscriptionGroup) -> pb::SubscriptionGroup {
+    pb::SubscriptionGroup {
+        group_retry_policy: Some(retry_policy_to_pb(&g.group_retry_policy)),
+        group_name: g.group_name,
+        consume_enable: g.consume_enable,
+        consume_from_min_enable: g.consume_from_min_enable,
+        consume_broadcast_enable: g.consume_broadcast_enable,
+        consume_message_orderly: g.consume_message_orderly,
+        retry_queue_nums: g.retry_queue_nums,
+        retry_max_times: g.retry_max_times,
+        notify_consumer_ids_changed_enable: g.notify_consumer_ids_changed_enable,
+    }
+}
+
+fn group_update_of_pb(r: pb::UpdateSubscriptionGroupRequest) -> Result<GroupUpdate, ServiceError> {
+    Ok(GroupUpdate {
+        group_retry_policy: r.group_retry_policy.map(retry_policy_of_pb).transpose()?,
+        group_name: r.group_name,
+        consume_enable: r.consume_enable,
+        consume_from_min_enable: r.consume_from_min_enable,
+        consume_broadcast_enable: r.consume_broadcast_enable,
+        consume_message_orderly: r.consume_message_orderly,
+        retry_queue_nums: r.retry_queue_nums,
+        retry_max_times: r.retry_max_times,
+        notify_consumer_ids_changed_enable: r.notify_consumer_ids_changed_enable,
+    })
 }
 
 /// The Admin service of one broker node.
@@ -360,6 +438,54 @@ impl AdminRpc for Admin {
         answer(result.map(|producers| pb::ProducerConnectionResponse {
             status: None,
             connections: producers.into_iter().map(connection_to_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %request.get_ref().group_name))]
+    async fn update_subscription_group(
+        &self,
+        request: Request<pb::UpdateSubscriptionGroupRequest>,
+    ) -> Result<Response<pb::UpdateSubscriptionGroupResponse>, GrpcStatus> {
+        let result = match group_update_of_pb(request.into_inner()) {
+            Ok(update) => self.service.update_subscription_group(update).await,
+            Err(e) => Err(e),
+        };
+        answer(result.map(|g| pb::UpdateSubscriptionGroupResponse {
+            status: None,
+            group: Some(group_to_pb(g)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %request.get_ref().group_name))]
+    async fn delete_subscription_group(
+        &self,
+        request: Request<pb::DeleteSubscriptionGroupRequest>,
+    ) -> Result<Response<pb::DeleteSubscriptionGroupResponse>, GrpcStatus> {
+        let req = request.into_inner();
+        let result = self
+            .service
+            .delete_subscription_group(&req.group_name, req.clean_offset)
+            .await;
+        answer(result.map(|_| pb::DeleteSubscriptionGroupResponse::default()))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn subscription_group_list(
+        &self,
+        _request: Request<pb::SubscriptionGroupListRequest>,
+    ) -> Result<Response<pb::SubscriptionGroupListResponse>, GrpcStatus> {
+        let config = self.service.config();
+        answer(Ok(pb::SubscriptionGroupListResponse {
+            status: None,
+            cluster_name: config.cluster_name.clone(),
+            broker_name: config.broker_name.clone(),
+            groups: self
+                .service
+                .subscription_groups()
+                .into_iter()
+                .map(group_to_pb)
+                .collect(),
+            version: self.service.subscription_groups_version(),
         }))
     }
 

@@ -51,6 +51,12 @@ pub enum DecodeError {
         /// The code found.
         code: u8,
     },
+    /// An unknown kind of a subscription group's retry policy.
+    #[error("malformed log record: retry policy kind {kind}")]
+    RetryPolicy {
+        /// The kind found.
+        kind: u8,
+    },
 }
 
 pub(crate) struct Writer {

@@ -2,12 +2,20 @@
 //!
 //! Everything that changes broker state is a command, applied in log order on every replica by
 //! [`crate::state::BrokerState`]: sends, receives (which make messages invisible), acks,
-//! invisibility changes and topic changes. A command carries the proposer's clock reading
-//! (`now_ms`) so that applying it is deterministic everywhere.
+//! invisibility changes, topic and subscription group changes. A command carries the
+//! proposer's clock reading (`now_ms`) so that applying it is deterministic everywhere.
 
 use bytes::Bytes;
 
 use crate::codec::{DecodeError, Reader, Writer};
+
+mod subscription_group;
+
+pub use subscription_group::{
+    DELAY_LEVELS_MS, GroupRetryPolicy, InvalidGroupField, RETRY_MAX_TIMES_DEFAULT,
+    RETRY_MAX_TIMES_MAX, RETRY_POLICY_STEPS_MAX, RETRY_QUEUE_NUMS_DEFAULT, RETRY_QUEUE_NUMS_MAX,
+    SubscriptionGroup,
+};
 
 /// Format version of the record, first byte of every entry.
 const VERSION: u8 = 1;
@@ -441,6 +449,24 @@ pub enum Command {
     Batch(Vec<Command>),
     /// Cancels a delay message that is not due yet (5.x RecallMessage).
     Recall(Recall),
+    /// Creates or replaces a subscription group's config (RocketMQ's
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP); with `create_only`, only when the group has none
+    /// yet (the auto-create of a group on first use, which must not undo an operator's update
+    /// that committed first).
+    UpdateSubscriptionGroup {
+        /// The whole record.
+        group: SubscriptionGroup,
+        /// Leave an existing record as it is.
+        create_only: bool,
+    },
+    /// Deletes a subscription group's config (RocketMQ's DELETE_SUBSCRIPTIONGROUP); with
+    /// `clean_offset`, also the group's progress on every topic.
+    DeleteSubscriptionGroup {
+        /// The group name.
+        group: String,
+        /// Forget the group's consumer offsets too (RocketMQ's `cleanOffset`).
+        clean_offset: bool,
+    },
 }
 
 /// When open transactions are checked back, in broker.conf's names and defaults: a half
@@ -550,6 +576,8 @@ const BARRIER: u8 = 13;
 const END_TRANSACTION: u8 = 14;
 const CHECK_TRANSACTIONS: u8 = 15;
 const RECALL: u8 = 16;
+const UPDATE_SUBSCRIPTION_GROUP: u8 = 17;
+const DELETE_SUBSCRIPTION_GROUP: u8 = 18;
 
 impl Command {
     /// The command's name, for logs and errors.
@@ -570,6 +598,8 @@ impl Command {
             Command::EndTransaction { .. } => "EndTransaction",
             Command::CheckTransactions { .. } => "CheckTransactions",
             Command::Recall(_) => "Recall",
+            Command::UpdateSubscriptionGroup { .. } => "UpdateSubscriptionGroup",
+            Command::DeleteSubscriptionGroup { .. } => "DeleteSubscriptionGroup",
         }
     }
 
@@ -668,6 +698,18 @@ impl Command {
                     c.encode_into(w);
                 }
             }
+            Command::UpdateSubscriptionGroup { group, create_only } => {
+                group.encode(w.u8(UPDATE_SUBSCRIPTION_GROUP));
+                w.u8(u8::from(*create_only));
+            }
+            Command::DeleteSubscriptionGroup {
+                group,
+                clean_offset,
+            } => {
+                w.u8(DELETE_SUBSCRIPTION_GROUP)
+                    .str(group)
+                    .u8(u8::from(*clean_offset));
+            }
         }
     }
 
@@ -735,6 +777,14 @@ impl Command {
                 topic: r.str()?,
                 queue: r.u32()?,
                 offset: r.u64()?,
+            },
+            UPDATE_SUBSCRIPTION_GROUP => Command::UpdateSubscriptionGroup {
+                group: SubscriptionGroup::decode(r)?,
+                create_only: r.u8()? != 0,
+            },
+            DELETE_SUBSCRIPTION_GROUP => Command::DeleteSubscriptionGroup {
+                group: r.str()?,
+                clean_offset: r.u8()? != 0,
             },
             BATCH if batch_allowed => decode_batch(r)?,
             other => return Err(DecodeError::CommandKind { kind: other }),
@@ -856,6 +906,24 @@ mod tests {
                 pos: 77,
                 delivery_ms: 9,
             }),
+            Command::UpdateSubscriptionGroup {
+                group: SubscriptionGroup {
+                    consume_enable: false,
+                    consume_message_orderly: true,
+                    retry_max_times: 1,
+                    group_retry_policy: GroupRetryPolicy::exponential_default(),
+                    ..SubscriptionGroup::new("g", 16)
+                },
+                create_only: true,
+            },
+            Command::UpdateSubscriptionGroup {
+                group: SubscriptionGroup::new("g2", 16),
+                create_only: false,
+            },
+            Command::DeleteSubscriptionGroup {
+                group: "g".into(),
+                clean_offset: true,
+            },
         ];
         for c in cmds {
             assert_eq!(Command::decode(c.encode()).unwrap(), c);
@@ -910,6 +978,19 @@ mod tests {
             StoredMessage::decode_at(&other, 2, 1).is_err(),
             "not a Send"
         );
+    }
+
+    #[test]
+    fn subscription_group_commands_take_kinds_17_and_18() {
+        let update = Command::UpdateSubscriptionGroup {
+            group: SubscriptionGroup::new("g", 16),
+            create_only: false,
+        };
+        let delete = Command::DeleteSubscriptionGroup {
+            group: "g".into(),
+            clean_offset: false,
+        };
+        assert_eq!((update.encode()[1], delete.encode()[1]), (17, 18));
     }
 
     #[test]

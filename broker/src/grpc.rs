@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
-use crate::command::{MessageType, StoredMessage};
+use crate::command::{GroupRetryPolicy, MessageType, StoredMessage, SubscriptionGroup};
 use crate::service::{
     BrokerService, ClientInfo, ClientNotice, ClientProtocol, ConsumeType, Filter, FilterKind,
     GroupConsumer, LONG_POLL_MS_MAX, NameKind, NewMessage, Polled, PullRequest, PullStatus, Pulled,
@@ -90,7 +90,16 @@ fn error_status(e: &ServiceError) -> v2::Status {
             }
             ApplyError::TransactionNotFound { .. } => v2::Code::InvalidTransactionId,
             ApplyError::NotRecallable { .. } => v2::Code::BadRequest,
+            ApplyError::SubscriptionGroupNotFound { .. } => v2::Code::ConsumerGroupNotFound,
+            ApplyError::InvalidSubscriptionGroup { .. } => v2::Code::BadRequest,
         },
+        // The Java proxy's answer to the broker's SUBSCRIPTION_GROUP_NOT_EXIST.
+        E::SubscriptionGroupNotFound { .. } | E::SubscriptionGroupNotAutoCreated { .. } => {
+            v2::Code::ConsumerGroupNotFound
+        }
+        // The broker's NO_PERMISSION; the Java proxy passes it on as INTERNAL_SERVER_ERROR (no
+        // entry in its table), FORBIDDEN says what it is and every SDK knows it.
+        E::ConsumeDisabled { .. } | E::BroadcastDisabled { .. } => v2::Code::Forbidden,
         E::Store { source } => return store_status(source.kind(), e),
         E::GroupNotFound { .. }
         | E::ConsumerNotOnline { .. }
@@ -402,6 +411,8 @@ fn pull_request(
         max_messages,
         filter: req.filter_expression.as_ref().map(filter_of_pb),
         suspend_ms: pull_suspend_ms(asked_ms, deadline_ms),
+        // A 5.x consumer commits with UpdateOffset.
+        commit_offset: None,
     })
 }
 
@@ -522,10 +533,11 @@ impl Messaging {
                     if let Some(session) = &session {
                         session.register(registration_of(&s));
                     }
+                    let group = self.consumer_group_of(&s);
                     v2::TelemetryCommand {
                         status: Some(ok()),
                         command: Some(v2::telemetry_command::Command::Settings(
-                            merged_settings(s, &config),
+                            merged_settings(s, &config, group.as_ref()),
                         )),
                     }
                 }
@@ -538,6 +550,16 @@ impl Messaging {
                 return;
             }
         }
+    }
+
+    /// A consumer's subscription group, as its settings go by (its record, or what creating it
+    /// would make); `None` for a producer.
+    fn consumer_group_of(&self, s: &v2::Settings) -> Option<SubscriptionGroup> {
+        let Some(v2::settings::PubSub::Subscription(sub)) = &s.pub_sub else {
+            return None;
+        };
+        let name = sub.group.as_ref().map_or("", |g| g.name.as_str());
+        Some(self.service.group_settings(name))
     }
 
     /// The check-back of a half message, as a 5.x producer's TransactionChecker gets it.
@@ -1101,39 +1123,70 @@ fn overall(statuses: impl Iterator<Item = v2::Status>) -> v2::Status {
     }
 }
 
-/// The client's settings completed with the server's: retry policy, body limit, receive batch,
-/// long-poll timeout, metrics off.
-fn merged_settings(mut s: v2::Settings, config: &ServiceConfig) -> v2::Settings {
-    let backoff = |attempts: i32| v2::RetryPolicy {
-        max_attempts: attempts,
-        strategy: Some(v2::retry_policy::Strategy::ExponentialBackoff(
-            v2::ExponentialBackoff {
-                initial: Some(duration(10)),
-                max: Some(duration(1000)),
-                multiplier: 2.0,
-            },
-        )),
-    };
-    match &mut s.pub_sub {
-        Some(v2::settings::PubSub::Publishing(p)) => {
+/// The client's settings completed with the server's, as the Java proxy merges them: a
+/// producer's retry policy (3 attempts, 10 ms ×2 up to 1 s) and body limit; a consumer's
+/// receive batch, long-poll timeout, and from its subscription group `group` the delivery
+/// attempts (`retryMaxTimes` + 1), the backoff (`groupRetryPolicy`) and `fifo`
+/// (`consumeMessageOrderly`); metrics off.
+fn merged_settings(
+    mut s: v2::Settings,
+    config: &ServiceConfig,
+    group: Option<&SubscriptionGroup>,
+) -> v2::Settings {
+    match (&mut s.pub_sub, group) {
+        (Some(v2::settings::PubSub::Publishing(p)), _) => {
             p.max_body_size = i32::try_from(config.max_message_size).unwrap_or(i32::MAX);
-            s.backoff_policy = Some(backoff(3));
+            s.backoff_policy = Some(v2::RetryPolicy {
+                max_attempts: 3,
+                strategy: Some(v2::retry_policy::Strategy::ExponentialBackoff(
+                    v2::ExponentialBackoff {
+                        initial: Some(duration(10)),
+                        max: Some(duration(1000)),
+                        multiplier: 2.0,
+                    },
+                )),
+            });
         }
-        Some(v2::settings::PubSub::Subscription(sub)) => {
+        (Some(v2::settings::PubSub::Subscription(sub)), Some(group)) => {
             sub.receive_batch_size = Some(32);
             sub.long_polling_timeout = Some(duration(LONG_POLL_MS_MAX));
-            sub.fifo.get_or_insert(false);
-            s.backoff_policy = Some(backoff(
-                i32::try_from(config.max_delivery_attempts).unwrap_or(17),
-            ));
+            sub.fifo = Some(group.consume_message_orderly);
+            s.backoff_policy = Some(consumer_backoff(group));
         }
-        None => {}
+        _ => {}
     }
     s.metric = Some(v2::Metric {
         on: false,
         endpoints: None,
     });
     s
+}
+
+/// A consumer's backoff policy from its group: `retryMaxTimes` + 1 attempts, with the delays
+/// of its `groupRetryPolicy`.
+fn consumer_backoff(group: &SubscriptionGroup) -> v2::RetryPolicy {
+    use v2::retry_policy::Strategy;
+    let strategy = match &group.group_retry_policy {
+        GroupRetryPolicy::Customized { next_ms } => {
+            Strategy::CustomizedBackoff(v2::CustomizedBackoff {
+                next: next_ms.iter().map(|ms| duration(*ms)).collect(),
+            })
+        }
+        GroupRetryPolicy::Exponential {
+            initial_ms,
+            max_ms,
+            multiplier,
+        } => Strategy::ExponentialBackoff(v2::ExponentialBackoff {
+            initial: Some(duration(*initial_ms)),
+            max: Some(duration(*max_ms)),
+            // f32 is the protocol's type; exact for every multiplier below 2^24.
+            multiplier: *multiplier as f32,
+        }),
+    };
+    v2::RetryPolicy {
+        max_attempts: i32::try_from(group.max_delivery_attempts()).unwrap_or(i32::MAX),
+        strategy: Some(strategy),
+    }
 }
 
 /// The endpoints of a `host:port` another group's master registered.
@@ -1173,5 +1226,82 @@ fn queue_of(
         .iter()
         .map(|t| *t as i32)
         .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn config() -> ServiceConfig {
+        let (broker, _) = BrokerConfig::from_str("", "test.conf").unwrap();
+        ServiceConfig::from_broker_config(&broker)
+    }
+
+    fn consumer(fifo: Option<bool>) -> v2::Settings {
+        v2::Settings {
+            pub_sub: Some(v2::settings::PubSub::Subscription(v2::Subscription {
+                fifo,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn subscription(s: &v2::Settings) -> &v2::Subscription {
+        match &s.pub_sub {
+            Some(v2::settings::PubSub::Subscription(sub)) => sub,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_consumer_gets_attempts_backoff_and_fifo_from_its_group() {
+        let group = SubscriptionGroup {
+            retry_max_times: 1,
+            consume_message_orderly: true,
+            group_retry_policy: GroupRetryPolicy::exponential_default(),
+            ..SubscriptionGroup::new("g", 16)
+        };
+        let s = merged_settings(consumer(Some(false)), &config(), Some(&group));
+        let backoff = s.backoff_policy.clone().unwrap();
+        assert_eq!(backoff.max_attempts, 2, "retryMaxTimes + 1");
+        assert_eq!(
+            backoff.strategy,
+            Some(v2::retry_policy::Strategy::ExponentialBackoff(
+                v2::ExponentialBackoff {
+                    initial: Some(duration(5_000)),
+                    max: Some(duration(7_200_000)),
+                    multiplier: 2.0,
+                }
+            ))
+        );
+        assert_eq!(
+            subscription(&s).fifo,
+            Some(true),
+            "the group's, not the client's"
+        );
+
+        let plain = SubscriptionGroup::new("g", 16);
+        let s = merged_settings(consumer(Some(true)), &config(), Some(&plain));
+        assert_eq!(subscription(&s).fifo, Some(false));
+        let backoff = s.backoff_policy.unwrap();
+        assert_eq!(backoff.max_attempts, 17);
+        let Some(v2::retry_policy::Strategy::CustomizedBackoff(c)) = backoff.strategy else {
+            panic!("RocketMQ's default policy is customized");
+        };
+        assert_eq!(c.next.len(), 18);
+        assert_eq!(c.next[0], duration(1_000));
+    }
+
+    #[test]
+    fn a_producer_keeps_the_producer_backoff() {
+        let producer = v2::Settings {
+            pub_sub: Some(v2::settings::PubSub::Publishing(v2::Publishing::default())),
+            ..Default::default()
+        };
+        let s = merged_settings(producer, &config(), None);
+        assert_eq!(s.backoff_policy.map(|b| b.max_attempts), Some(3));
     }
 }

@@ -28,13 +28,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    CheckPolicy, Command, MessageType, Recall, Receive, SEND_HEADER_LEN, StoredMessage,
+    CheckPolicy, Command, InvalidGroupField, MessageType, Recall, Receive, SEND_HEADER_LEN,
+    StoredMessage, SubscriptionGroup,
 };
 use crate::consume_queue::{ConsumeQueues, CqError, Unit, name_hash};
 use crate::message_index::{IndexError, KeyKind, MessageIndex, Record, key_hash};
 
+mod subscription_groups;
 mod transactions;
 
+pub use subscription_groups::SubscriptionGroups;
 pub use transactions::{CheckRound, HalfMessage, Transactions};
 
 /// Entries a receive examines at most in one queue (bounds the work of one command).
@@ -198,6 +201,19 @@ pub enum ApplyError {
         /// Why not.
         why: &'static str,
     },
+    /// No subscription group of this name has a record.
+    #[error("subscription group [{group}] does not exist")]
+    SubscriptionGroupNotFound {
+        /// The group.
+        group: String,
+    },
+    /// A subscription group record with a field out of its range.
+    #[error(transparent)]
+    InvalidSubscriptionGroup {
+        /// The field and why.
+        #[from]
+        source: InvalidGroupField,
+    },
 }
 
 /// Why the state could not apply a command or restore a snapshot: its files failed, or a
@@ -266,6 +282,8 @@ pub enum ApplyResult {
     Checked(CheckRound),
     /// A delay message recalled.
     Recalled(Result<(), ApplyError>),
+    /// A subscription group's record after an update, or the record a delete removed.
+    SubscriptionGroupChanged(Result<SubscriptionGroup, ApplyError>),
 }
 
 impl ApplyResult {
@@ -286,6 +304,9 @@ impl ApplyResult {
             ApplyResult::Ended(_) => "EndTransaction",
             ApplyResult::Checked(_) => "CheckTransactions",
             ApplyResult::Recalled(_) => "Recall",
+            ApplyResult::SubscriptionGroupChanged(_) => {
+                "UpdateSubscriptionGroup or DeleteSubscriptionGroup"
+            }
         }
     }
 }
@@ -311,6 +332,8 @@ pub struct BrokerState {
     /// The open transactions: replicated too, kept apart so that snapshots of earlier
     /// versions (without them) still read.
     tx: Transactions,
+    /// The subscription groups' records: replicated, kept apart for the same reason.
+    subscriptions: SubscriptionGroups,
     cq: ConsumeQueues,
     index: MessageIndex,
 }
@@ -318,7 +341,7 @@ pub struct BrokerState {
 impl PartialEq for BrokerState {
     /// Replicas agree when their replicated parts do; the queue files follow from those.
     fn eq(&self, other: &BrokerState) -> bool {
-        self.r == other.r && self.tx == other.tx
+        self.r == other.r && self.tx == other.tx && self.subscriptions == other.subscriptions
     }
 }
 
@@ -336,6 +359,7 @@ impl BrokerState {
                 trimmed_upto: 0,
             },
             tx: Transactions::default(),
+            subscriptions: SubscriptionGroups::default(),
             cq,
             index: MessageIndex::in_memory(),
         }
@@ -455,13 +479,15 @@ impl BrokerState {
             .collect()
     }
 
-    /// The replicated part as bytes: topics, queue bounds, consumer progress. Its size depends
-    /// on topics, queues and messages in flight, not on how many messages the log holds.
+    /// The replicated part as bytes: topics, queue bounds, consumer progress, then the open
+    /// transactions, then the subscription groups. Its size depends on topics, queues, groups
+    /// and messages in flight, not on how many messages the log holds.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         // Serializing plain maps and integers into a Vec cannot fail.
         out.extend(postcard::to_stdvec(&self.r).unwrap_or_default());
         out.extend(postcard::to_stdvec(&self.tx).unwrap_or_default());
+        out.extend(postcard::to_stdvec(&self.subscriptions).unwrap_or_default());
         out
     }
 
@@ -471,9 +497,9 @@ impl BrokerState {
     /// # Errors
     /// As [`BrokerState::install`].
     pub fn restore(data: &[u8], cq: ConsumeQueues) -> Result<(BrokerState, u64), StateError> {
-        let (r, tx) = decode_snapshot(data)?;
-        let mut state = BrokerState::new(r.config.clone(), cq);
-        let holes = state.adopt(r, tx)?;
+        let parts = decode_snapshot(data)?;
+        let mut state = BrokerState::new(parts.r.config.clone(), cq);
+        let holes = state.adopt(parts)?;
         Ok((state, holes))
     }
 
@@ -486,8 +512,7 @@ impl BrokerState {
     /// A snapshot of another format (nothing changes), or a queue file that cannot be resized
     /// (the state is then unusable, as after any queue-file failure).
     pub fn install(&mut self, data: &[u8]) -> Result<u64, StateError> {
-        let (r, tx) = decode_snapshot(data)?;
-        self.adopt(r, tx)
+        self.adopt(decode_snapshot(data)?)
     }
 
     /// The index a [`BrokerState::snapshot`] was taken at.
@@ -495,7 +520,7 @@ impl BrokerState {
     /// # Errors
     /// As [`BrokerState::install`] (format only).
     pub fn snapshot_index(data: &[u8]) -> Result<u64, StateError> {
-        Ok(decode_snapshot(data)?.0.last_index)
+        Ok(decode_snapshot(data)?.r.last_index)
     }
 
     /// Takes the settings over from broker.conf (a restart may change them;
@@ -504,7 +529,12 @@ impl BrokerState {
         self.r.config = config;
     }
 
-    fn adopt(&mut self, r: Replicated, tx: Transactions) -> Result<u64, StateError> {
+    fn adopt(&mut self, parts: SnapshotParts) -> Result<u64, StateError> {
+        let SnapshotParts {
+            r,
+            tx,
+            subscriptions,
+        } = parts;
         for topic in self.cq.topics_on_disk()? {
             if !r.queues.contains_key(&topic) {
                 self.cq.remove_topic(&topic)?;
@@ -519,6 +549,7 @@ impl BrokerState {
         }
         self.r = r;
         self.tx = tx;
+        self.subscriptions = subscriptions;
         Ok(holes)
     }
 
@@ -639,6 +670,21 @@ impl BrokerState {
                 ApplyResult::Checked(self.check_transactions(*now_ms, policy))
             }
             Command::Recall(recall) => ApplyResult::Recalled(self.recall(recall)?),
+            Command::UpdateSubscriptionGroup { group, create_only } => {
+                ApplyResult::SubscriptionGroupChanged(self.update_subscription_group(
+                    index,
+                    group,
+                    *create_only,
+                ))
+            }
+            Command::DeleteSubscriptionGroup {
+                group,
+                clean_offset,
+            } => ApplyResult::SubscriptionGroupChanged(self.delete_subscription_group(
+                index,
+                group,
+                *clean_offset,
+            )),
             Command::Batch(commands) => ApplyResult::Batch(
                 commands
                     .iter()
@@ -913,6 +959,41 @@ impl BrokerState {
     /// The open transactions.
     pub fn transactions(&self) -> &Transactions {
         &self.tx
+    }
+
+    /// The subscription groups' records.
+    pub fn subscription_groups(&self) -> &SubscriptionGroups {
+        &self.subscriptions
+    }
+
+    /// Creates or replaces a group's record (see [`Command::UpdateSubscriptionGroup`]); the
+    /// record is checked here too, so a bad one from any proposer changes nothing anywhere.
+    fn update_subscription_group(
+        &mut self,
+        index: u64,
+        group: &SubscriptionGroup,
+        create_only: bool,
+    ) -> Result<SubscriptionGroup, ApplyError> {
+        group.check()?;
+        Ok(self.subscriptions.update(index, group, create_only))
+    }
+
+    /// Deletes a group's record and, with `clean_offset`, its progress on every topic.
+    fn delete_subscription_group(
+        &mut self,
+        index: u64,
+        group: &str,
+        clean_offset: bool,
+    ) -> Result<SubscriptionGroup, ApplyError> {
+        let removed = self.subscriptions.delete(index, group).ok_or_else(|| {
+            ApplyError::SubscriptionGroupNotFound {
+                group: group.to_string(),
+            }
+        })?;
+        if clean_offset {
+            self.r.groups.remove(group);
+        }
+        Ok(removed)
     }
 
     /// Places each message of the entry at `index` in its queue, unless `hold` keeps it
@@ -1373,9 +1454,17 @@ fn mark_done(p: &mut QueueProgress, offset: u64) {
     }
 }
 
-/// The replicated part, then the open transactions (absent in snapshots of versions before
-/// transactions: none are open then).
-fn decode_snapshot(data: &[u8]) -> Result<(Replicated, Transactions), StateError> {
+/// What a snapshot holds, section by section.
+struct SnapshotParts {
+    r: Replicated,
+    tx: Transactions,
+    subscriptions: SubscriptionGroups,
+}
+
+/// The replicated part, then the open transactions, then the subscription groups. A section
+/// later versions added is absent from older snapshots and reads as empty: none open, no
+/// groups.
+fn decode_snapshot(data: &[u8]) -> Result<SnapshotParts, StateError> {
     let bad = |why: String| StateError::Snapshot { why };
     let body = data.strip_prefix(SNAPSHOT_MAGIC).ok_or_else(|| {
         bad(match data.first() {
@@ -1386,12 +1475,32 @@ fn decode_snapshot(data: &[u8]) -> Result<(Replicated, Transactions), StateError
         })
     })?;
     let (r, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
-    let tx = if rest.is_empty() {
-        Transactions::default()
-    } else {
-        postcard::from_bytes(rest).map_err(|e| bad(format!("open transactions: {e}")))?
-    };
-    Ok((r, tx))
+    let (tx, rest) = optional_section(rest, "open transactions")?;
+    let (subscriptions, rest) = optional_section(rest, "subscription groups")?;
+    if !rest.is_empty() {
+        return Err(bad(format!(
+            "{} bytes after the last section this version knows",
+            rest.len()
+        )));
+    }
+    Ok(SnapshotParts {
+        r,
+        tx,
+        subscriptions,
+    })
+}
+
+/// One snapshot section after the first, or its empty value when the snapshot ends before it.
+fn optional_section<'a, T: Default + Deserialize<'a>>(
+    data: &'a [u8],
+    what: &str,
+) -> Result<(T, &'a [u8]), StateError> {
+    if data.is_empty() {
+        return Ok((T::default(), data));
+    }
+    postcard::take_from_bytes(data).map_err(|e| StateError::Snapshot {
+        why: format!("{what}: {e}"),
+    })
 }
 
 /// `v1.<queue>.<offset>.<epoch>`: opaque to clients, valid on every replica.
@@ -1611,6 +1720,124 @@ mod tests {
         let (restored, _) = BrokerState::restore(&old, ConsumeQueues::in_memory()).unwrap();
         assert!(restored.transactions().is_empty());
         assert_eq!(restored.r, h.state.r);
+    }
+
+    fn group_change(h: &mut Harness, c: Command) -> Result<SubscriptionGroup, ApplyError> {
+        match h.apply(c) {
+            ApplyResult::SubscriptionGroupChanged(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn update_group(group: SubscriptionGroup, create_only: bool) -> Command {
+        Command::UpdateSubscriptionGroup { group, create_only }
+    }
+
+    #[test]
+    fn subscription_groups_are_created_replaced_and_deleted_by_commands() {
+        let mut h = Harness::new();
+        let set = SubscriptionGroup {
+            retry_max_times: 1,
+            consume_enable: false,
+            ..SubscriptionGroup::new("g", 16)
+        };
+        assert_eq!(
+            group_change(&mut h, update_group(set.clone(), false)),
+            Ok(set.clone())
+        );
+        let auto = SubscriptionGroup::new("g", 16);
+        assert_eq!(
+            group_change(&mut h, update_group(auto.clone(), true)),
+            Ok(set.clone()),
+            "an auto-create that lost the race leaves the operator's record"
+        );
+        assert_eq!(h.state.subscription_groups().get("g"), Some(&set));
+        let bad = SubscriptionGroup {
+            retry_queue_nums: 5000,
+            ..auto.clone()
+        };
+        assert!(matches!(
+            group_change(&mut h, update_group(bad, false)),
+            Err(ApplyError::InvalidSubscriptionGroup { .. })
+        ));
+        assert_eq!(
+            h.state.subscription_groups().get("g"),
+            Some(&set),
+            "unchanged"
+        );
+        h.send(1, vec![msg("t", None, None, 0)]);
+        h.receive(10, "g", 32, 1000);
+        let delete = |clean_offset| Command::DeleteSubscriptionGroup {
+            group: "g".into(),
+            clean_offset,
+        };
+        assert_eq!(group_change(&mut h, delete(false)), Ok(set));
+        assert!(h.state.group_progress("g", "t").is_some(), "offsets kept");
+        assert_eq!(
+            group_change(&mut h, delete(false)),
+            Err(ApplyError::SubscriptionGroupNotFound { group: "g".into() })
+        );
+        group_change(&mut h, update_group(auto, false)).unwrap();
+        group_change(&mut h, delete(true)).unwrap();
+        assert_eq!(
+            h.state.group_progress("g", "t"),
+            None,
+            "cleanOffset forgets them"
+        );
+        assert!(h.state.subscription_groups().is_empty());
+    }
+
+    #[test]
+    fn subscription_groups_survive_a_snapshot_and_replicas_agree_on_them() {
+        let mut h = Harness::new();
+        let g = SubscriptionGroup {
+            consume_message_orderly: true,
+            retry_max_times: 2,
+            ..SubscriptionGroup::new("orderly", 16)
+        };
+        group_change(&mut h, update_group(g.clone(), false)).unwrap();
+        group_change(
+            &mut h,
+            update_group(SubscriptionGroup::new("plain", 16), true),
+        )
+        .unwrap();
+        let version = h.state.subscription_groups().version();
+        let (restored, _) =
+            BrokerState::restore(&h.state.snapshot(), ConsumeQueues::in_memory()).unwrap();
+        assert_eq!(
+            restored.subscription_groups(),
+            h.state.subscription_groups()
+        );
+        assert_eq!(restored.subscription_groups().get("orderly"), Some(&g));
+        assert_eq!(restored.subscription_groups().version(), version);
+        assert_eq!(restored, h.state);
+        let mut other = BrokerState::new(h.state.config().clone(), ConsumeQueues::in_memory());
+        other.install(&h.state.snapshot()).unwrap();
+        assert_eq!(other.subscription_groups().len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_without_subscription_groups_reads_as_none() {
+        let mut h = Harness::new();
+        h.send(1_000, vec![half("a")]);
+        group_change(&mut h, update_group(SubscriptionGroup::new("g", 16), false)).unwrap();
+        // As the version before subscription groups wrote it: the state, then transactions.
+        let mut old = SNAPSHOT_MAGIC.to_vec();
+        old.extend(postcard::to_stdvec(&h.state.r).unwrap());
+        old.extend(postcard::to_stdvec(&h.state.tx).unwrap());
+        let (restored, _) = BrokerState::restore(&old, ConsumeQueues::in_memory()).unwrap();
+        assert!(restored.subscription_groups().is_empty());
+        assert_eq!(restored.transactions(), h.state.transactions());
+        assert_eq!(restored.r, h.state.r);
+        let mut newer = h.state.snapshot();
+        newer.push(0);
+        assert!(
+            matches!(
+                BrokerState::restore(&newer, ConsumeQueues::in_memory()),
+                Err(StateError::Snapshot { .. })
+            ),
+            "a section this version does not know is refused, not dropped"
+        );
     }
 
     #[test]

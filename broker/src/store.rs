@@ -30,7 +30,7 @@ use raft_log::snapshot::SnapshotHook;
 use raft_log::{Error as LogError, RaftLogNode};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::command::{CheckPolicy, Command, Recall, Receive, StoredMessage};
+use crate::command::{CheckPolicy, Command, Recall, Receive, StoredMessage, SubscriptionGroup};
 use crate::consume_queue::Unit;
 use crate::state::{
     ApplyError, ApplyResult, BrokerState, CheckRound, Delivery, Placed, SendResults, StateConfig,
@@ -228,6 +228,47 @@ impl MessageStore {
         };
         self.execute_as(&command, |r| match r {
             ApplyResult::TopicChanged(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Creates or replaces a subscription group's record; with `create_only`, only creates it
+    /// (an existing record stays). Returns the record in effect.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: a field out of its range.
+    #[tracing::instrument(level = "debug", skip(self, group), fields(group = %group.group_name))]
+    pub async fn update_subscription_group(
+        &self,
+        group: SubscriptionGroup,
+        create_only: bool,
+    ) -> Result<Result<SubscriptionGroup, ApplyError>, StoreError> {
+        let command = Command::UpdateSubscriptionGroup { group, create_only };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::SubscriptionGroupChanged(r) => Ok(r),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Deletes a subscription group's record (and with `clean_offset` its progress); returns
+    /// the record removed.
+    ///
+    /// # Errors
+    /// As [`MessageStore::update_topic`]; the inner error: the group has no record.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn delete_subscription_group(
+        &self,
+        group: &str,
+        clean_offset: bool,
+    ) -> Result<Result<SubscriptionGroup, ApplyError>, StoreError> {
+        let command = Command::DeleteSubscriptionGroup {
+            group: group.to_string(),
+            clean_offset,
+        };
+        self.execute_as(&command, |r| match r {
+            ApplyResult::SubscriptionGroupChanged(r) => Ok(r),
             other => Err(other),
         })
         .await

@@ -311,6 +311,67 @@ impl AdminClient {
             .map_err(self.rpc_error("ProducerConnection"))
     }
 
+    /// UpdateSubscriptionGroup: creates or replaces a group's config.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, group = %update.group_name))]
+    pub async fn update_subscription_group(
+        &mut self,
+        update: pb::UpdateSubscriptionGroupRequest,
+        timeout: Duration,
+    ) -> Result<pb::UpdateSubscriptionGroupResponse, ClientError> {
+        let response = self
+            .rpc
+            .update_subscription_group(request(update, timeout))
+            .await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("UpdateSubscriptionGroup"))
+    }
+
+    /// DeleteSubscriptionGroup: deletes `group`'s config, with `clean_offset` its offsets too.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr, group = %group))]
+    pub async fn delete_subscription_group(
+        &mut self,
+        group: &str,
+        clean_offset: bool,
+        timeout: Duration,
+    ) -> Result<pb::DeleteSubscriptionGroupResponse, ClientError> {
+        let delete = pb::DeleteSubscriptionGroupRequest {
+            group_name: group.to_string(),
+            clean_offset,
+        };
+        let response = self
+            .rpc
+            .delete_subscription_group(request(delete, timeout))
+            .await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("DeleteSubscriptionGroup"))
+    }
+
+    /// SubscriptionGroupList: every group's config.
+    ///
+    /// # Errors
+    /// [`ClientError::Rpc`] when the call fails; the status is not checked.
+    #[tracing::instrument(level = "debug", skip_all, fields(addr = %self.addr))]
+    pub async fn subscription_group_list(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<pb::SubscriptionGroupListResponse, ClientError> {
+        let response = self
+            .rpc
+            .subscription_group_list(request(pb::SubscriptionGroupListRequest {}, timeout))
+            .await;
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(self.rpc_error("SubscriptionGroupList"))
+    }
+
     /// LeadershipTransfer to node `to`; a follower answers `NOT_LEADER` naming the leader.
     ///
     /// # Errors

@@ -56,12 +56,18 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     /// Clusters and brokers.
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    /// Create or replace a subscription group's config on a broker.
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    /// Every subscription group's config on a broker.
+    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
     /// The clients of a consumer group connected to a broker.
     pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
     /// The clients of a producer group connected to a broker.
     pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
     /// Every topic the NameServer knows.
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    /// Delete a subscription group's config on a broker.
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     /// The KV configs of a namespace.
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     /// The topics of a cluster.

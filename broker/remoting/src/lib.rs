@@ -7,6 +7,7 @@
 //! - [`route`]: what the NameServer stores and serves (TopicRouteData, cluster info, broker
 //!   registration), as RocketMQ's JSON;
 //! - [`message`]: a decoder of the MessageExt records of pull and query answers;
+//! - [`subscription`]: subscription group configs, as RocketMQ's JSON;
 //! - [`RemotingClient`]: one connection with requests in flight matched by opaque;
 //! - [`trace`]: RocketMQ's message trace records, the bodies of the trace topic's messages.
 //!
@@ -20,6 +21,7 @@ mod command;
 mod error;
 pub mod message;
 pub mod route;
+pub mod subscription;
 pub mod trace;
 
 pub use client::RemotingClient;

@@ -1,18 +1,25 @@
 //! What `mqadmin` and the 4.x tools ask a broker: create or update a topic (17), a message by
 //! its offset id (33) or by key (12), runtime info (28), the clients of a consumer group (203)
-//! or a producer group (204) on this node.
+//! or a producer group (204) on this node, and subscription groups: create or replace (200),
+//! list (201), delete (207).
 
 use bytes::BytesMut;
 use raftmq_remoting::RemotingCommand;
 use raftmq_remoting::code::response as rs;
+use raftmq_remoting::route::DataVersion;
+use raftmq_remoting::subscription::{
+    self as json, SubscriptionGroupConfig, SubscriptionGroupWrapper,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::message_ext::{RecordPlace, put_message_ext};
 use super::request::{Answer, RequestError};
+use crate::command::{DELAY_LEVELS_MS, GroupRetryPolicy, SubscriptionGroup};
 use crate::service::{
-    BrokerService, ClientInfo, Filter, FilterKind, MessageQuery, MessageView, QUERY_MAX_DEFAULT,
-    offset_msg_id, reconsume_times, split_commit_log_offset, version_ordinal,
+    BrokerService, ClientInfo, Filter, FilterKind, GroupUpdate, MessageQuery, MessageView,
+    QUERY_MAX_DEFAULT, ServiceError, now_ms, offset_msg_id, reconsume_times,
+    split_commit_log_offset, version_ordinal,
 };
 
 /// UPDATE_AND_CREATE_TOPIC: the topic gets `writeQueueNums` queues (RaftMQ's queues are
@@ -32,6 +39,146 @@ pub(super) async fn update_topic(service: &BrokerService, r: &RemotingCommand) -
     }
     service.update_topic(topic, write).await?;
     Ok(RemotingCommand::response_to(r, rs::SUCCESS))
+}
+
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is the whole `SubscriptionGroupConfig`; it
+/// replaces the group's record.
+pub(super) async fn update_subscription_group(
+    service: &BrokerService,
+    r: &RemotingCommand,
+) -> Answer {
+    let config: SubscriptionGroupConfig =
+        serde_json::from_slice(&r.body).map_err(|e| RequestError::Body {
+            what: format!("body is not RocketMQ's SubscriptionGroupConfig JSON: {e}"),
+        })?;
+    let update = GroupUpdate {
+        group_name: config.group_name,
+        consume_enable: Some(config.consume_enable),
+        consume_from_min_enable: Some(config.consume_from_min_enable),
+        consume_broadcast_enable: Some(config.consume_broadcast_enable),
+        consume_message_orderly: Some(config.consume_message_orderly),
+        retry_queue_nums: Some(config.retry_queue_nums),
+        retry_max_times: Some(config.retry_max_times),
+        group_retry_policy: Some(retry_policy_of_json(config.group_retry_policy)?),
+        notify_consumer_ids_changed_enable: Some(config.notify_consumer_ids_changed_enable),
+    };
+    service.update_subscription_group(update).await?;
+    Ok(RemotingCommand::response_to(r, rs::SUCCESS))
+}
+
+/// A `groupRetryPolicy` as RocketMQ reads it: a type without its policy takes that type's
+/// defaults (the Java proxy's reading).
+fn retry_policy_of_json(p: json::GroupRetryPolicy) -> Result<GroupRetryPolicy, ServiceError> {
+    match p.kind.as_str() {
+        json::CUSTOMIZED => {
+            let next = p
+                .customized_retry_policy
+                .map(|c| c.next)
+                .unwrap_or_default();
+            Ok(GroupRetryPolicy::Customized {
+                next_ms: if next.is_empty() {
+                    DELAY_LEVELS_MS.to_vec()
+                } else {
+                    next
+                },
+            })
+        }
+        json::EXPONENTIAL => Ok(match p.exponential_retry_policy {
+            Some(e) => GroupRetryPolicy::Exponential {
+                initial_ms: e.initial,
+                max_ms: e.max,
+                multiplier: e.multiplier,
+            },
+            None => GroupRetryPolicy::exponential_default(),
+        }),
+        other => Err(ServiceError::InvalidField {
+            field: "groupRetryPolicy",
+            why: format!("type must be CUSTOMIZED or EXPONENTIAL, not {other:?}"),
+        }),
+    }
+}
+
+fn retry_policy_to_json(p: &GroupRetryPolicy) -> json::GroupRetryPolicy {
+    match p {
+        GroupRetryPolicy::Customized { next_ms } => json::GroupRetryPolicy {
+            kind: json::CUSTOMIZED.to_string(),
+            exponential_retry_policy: None,
+            customized_retry_policy: Some(json::CustomizedRetryPolicy {
+                next: next_ms.clone(),
+            }),
+        },
+        GroupRetryPolicy::Exponential {
+            initial_ms,
+            max_ms,
+            multiplier,
+        } => json::GroupRetryPolicy {
+            kind: json::EXPONENTIAL.to_string(),
+            exponential_retry_policy: Some(json::ExponentialRetryPolicy {
+                initial: *initial_ms,
+                max: *max_ms,
+                multiplier: *multiplier,
+            }),
+            customized_retry_policy: None,
+        },
+    }
+}
+
+/// A record as RocketMQ's JSON: the fields RaftMQ does not keep at RocketMQ's defaults.
+fn config_json(g: &SubscriptionGroup) -> SubscriptionGroupConfig {
+    SubscriptionGroupConfig {
+        group_name: g.group_name.clone(),
+        consume_enable: g.consume_enable,
+        consume_from_min_enable: g.consume_from_min_enable,
+        consume_broadcast_enable: g.consume_broadcast_enable,
+        consume_message_orderly: g.consume_message_orderly,
+        retry_queue_nums: i64::from(g.retry_queue_nums),
+        retry_max_times: i64::from(g.retry_max_times),
+        group_retry_policy: retry_policy_to_json(&g.group_retry_policy),
+        broker_id: 0,
+        which_broker_when_consume_slowly: 1,
+        notify_consumer_ids_changed_enable: g.notify_consumer_ids_changed_enable,
+        group_sys_flag: 0,
+        consume_timeout_minute: 15,
+        attributes: BTreeMap::new(),
+    }
+}
+
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every record, as RocketMQ's `SubscriptionGroupWrapper`
+/// (its version counter is the log index of the last change).
+pub(super) fn all_subscription_groups(service: &BrokerService, r: &RemotingCommand) -> Answer {
+    let wrapper = SubscriptionGroupWrapper {
+        subscription_group_table: service
+            .subscription_groups()
+            .iter()
+            .map(|g| (g.group_name.clone(), config_json(g)))
+            .collect(),
+        data_version: DataVersion {
+            timestamp: now_ms(),
+            counter: service.subscription_groups_version(),
+        },
+    };
+    let body = serde_json::to_vec(&wrapper).map_err(|e| RequestError::Body {
+        what: e.to_string(),
+    })?;
+    Ok(RemotingCommand::response_to(r, rs::SUCCESS).with_body(body))
+}
+
+/// DELETE_SUBSCRIPTIONGROUP: `groupName`, and with `cleanOffset=true` its offsets too. A group
+/// without a record answers SUCCESS, as RocketMQ's does.
+pub(super) async fn delete_subscription_group(
+    service: &BrokerService,
+    r: &RemotingCommand,
+) -> Answer {
+    let group = r.required("groupName")?;
+    let clean_offset = r
+        .field("cleanOffset")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    match service.delete_subscription_group(group, clean_offset).await {
+        Ok(_) | Err(ServiceError::SubscriptionGroupNotFound { .. }) => {
+            Ok(RemotingCommand::response_to(r, rs::SUCCESS))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn records(service: &BrokerService, found: &[MessageView]) -> BytesMut {

@@ -200,7 +200,8 @@ impl ClientTable {
     }
 
     /// HEART_BEAT: registers the connection's client with its producer and consumer groups
-    /// (the service tells a consumer group that gains a member).
+    /// (the service creates a consumer group's record and retry topic on first use, and tells
+    /// a group that gains a member).
     pub(super) async fn heartbeat(
         &self,
         r: &RemotingCommand,
@@ -212,7 +213,7 @@ impl ClientTable {
                 what: format!("heartbeat body is not RocketMQ's HeartbeatData JSON: {e}"),
             })?;
         for c in &data.consumer_data_set {
-            service.ensure_retry_topic(&c.group_name).await?;
+            service.consumer_heartbeat(&c.group_name).await?;
         }
         let info = ClientInfo {
             client_id: data.client_id.clone(),
@@ -320,8 +321,9 @@ pub(super) fn consumer_list(r: &RemotingCommand, service: &BrokerService) -> Ans
 }
 
 /// Writes out what the service tells a connection's session, until the session is gone:
-/// membership changes as NOTIFY_CONSUMER_IDS_CHANGED, checks as CHECK_TRANSACTION_STATE (both
-/// oneway, best effort).
+/// membership changes as NOTIFY_CONSUMER_IDS_CHANGED (unless the group's
+/// `notifyConsumerIdsChangedEnable` is false), checks as CHECK_TRANSACTION_STATE (both oneway,
+/// best effort).
 fn forward_notices(
     service: BrokerService,
     conn: Connection,
@@ -330,6 +332,11 @@ fn forward_notices(
     tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
             let request = match notice {
+                ClientNotice::ConsumerIdsChanged { group }
+                    if !service.notifies_consumer_ids_changed(&group) =>
+                {
+                    continue;
+                }
                 ClientNotice::ConsumerIdsChanged { group } => {
                     let mut fields = ExtFields::new();
                     fields.insert("consumerGroup".into(), group);

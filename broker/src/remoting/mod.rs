@@ -12,7 +12,7 @@
 //! - [`offset`]: consumer offsets (14, 15) and queue offsets (29, 30, 31);
 //! - [`clients`]: heartbeats (34, 35), group membership (38, 40) and queue locks (41, 42);
 //! - [`admin`]: topic create (17), lookups (12, 33), runtime info (28), a group's
-//!   connections (203, 204);
+//!   connections (203, 204), subscription groups (200, 201, 207);
 //! - [`transaction`]: END_TRANSACTION (37) and the check-back CHECK_TRANSACTION_STATE (39);
 //! - [`register`]: registering at the NameServers (`namesrvAddr`).
 
@@ -173,6 +173,15 @@ impl Remoting {
             rq::GET_BROKER_RUNTIME_INFO => Ok(admin::runtime_info(&inner.service, r)),
             rq::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connection(&inner.service, r),
             rq::GET_PRODUCER_CONNECTION_LIST => admin::producer_connection(&inner.service, r),
+            rq::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => {
+                admin::update_subscription_group(&inner.service, r).await
+            }
+            rq::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                admin::all_subscription_groups(&inner.service, r)
+            }
+            rq::DELETE_SUBSCRIPTIONGROUP => {
+                admin::delete_subscription_group(&inner.service, r).await
+            }
             code => Ok(
                 RemotingCommand::response_to(r, rs::REQUEST_CODE_NOT_SUPPORTED)
                     .with_remark(format!("request type {code} not supported")),

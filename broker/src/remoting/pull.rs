@@ -6,7 +6,7 @@ use raftmq_remoting::RemotingCommand;
 use raftmq_remoting::code::response as rs;
 
 use super::message_ext::{RecordPlace, put_message_ext};
-use super::request::{Answer, RequestError};
+use super::request::Answer;
 use crate::service::{BrokerService, Filter, FilterKind, PullRequest, PullStatus, reconsume_times};
 
 /// Pull sys flag: the request carries the consumer's offset to commit.
@@ -38,9 +38,12 @@ pub(super) async fn pull(service: &BrokerService, r: &RemotingCommand) -> Answer
         Some(t) if t.eq_ignore_ascii_case("SQL92") => FilterKind::Sql,
         _ => FilterKind::Tag,
     };
-    if sys_flag & FLAG_COMMIT_OFFSET != 0 {
-        commit_in_background(service, r, &group, &topic, queue)?;
-    }
+    let commit_offset = if sys_flag & FLAG_COMMIT_OFFSET != 0 {
+        r.parsed_opt::<i64>("commitOffset", "a queue offset")?
+            .and_then(|o| u64::try_from(o).ok())
+    } else {
+        None
+    };
     let pulled = service
         .pull(PullRequest {
             group,
@@ -50,6 +53,7 @@ pub(super) async fn pull(service: &BrokerService, r: &RemotingCommand) -> Answer
             max_messages,
             filter: expression.map(|expression| Filter { kind, expression }),
             suspend_ms,
+            commit_offset,
         })
         .await?;
     let code = match pulled.status {
@@ -77,27 +81,4 @@ pub(super) async fn pull(service: &BrokerService, r: &RemotingCommand) -> Answer
         .with_field("maxOffset", pulled.bounds.next)
         .with_field("suggestWhichBrokerId", 0)
         .with_body(body.freeze()))
-}
-
-/// Commits the offset a pull carries without holding the pull for the write.
-fn commit_in_background(
-    service: &BrokerService,
-    r: &RemotingCommand,
-    group: &str,
-    topic: &str,
-    queue: u32,
-) -> Result<(), RequestError> {
-    let Some(offset) = r
-        .parsed_opt::<i64>("commitOffset", "a queue offset")?
-        .and_then(|o| u64::try_from(o).ok())
-    else {
-        return Ok(());
-    };
-    let (service, group, topic) = (service.clone(), group.to_string(), topic.to_string());
-    tokio::spawn(async move {
-        if let Err(e) = service.commit_offset(&group, &topic, queue, offset).await {
-            tracing::debug!(error = %e, %group, %topic, queue, "commit offset of a pull failed");
-        }
-    });
-    Ok(())
 }

@@ -71,8 +71,14 @@ fn service_code(e: &ServiceError) -> i32 {
             | ApplyError::QueueCount { .. }
             | ApplyError::InvalidHandle { .. }
             | ApplyError::TransactionNotFound { .. }
-            | ApplyError::NotRecallable { .. } => rs::SYSTEM_ERROR,
+            | ApplyError::NotRecallable { .. }
+            | ApplyError::InvalidSubscriptionGroup { .. } => rs::SYSTEM_ERROR,
+            ApplyError::SubscriptionGroupNotFound { .. } => rs::SUBSCRIPTION_GROUP_NOT_EXIST,
         },
+        E::SubscriptionGroupNotFound { .. } | E::SubscriptionGroupNotAutoCreated { .. } => {
+            rs::SUBSCRIPTION_GROUP_NOT_EXIST
+        }
+        E::ConsumeDisabled { .. } | E::BroadcastDisabled { .. } => rs::NO_PERMISSION,
         E::MessageNotFound { .. } => rs::QUERY_NOT_FOUND,
         E::DiskFull { .. } | E::NotLeader { .. } => rs::SERVICE_NOT_AVAILABLE,
         E::Store { source } => match source.kind() {

@@ -173,6 +173,36 @@ pub enum ServiceError {
         /// The group.
         group: String,
     },
+    /// A subscription group without a record (RocketMQ's SUBSCRIPTION_GROUP_NOT_EXIST).
+    #[error("subscription group [{group}] does not exist")]
+    SubscriptionGroupNotFound {
+        /// The group.
+        group: String,
+    },
+    /// A subscription group without a record, and `autoCreateSubscriptionGroup` is off.
+    #[error(
+        "subscription group [{group}] does not exist (autoCreateSubscriptionGroup=false: create \
+         it with mqadmin updateSubGroup -g {group})"
+    )]
+    SubscriptionGroupNotAutoCreated {
+        /// The group.
+        group: String,
+    },
+    /// The group's `consumeEnable` is false (RocketMQ's NO_PERMISSION remark).
+    #[error("subscription group no permission, {group} (consumeEnable=false)")]
+    ConsumeDisabled {
+        /// The group.
+        group: String,
+    },
+    /// The group's 4.x consumers consume by broadcast, and its `consumeBroadcastEnable` is
+    /// false (RocketMQ's NO_PERMISSION remark).
+    #[error(
+        "the consumer group[{group}] can not consume by broadcast way (consumeBroadcastEnable=false)"
+    )]
+    BroadcastDisabled {
+        /// The group.
+        group: String,
+    },
     /// A required request field is empty.
     #[error("{field} is empty")]
     MissingField {

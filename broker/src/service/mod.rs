@@ -11,6 +11,9 @@
 //! - **topic auto-create**: the rule is
 //!   [`StateConfig::auto_create_queues`](crate::state::StateConfig::auto_create_queues), applied here
 //!   before a route or a send and by the state machine itself on apply;
+//! - **subscription groups** ([`subscription`]): a group's record decides its retries, whether
+//!   it may consume, and what its 5.x consumers are told; `autoCreateSubscriptionGroup`
+//!   creates it on first use;
 //! - **the long poll** and the decision to propose a Receive ([`receive`]);
 //! - **cluster and progress views** for the admin API ([`manage`]);
 //! - **message trace**: the trace topic and the broker's own trace records ([`trace`]).
@@ -37,6 +40,7 @@ mod receive;
 mod retry;
 mod stats;
 mod status;
+mod subscription;
 mod trace;
 mod transaction;
 
@@ -64,11 +68,12 @@ pub use receive::{
     Polled, ReceiveRequest,
 };
 pub use retry::{
-    DELAY_LEVELS_MS, MAX_RECONSUME_TIMES_DEFAULT, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC,
-    SendBack, delay_of_level, reconsume_times,
+    DELAY_LEVELS_MS, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC, SendBack, delay_of_level,
+    reconsume_times,
 };
 pub use stats::{Figures, Stats};
 pub use status::{TopicStats, runtime_format};
+pub use subscription::GroupUpdate;
 pub use trace::TraceConfig;
 
 use crate::command::{CheckPolicy, StoredMessage};
@@ -81,14 +86,19 @@ use error::check_topic;
 pub struct ServiceConfig {
     /// `brokerName`, advertised in routes.
     pub broker_name: String,
+    /// `brokerClusterName`.
+    pub cluster_name: String,
     /// `brokerIP1:listenPort`: this broker's client address, stamped as the store host of the
     /// messages it delivers and reported in its own cluster row.
     pub broker_addr: String,
     /// `maxMessageSize`: the largest body accepted.
     pub max_message_size: usize,
-    /// Delivery attempts before the dead-letter queue: a group's `retryMaxTimes` + 1 (the
-    /// first delivery is not a retry).
-    pub max_delivery_attempts: u32,
+    /// `defaultRetryMaxTimes`: the `retryMaxTimes` of a group created without one (on first
+    /// use, or by an update that names none), and of a group without a record.
+    pub default_retry_max_times: u32,
+    /// `autoCreateSubscriptionGroup`: a group without a record is created on first use;
+    /// otherwise it is refused.
+    pub auto_create_subscription_group: bool,
     /// The store directory whose file system is watched for `diskMaxUsedSpaceRatio`.
     pub store_dir: PathBuf,
     /// Above this disk usage (percent) sends are refused; receives go on.
@@ -111,9 +121,11 @@ impl ServiceConfig {
     pub fn from_broker_config(config: &BrokerConfig) -> ServiceConfig {
         ServiceConfig {
             broker_name: config.broker_name.clone(),
+            cluster_name: config.broker_cluster_name.clone(),
             broker_addr: config.client_addr(),
             max_message_size: usize::try_from(config.max_message_size).unwrap_or(usize::MAX),
-            max_delivery_attempts: config.default_retry_max_times.saturating_add(1),
+            default_retry_max_times: config.default_retry_max_times,
+            auto_create_subscription_group: config.auto_create_subscription_group,
             store_dir: config.raft_log.store.dir.clone(),
             disk_max_used_space_ratio: config.raft_log.disk_max_used_space_ratio,
             unsafe_ack_before_replication: config.unsafe_ack_before_replication,

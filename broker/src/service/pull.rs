@@ -50,6 +50,9 @@ pub struct PullRequest {
     pub filter: Option<Filter>,
     /// How long to hold the pull when nothing is there (0 = answer at once).
     pub suspend_ms: u64,
+    /// The consumer's offset in the queue to commit (a 4.x pull's `commitOffset`), once the
+    /// pull is admitted and without holding it for the write.
+    pub commit_offset: Option<u64>,
 }
 
 /// How a pull ended (RocketMQ's `GetMessageStatus`, as the 4.x response codes need it).
@@ -97,11 +100,17 @@ impl BrokerService {
     /// One pull, held up to its suspend time while the queue has nothing at the offset.
     ///
     /// # Errors
-    /// A bad name or filter, an unknown topic or queue, a failed read.
+    /// A bad name or filter, an unknown topic or queue, a failed read; a group that has no
+    /// record and is not auto-created, or may not consume (by broadcast).
     #[tracing::instrument(level = "debug", skip_all, fields(topic = %request.topic, queue = request.queue, offset = request.offset))]
     pub async fn pull(&self, request: PullRequest) -> Result<Pulled, ServiceError> {
         check_group("consumerGroup", &request.group)?;
         check_topic("topic", &request.topic)?;
+        let group = self.consumable_group(&request.group).await?;
+        self.check_broadcast(&group)?;
+        if let Some(offset) = request.commit_offset {
+            self.commit_in_background(&request, offset);
+        }
         let tags: Vec<u64> = tags_of(request.filter.as_ref())?
             .iter()
             .map(|t| name_hash(t))
@@ -184,6 +193,18 @@ impl BrokerService {
         } else {
             answer(PullStatus::NoNewMessage, next, messages)
         })
+    }
+
+    /// Commits the offset a pull carries; a failure is only logged (the consumer commits
+    /// again with its next pull).
+    fn commit_in_background(&self, r: &PullRequest, offset: u64) {
+        let (service, group, topic, queue) =
+            (self.clone(), r.group.clone(), r.topic.clone(), r.queue);
+        tokio::spawn(async move {
+            if let Err(e) = service.commit_offset(&group, &topic, queue, offset).await {
+                tracing::debug!(error = %e, %group, %topic, queue, "commit offset of a pull failed");
+            }
+        });
     }
 
     fn missing_queue(&self, topic: &str, queue: u32) -> ServiceError {

@@ -109,14 +109,21 @@ fn poll_budget_ms(long_poll_ms: Option<u64>, deadline_ms: Option<u64>) -> u64 {
 }
 
 impl BrokerService {
-    /// One long poll: messages, or [`Polled::Nothing`] before the client's deadline.
+    /// One long poll: messages, or [`Polled::Nothing`] before the client's deadline. A message
+    /// moves to the dead-letter queue after its group's `retryMaxTimes` + 1 deliveries.
     ///
     /// # Errors
-    /// A bad name, invisible time or filter; an unknown topic; a store failure.
+    /// A bad name, invisible time or filter; an unknown topic; a group that has no record and
+    /// is not auto-created, or may not consume; a store failure.
     #[tracing::instrument(level = "debug", skip_all, fields(group = %request.group, topic = %request.topic))]
     pub async fn receive(&self, request: ReceiveRequest) -> Result<Polled, ServiceError> {
         let client_addr = request.client_addr;
-        let (ask, budget_ms) = self.check_receive(request)?;
+        let (template, budget_ms) = self.check_receive(request)?;
+        let group = self.consumable_group(&template.group).await?;
+        let ask = Receive {
+            max_attempts: group.max_delivery_attempts(),
+            ..template
+        };
         let until = tokio::time::Instant::now() + Duration::from_millis(budget_ms);
         let mut applied = self.store.applied();
         loop {
@@ -137,7 +144,8 @@ impl BrokerService {
     }
 
     /// Validates a receive in the order the clients see the errors; returns the command
-    /// template (its `now_ms` is set when proposed) and the poll budget.
+    /// template (its `now_ms` is set when proposed, its `max_attempts` from the group) and
+    /// the poll budget.
     fn check_receive(&self, r: ReceiveRequest) -> Result<(Receive, u64), ServiceError> {
         check_group("group", &r.group)?;
         check_topic("message_queue.topic", &r.topic)?;
@@ -163,7 +171,7 @@ impl BrokerService {
             tags,
             batch,
             invisible_ms,
-            max_attempts: self.config.max_delivery_attempts,
+            max_attempts: 0,
         };
         Ok((ask, poll_budget_ms(r.long_poll_ms, r.deadline_ms)))
     }

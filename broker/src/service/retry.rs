@@ -1,6 +1,7 @@
 //! Consumer send-back (RocketMQ 4.x CONSUMER_SEND_MSG_BACK): a message a consumer failed to
-//! consume is stored again in the group's retry topic `%RETRY%<group>` with a delay that grows
-//! with each attempt (RocketMQ's delay levels), and after `maxReconsumeTimes` in the group's
+//! consume is stored again in the group's retry topic `%RETRY%<group>` (its `retryQueueNums`
+//! queues) with a delay that grows with each attempt (RocketMQ's delay levels), and after
+//! `maxReconsumeTimes` (the consumer's, else the group's `retryMaxTimes`) in the group's
 //! dead-letter topic `%DLQ%<group>`.
 
 use bytes::Bytes;
@@ -10,15 +11,9 @@ use super::clock::now_ms;
 use super::error::ServiceError;
 use super::error::check_group;
 use super::query::split_commit_log_offset;
-use crate::command::{MessageType, StoredMessage};
+use crate::command::{MessageType, StoredMessage, SubscriptionGroup};
 
-/// RocketMQ's default `messageDelayLevel`: the delay of levels 1..=18.
-pub const DELAY_LEVELS_MS: [u64; 18] = [
-    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
-    480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
-];
-/// RocketMQ's default `maxReconsumeTimes` of a 4.x consumer.
-pub const MAX_RECONSUME_TIMES_DEFAULT: u32 = 16;
+pub use crate::command::DELAY_LEVELS_MS;
 /// The property holding how often a message was consumed again (RocketMQ's
 /// `RECONSUME_TIME`); 4.x consumers see it as the record's reconsume-times field.
 pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
@@ -26,8 +21,13 @@ pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
 pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
 /// The property naming a retried message's original message id.
 pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
-/// The queue count of a retry or dead-letter topic, as RocketMQ creates them.
-const RETRY_QUEUES: u32 = 1;
+/// The queue count of a dead-letter topic, as RocketMQ creates them (`DLQ_NUMS_PER_GROUP`).
+const DLQ_QUEUES: u32 = 1;
+
+/// A group's retry topic.
+fn retry_topic(group: &str) -> String {
+    format!("%RETRY%{group}")
+}
 
 /// The delay of a RocketMQ delay level (1..=18); levels above 18 count as 18, 0 as none.
 pub fn delay_of_level(level: u32) -> u64 {
@@ -47,7 +47,7 @@ pub struct SendBack {
     /// The delay level the consumer asked for: 0 = the broker's choice (3 + attempts), -1 =
     /// straight to the dead-letter topic.
     pub delay_level: i32,
-    /// Attempts before the dead-letter topic; `None` = RocketMQ's 16.
+    /// Attempts before the dead-letter topic; `None` = the group's `retryMaxTimes`.
     pub max_reconsume_times: Option<u32>,
     /// The message id the consumer knows the message by.
     pub origin_msg_id: Option<String>,
@@ -71,13 +71,19 @@ fn set_property(properties: &mut Vec<String>, key: &str, value: String) {
 
 impl BrokerService {
     /// Stores the message again for a retry, or in the dead-letter topic when it has had its
-    /// attempts; returns the topic it went to.
+    /// attempts; returns the topic it went to, or `None` when the group's `retryQueueNums` is
+    /// 0 (RocketMQ drops the message then and answers SUCCESS).
     ///
     /// # Errors
-    /// A bad group, a message this node cannot find, a store failure.
+    /// A bad group, a group that has no record and is not auto-created, a message this node
+    /// cannot find, a store failure.
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn send_back(&self, back: SendBack) -> Result<String, ServiceError> {
+    pub async fn send_back(&self, back: SendBack) -> Result<Option<String>, ServiceError> {
         check_group("group", &back.group)?;
+        let group = self.find_subscription_group(&back.group).await?;
+        if group.retry_queue_nums == 0 {
+            return Ok(None);
+        }
         let (index, pos) = split_commit_log_offset(back.commit_log_offset);
         let found = self.store().find_at(index, pos).map_err(|e| match e {
             crate::store::StoreError::MessageMissing { .. } => ServiceError::MessageNotFound {
@@ -87,22 +93,21 @@ impl BrokerService {
         })?;
         let original = found.message;
         let times = reconsume_times(&original);
-        let max = back
-            .max_reconsume_times
-            .unwrap_or(MAX_RECONSUME_TIMES_DEFAULT);
+        let max = back.max_reconsume_times.unwrap_or(group.retry_max_times);
         let dead = back.delay_level < 0 || times >= max;
-        let (topic, delay_ms) = if dead {
-            (format!("%DLQ%{}", back.group), 0)
+        let (topic, delay_ms, queues) = if dead {
+            (format!("%DLQ%{}", back.group), 0, DLQ_QUEUES)
         } else {
             let level = u32::try_from(back.delay_level).unwrap_or(0);
             let level = if level == 0 { 3 + times } else { level };
-            (format!("%RETRY%{}", back.group), delay_of_level(level))
+            let topic = retry_topic(&back.group);
+            (topic, delay_of_level(level), group.retry_queue_nums)
         };
         let message = self.retry_message(original, &topic, times, delay_ms, back.origin_msg_id);
-        self.ensure_topic_with(&topic, RETRY_QUEUES).await?;
+        self.ensure_topic_with(&topic, queues).await?;
         let mut stored = self.store().send(now_ms(), vec![message]).await?;
         match stored.pop() {
-            Some(Ok(_)) => Ok(topic),
+            Some(Ok(_)) => Ok(Some(topic)),
             Some(Err(e)) => Err(e.into()),
             None => Err(ServiceError::ResultMissing),
         }
@@ -148,15 +153,28 @@ impl BrokerService {
         }
     }
 
-    /// Creates the group's retry topic `%RETRY%<group>` unless it exists (RocketMQ does when a
-    /// clustering consumer's heartbeat names the group, so its route exists before any retry).
+    /// A 4.x consumer's heartbeat names `group`: its record, created on first use when
+    /// `autoCreateSubscriptionGroup` allows (`None` when it has none), and its retry topic
+    /// `%RETRY%<group>` with `retryQueueNums` queues unless that exists (RocketMQ creates it
+    /// here, so its route exists before any retry).
     ///
     /// # Errors
     /// A bad group name, a store failure.
-    pub async fn ensure_retry_topic(&self, group: &str) -> Result<(), ServiceError> {
+    pub async fn consumer_heartbeat(
+        &self,
+        group: &str,
+    ) -> Result<Option<SubscriptionGroup>, ServiceError> {
         check_group("groupName", group)?;
-        self.ensure_topic_with(&format!("%RETRY%{group}"), RETRY_QUEUES)
-            .await
+        let found = match self.find_subscription_group(group).await {
+            Ok(found) => found,
+            Err(ServiceError::SubscriptionGroupNotAutoCreated { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if found.retry_queue_nums > 0 {
+            self.ensure_topic_with(&retry_topic(group), found.retry_queue_nums)
+                .await?;
+        }
+        Ok(Some(found))
     }
 
     /// Creates `topic` with `queues` queues unless it exists; retry and dead-letter topics are

@@ -28,6 +28,7 @@ mod connection;
 mod namesrv;
 mod query;
 mod stats;
+mod subgroup;
 mod trace;
 
 use anyhow::{anyhow, bail};
@@ -284,6 +285,40 @@ enum Verb {
         #[arg(short = 't', long = "topic")]
         topic: String,
     },
+    /// Create a subscription group's config, or replace it whole (RocketMQ's updateSubGroup).
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup(subgroup::UpdateArgs),
+    /// Delete a subscription group's config (RocketMQ's deleteSubGroup).
+    #[command(name = "deleteSubGroup")]
+    DeleteSubGroup {
+        /// Consumer group name.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Delete it on the group of this broker node (HOST:PORT, its listenPort).
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
+        /// Delete it on every broker group of this cluster (needs a NameServer in -n), with
+        /// its %RETRY% and %DLQ% topics.
+        #[arg(short = 'c', long = "clusterName", conflicts_with = "broker_addr")]
+        cluster: Option<String>,
+        /// Forget the group's consumer offsets too.
+        #[arg(
+            short = 'r',
+            long = "removeOffset",
+            value_name = "BOOL",
+            default_value_t = false,
+            action = clap::ArgAction::Set
+        )]
+        remove_offset: bool,
+    },
+    /// A subscription group's config on every broker group that has it (without -g: every
+    /// group's).
+    #[command(name = "getConsumerConfig")]
+    GetConsumerConfig {
+        /// Consumer group name.
+        #[arg(short = 'g', long = "groupName")]
+        group: Option<String>,
+    },
     /// Send one message through the RocketMQ 5 gRPC API.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -327,6 +362,17 @@ enum Verb {
         #[arg(long = "wait", default_value_t = 5, value_name = "SECS")]
         wait: u64,
     },
+}
+
+impl Verb {
+    /// The broker node a `-b` names: the verb goes there, without asking `-n`.
+    fn broker_addr(&self) -> Option<String> {
+        match self {
+            Verb::DeleteSubGroup { broker_addr, .. } => broker_addr.clone(),
+            Verb::UpdateSubGroup(args) => args.broker_addr.clone(),
+            _ => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -379,8 +425,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         return connection::consumer_connection(std::slice::from_ref(addr), timeout, group).await;
     }
-    let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
-    let access = namesrv::detect(&addrs, timeout).await?;
+    // `updateSubGroup -b` and `deleteSubGroup -b` name their broker themselves.
+    let access = match args.verb.broker_addr() {
+        Some(addr) => Access::Brokers(vec![addr]),
+        None => {
+            let addrs = raftmq_client::access_point(args.namesrv_addr.as_deref())?;
+            namesrv::detect(&addrs, timeout).await?
+        }
+    };
     match args.verb {
         Verb::ClusterList {
             wait_leader,
@@ -421,17 +473,44 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             write_queues,
         } => {
             let queues = queue_count(read_queues, write_queues);
-            let groups = match (&access, cluster) {
-                (Access::Brokers(addrs), _) => vec![addrs.clone()],
-                (Access::NameServer(ns), Some(cluster)) => ns.cluster_groups(&cluster)?,
-                (Access::NameServer(ns), None) => vec![ns.only_group(
-                    "give -c CLUSTER to create the topic on all of them, or -b HOST:PORT",
-                )?],
-            };
+            let groups = config_groups(
+                &access,
+                cluster.as_deref(),
+                "give -c CLUSTER to create the topic on all of them, or -b HOST:PORT",
+            )?;
             for nodes in &groups {
                 update_topic(nodes, timeout, &topic, queues).await?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Verb::UpdateSubGroup(update) => {
+            let request = update.request()?;
+            let groups = config_groups(
+                &access,
+                update.cluster.as_deref(),
+                "give -c CLUSTER to create the group on all of them, or -b HOST:PORT",
+            )?;
+            subgroup::update(&groups, timeout, &request).await
+        }
+        Verb::DeleteSubGroup {
+            group,
+            broker_addr: _,
+            cluster,
+            remove_offset,
+        } => {
+            let groups = config_groups(
+                &access,
+                cluster.as_deref(),
+                "give -c CLUSTER to delete the group on all of them, or -b HOST:PORT",
+            )?;
+            subgroup::delete(&groups, cluster.as_deref(), timeout, &group, remove_offset).await
+        }
+        Verb::GetConsumerConfig { group } => {
+            let groups = match &access {
+                Access::Brokers(addrs) => vec![addrs.clone()],
+                Access::NameServer(ns) => ns.groups().map(namesrv::nodes).collect(),
+            };
+            subgroup::get_consumer_config(&groups, timeout, group.as_deref()).await
         }
         Verb::DeleteTopic { topic } => {
             let groups = match &access {
@@ -572,6 +651,21 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             consume_message(&nodes, &consume).await
         }
+    }
+}
+
+/// The broker groups (each as its nodes) a config verb writes to: the group of the `-n` (or
+/// `-b`) nodes, or with a NameServer every group of `cluster`, or without one the only group
+/// (`choose` says how to pick when there are several).
+fn config_groups(
+    access: &Access,
+    cluster: Option<&str>,
+    choose: &str,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    match (access, cluster) {
+        (Access::Brokers(addrs), _) => Ok(vec![addrs.clone()]),
+        (Access::NameServer(ns), Some(cluster)) => ns.cluster_groups(cluster),
+        (Access::NameServer(ns), None) => Ok(vec![ns.only_group(choose)?]),
     }
 }
 
