@@ -9,9 +9,12 @@
 
 mod support;
 
-use support::mqadmin;
+use support::inprocess::{Node, shutdown, start_group};
 
-use support::free_port;
+/// The topic queue count these tests expect of auto-created topics.
+const QUEUES4: &str = "defaultTopicQueueNums=4\n";
+
+use support::mqadmin;
 
 use std::net::SocketAddr;
 use std::process::Output;
@@ -19,18 +22,12 @@ use std::time::{Duration, Instant};
 
 use broker::grpc::Messaging;
 use broker::service::{BrokerService, ServiceConfig};
-use broker::{Broker, BrokerConfig};
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use proto::apache::rocketmq::v2::messaging_service_server::MessagingServiceServer;
 use proto::raftmq::admin::v1 as pb;
 use proto::raftmq::admin::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
-
-struct Node {
-    broker: Broker,
-    addr: SocketAddr,
-}
 
 impl Node {
     fn endpoint(&self) -> String {
@@ -50,40 +47,6 @@ fn channel(addr: SocketAddr) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy()
-}
-
-/// A group of `count` brokers started as mqbroker starts them: `Broker::start` from a
-/// broker.conf each, with the store of node `i` under `dir/n<i>`.
-async fn start_group(dir: &std::path::Path, count: usize) -> Vec<Node> {
-    let raft_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-    let peers = raft_ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";");
-    let mut nodes = Vec::new();
-    for i in 0..count {
-        let text = format!(
-            "brokerName=RaftNode00\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={}\n\
-             enableDLegerCommitLog=true\ndLegerGroup=g\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
-             storePathRootDir={}\ndefaultTopicQueueNums=4\ndiskMaxUsedSpaceRatio=95\n\
-             mappedFileSizeForEntryData=16777216\nmappedFileSizeForEntryIndex=1048576\n",
-            free_port(),
-            dir.join(format!("n{i}")).display()
-        );
-        let (config, _) = BrokerConfig::from_str(&text, &format!("broker-n{i}.conf")).unwrap();
-        let broker = Broker::start(config).await.unwrap();
-        let addr = broker.local_addr();
-        nodes.push(Node { broker, addr });
-    }
-    nodes
-}
-
-async fn shutdown(nodes: Vec<Node>) {
-    for n in nodes {
-        n.broker.shutdown().await.unwrap();
-    }
 }
 
 /// A second front end on `node`'s store whose service refuses sends above
@@ -216,7 +179,7 @@ async fn progress(node: &Node, group: &str, topic: &str) -> pb::ConsumerProgress
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_reports_what_the_rocketmq_api_did_on_any_node() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 3).await;
+    let nodes = start_group(dir.path(), 3, QUEUES4).await;
 
     // Phase 1: every node answers for itself; exactly one leads and all have a commit index.
     let views = settled_views(&nodes).await;
@@ -469,7 +432,7 @@ async fn admin_api_reports_what_the_rocketmq_api_did_on_any_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqadmin_binary_drives_a_single_node() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 1).await;
+    let nodes = start_group(dir.path(), 1, QUEUES4).await;
     let addr = nodes[0].endpoint();
     // The first address refuses connections: mqadmin moves on to the next.
     let with_dead = format!("127.0.0.1:1;{addr}");
@@ -603,7 +566,7 @@ async fn mqadmin_binary_drives_a_single_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn above_the_disk_ratio_sends_are_refused_while_receives_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 1).await;
+    let nodes = start_group(dir.path(), 1, QUEUES4).await;
     settled_views(&nodes).await;
     let node = &nodes[0];
     let mut ok_client = node.messaging();
@@ -774,7 +737,7 @@ fn receive_request(group: &str, topic: &str, invisible_s: i64) -> v2::ReceiveMes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_get_their_rocketmq_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 1).await;
+    let nodes = start_group(dir.path(), 1, QUEUES4).await;
     let node = &nodes[0];
     let send_code = |m: Vec<v2::Message>| async move {
         let r = node
@@ -931,7 +894,7 @@ async fn invalid_requests_get_their_rocketmq_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqadmin_queries_messages_by_key_id_and_offset_and_resets_offsets_by_time() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 1).await;
+    let nodes = start_group(dir.path(), 1, QUEUES4).await;
     let addr = nodes[0].endpoint();
     assert_success(&mqadmin(&["clusterList", "-n", &addr, "--wait-leader", "10"]).await);
     let topic = "IndexTest";

@@ -20,34 +20,21 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
+use broker::Broker;
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessagingClient, consumer_settings, producer_settings};
 use raftmq_remoting::code::{request as rq, response as rs};
 use raftmq_remoting::{ExtFields, LanguageCode, RemotingClient, RemotingCommand};
-use support::free_port;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Three brokers of one Raft group, started as mqbroker starts them; returns once one leads.
 async fn start_group(dir: &std::path::Path) -> Vec<Broker> {
-    let peers = (0..3)
-        .map(|i| format!("n{i}-127.0.0.1:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(";");
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let text = format!(
-            "brokerName=RaftNode00\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={}\n\
-             enableDLegerCommitLog=true\ndLegerGroup=g\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
-             storePathRootDir={}\ndiskMaxUsedSpaceRatio=95\n\
-             mappedFileSizeForEntryData=16777216\nmappedFileSizeForEntryIndex=1048576\n",
-            free_port(),
-            dir.join(format!("n{i}")).display()
-        );
-        let (config, _) = BrokerConfig::from_str(&text, &format!("broker-n{i}.conf")).unwrap();
-        nodes.push(Broker::start(config).await.unwrap());
-    }
+    let nodes: Vec<Broker> = support::inprocess::start_group(dir, 3, "")
+        .await
+        .into_iter()
+        .map(|n| n.broker)
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !nodes
         .iter()

@@ -11,68 +11,23 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use support::inprocess::{Node, shutdown, start_group};
+
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::service::MessageQuery;
-use broker::{Broker, BrokerConfig};
+
 use bytes::Bytes;
 use proto::apache::rocketmq::v2;
 use raftmq_client::{ClientIdentity, MessageSpec, MessagingClient, Receive, resource};
 use raftmq_remoting::trace::{MessageType, TraceRecord, TransactionState, decode};
-use support::free_port;
 
 const RPC: Duration = Duration::from_secs(10);
 const TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
 /// The born host the producer claims: what the Pub row must show.
 const PRODUCER_HOST: &str = "192.0.2.7";
-
-struct Node {
-    broker: Broker,
-    addr: SocketAddr,
-}
-
-/// Nodes started as mqbroker starts them, from a broker.conf each with `extra` keys: a Raft
-/// group of `count` (or a single-node group for 1), the store of node `i` under `dir/n<i>`.
-async fn start_group(dir: &std::path::Path, count: usize, extra: &str) -> Vec<Node> {
-    let raft_ports: Vec<u16> = support::free_ports(count);
-    let peers = raft_ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";");
-    let mut nodes = Vec::new();
-    for i in 0..count {
-        let group = if count > 1 {
-            format!(
-                "enableDLegerCommitLog=true\ndLegerGroup=g\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n"
-            )
-        } else {
-            String::new()
-        };
-        let text = format!(
-            "brokerName=TraceNode\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={}\n\
-             {group}storePathRootDir={}\ndiskMaxUsedSpaceRatio=95\n\
-             mappedFileSizeForEntryData=16777216\nmappedFileSizeForEntryIndex=1048576\n{extra}",
-            free_port(),
-            dir.join(format!("n{i}")).display()
-        );
-        let (config, _) = BrokerConfig::from_str(&text, &format!("broker-n{i}.conf")).unwrap();
-        let broker = Broker::start(config).await.unwrap();
-        let addr = broker.local_addr();
-        nodes.push(Node { broker, addr });
-    }
-    nodes
-}
-
-async fn shutdown(nodes: Vec<Node>) {
-    for n in nodes {
-        n.broker.shutdown().await.unwrap();
-    }
-}
 
 fn endpoints(nodes: &[Node]) -> String {
     nodes

@@ -12,11 +12,14 @@
 
 mod support;
 
+use support::inprocess::{Node, group_ports, shutdown, start_nodes};
+
+/// What every node of these tests adds to its broker.conf.
+const BASE: &str = "brokerClusterName=SubCluster\ndefaultTopicQueueNums=1\n";
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
 use proto::apache::rocketmq::v2;
 use proto::apache::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use proto::raftmq::admin::v1 as pb;
@@ -28,11 +31,6 @@ use tonic::transport::Channel;
 
 /// How long a group may take to elect a leader, or a follower to apply a write.
 const SETTLE: Duration = Duration::from_secs(15);
-
-struct Node {
-    broker: Broker,
-    addr: SocketAddr,
-}
 
 impl Node {
     fn admin(&self) -> AdminClient<Channel> {
@@ -48,45 +46,6 @@ fn channel(addr: SocketAddr) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy()
-}
-
-/// Ports of a group of `count` nodes: (listen, raft) per node.
-fn group_ports(count: usize) -> Vec<(u16, u16)> {
-    let ports = support::free_ports(2 * count);
-    ports.chunks(2).map(|p| (p[0], p[1])).collect()
-}
-
-/// Starts (or restarts) the nodes on `ports` with their stores under `dir/n<i>`; `extra` adds
-/// broker.conf lines.
-async fn start_group(dir: &Path, ports: &[(u16, u16)], extra: &str) -> Vec<Node> {
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, raft))| format!("n{i}-127.0.0.1:{raft}"))
-        .collect::<Vec<_>>()
-        .join(";");
-    let mut nodes = Vec::new();
-    for (i, (listen, _)) in ports.iter().enumerate() {
-        let text = format!(
-            "brokerName=RaftNode00\nbrokerClusterName=SubCluster\nbrokerIP1=127.0.0.1\n\
-             bindAddress=127.0.0.1\nlistenPort={listen}\nenableDLegerCommitLog=true\n\
-             dLegerGroup=g\ndLegerPeers={peers}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
-             defaultTopicQueueNums=1\ndiskMaxUsedSpaceRatio=95\n\
-             mappedFileSizeForEntryData=16777216\nmappedFileSizeForEntryIndex=1048576\n{extra}",
-            dir.join(format!("n{i}")).display()
-        );
-        let (config, _) = BrokerConfig::from_str(&text, &format!("broker-n{i}.conf")).unwrap();
-        let broker = Broker::start(config).await.unwrap();
-        let addr = broker.local_addr();
-        nodes.push(Node { broker, addr });
-    }
-    nodes
-}
-
-async fn shutdown(nodes: Vec<Node>) {
-    for n in nodes {
-        n.broker.shutdown().await.unwrap();
-    }
 }
 
 fn code(status: Option<&pb::Status>) -> pb::Code {
@@ -339,7 +298,7 @@ fn fifo(s: &v2::Settings) -> Option<bool> {
 async fn a_groups_config_decides_retries_and_consumption_on_every_node_and_survives() {
     let dir = tempfile::tempdir().unwrap();
     let ports = group_ports(3);
-    let nodes = start_group(dir.path(), &ports, "").await;
+    let nodes = start_nodes(dir.path(), &ports, BASE).await;
     let l = leader(&nodes).await;
     let follower = &nodes[(l + 1) % 3];
 
@@ -437,7 +396,7 @@ async fn a_groups_config_decides_retries_and_consumption_on_every_node_and_survi
             .unwrap();
     }
     shutdown(nodes).await;
-    let nodes = start_group(dir.path(), &ports, "").await;
+    let nodes = start_nodes(dir.path(), &ports, BASE).await;
     let l = leader(&nodes).await;
     for n in &nodes {
         let names: Vec<String> = groups_on(n)
@@ -538,10 +497,10 @@ fn assert_code(r: &RemotingCommand, want: i32, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_auto_create_an_unknown_group_is_refused_until_it_is_created() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(
+    let nodes = start_nodes(
         dir.path(),
         &group_ports(1),
-        "autoCreateSubscriptionGroup=false\n",
+        &format!("{BASE}autoCreateSubscriptionGroup=false\n"),
     )
     .await;
     leader(&nodes).await;

@@ -184,11 +184,6 @@ impl Stats {
         f(&mut c)
     }
 
-    /// `n` messages of `topic` stored for a producer.
-    pub fn put(&self, now_ms: u64, topic: &str, n: u64) {
-        self.with(|c| c.count_put(now_ms, topic, n));
-    }
-
     /// One message stored per item of `topics` (a send's messages), under one lock.
     pub fn puts<'a>(&self, now_ms: u64, topics: impl Iterator<Item = &'a str>) {
         self.with(|c| {
@@ -254,8 +249,8 @@ mod tests {
     #[test]
     fn rates_cover_their_windows_and_old_buckets_fall_out() {
         let s = Stats::default();
-        s.put(T0 + 1_000, "t", 100);
-        s.put(T0 + 12_000, "t", 50);
+        s.puts(T0 + 1_000, std::iter::repeat_n("t", 100));
+        s.puts(T0 + 12_000, std::iter::repeat_n("t", 50));
         let (put, _) = s.of_topic(T0 + 15_000, "t");
         assert_eq!(put.total, 150);
         assert!((put.tps_10s - 5.0).abs() < 1e-9, "{put:?}");
@@ -265,7 +260,7 @@ mod tests {
         assert_eq!(later.tps_600s, 0.0);
         assert_eq!(later.last_24h, 150);
         // A write after a long pause does not count stale buckets.
-        s.put(T0 + 700_000, "t", 10);
+        s.puts(T0 + 700_000, std::iter::repeat_n("t", 10));
         let (after, _) = s.of_topic(T0 + 700_000, "t");
         assert!((after.tps_10s - 1.0).abs() < 1e-9, "{after:?}");
         assert!((after.tps_600s - 10.0 / 600.0).abs() < 1e-9, "{after:?}");
@@ -274,9 +269,9 @@ mod tests {
     #[test]
     fn day_marks_and_24_hours_follow_the_clock() {
         let s = Stats::default();
-        s.put(T0 + HOUR_MS, "t", 7);
+        s.puts(T0 + HOUR_MS, std::iter::repeat_n("t", 7));
         s.got(T0 + HOUR_MS, "t", "g", 3);
-        s.put(T0 + DAY_MS + HOUR_MS, "t", 5);
+        s.puts(T0 + DAY_MS + HOUR_MS, std::iter::repeat_n("t", 5));
         let (put, get) = s.totals(T0 + DAY_MS + 2 * HOUR_MS);
         assert_eq!(
             (put.total, put.today_morning, put.yesterday_morning),

@@ -5,6 +5,7 @@
 //! this test, with the same profile and target directory as `mqbroker` (a no-op when it is up
 //! to date, as after `cargo nextest run --workspace`), and found beside `mqbroker`.
 
+pub mod inprocess;
 pub mod process_group;
 
 use std::collections::HashMap;
