@@ -79,8 +79,8 @@ fn self_row(view: &pb::ClusterListResponse) -> &pb::Node {
     view.nodes.iter().find(|n| n.is_self).unwrap()
 }
 
-/// Each node's own report once exactly one of them leads and the leader sees every peer's
-/// progress.
+/// Each node's own report once exactly one of them leads, the leader sees every peer's
+/// progress and every node knows a commit index.
 async fn settled_views(nodes: &[Node]) -> Vec<pb::ClusterListResponse> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -101,7 +101,9 @@ async fn settled_views(nodes: &[Node]) -> Vec<pb::ClusterListResponse> {
             .collect();
         let settled = leaders.len() == 1
             && leaders[0].nodes.iter().all(|n| n.match_index.is_some())
-            && views.iter().all(|v| v.leader_id == leaders[0].self_id);
+            && views.iter().all(|v| v.leader_id == leaders[0].self_id)
+            // A follower knows a commit index only once the leader's first commit reached it.
+            && views.iter().all(|v| self_row(v).commit_index.is_some());
         if settled {
             return views;
         }
