@@ -87,8 +87,32 @@ build() {
   fi
 }
 
+# conf_value FILE KEY DEFAULT: a key's value in a broker.conf (last one wins, as the broker reads it)
+conf_value() {
+  local v
+  v=$(sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*//p" "$1" | tail -1 | tr -d '[:space:]')
+  echo "${v:-$3}"
+}
+
+# The brokers refuse sends while their disk is fuller than diskMaxUsedSpaceRatio (RocketMQ's
+# default 75): say so up front instead of leaving a newcomer with refused sends.
+check_disk() {
+  local n conf dir ratio used
+  for n in "${NODES[@]}"; do
+    conf="$CONF_DIR/broker-$n.conf"
+    dir=$(conf_value "$conf" storePathRootDir "$HOME/store")
+    ratio=$(conf_value "$conf" diskMaxUsedSpaceRatio 75)
+    while [ ! -d "$dir" ]; do dir=$(dirname "$dir"); done
+    used=$(df --output=pcent "$dir" | tail -1 | tr -dc '0-9')
+    if [ -n "$used" ] && [ "$used" -gt "$ratio" ]; then
+      say "warning: the disk of $dir is ${used}% full, above diskMaxUsedSpaceRatio=$ratio in $conf: broker $n will refuse sends (free space, or raise the key, at most 95)" >&2
+    fi
+  done
+}
+
 start() {
   check_conf
+  check_disk
   build
   mkdir -p "$RUN_DIR"
   start_namesrv

@@ -10,7 +10,8 @@
 #      acknowledged sends (the outage its application saw).
 #
 # Topics are created first with mqadmin, as an operator does (ali-ons does not fall back to
-# TBW102 for an unknown topic). Environment: RAFTMQ_BIN (default target/release),
+# TBW102 for an unknown topic). The brokers run fast-try's confs plus diskMaxUsedSpaceRatio=95, so
+# a CI host whose disk is over RocketMQ's default 75% does not refuse every send. Environment: RAFTMQ_BIN (default target/release),
 # SDK4_WORK (client installs, default target/sdk4).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,6 +19,7 @@ cd "$ROOT"
 BIN=${RAFTMQ_BIN:-$ROOT/target/release}
 export SDK4_WORK=${SDK4_WORK:-$ROOT/target/sdk4}
 export RAFTMQ_RUN_DIR="$SDK4_WORK/fast-try"
+export RAFTMQ_CONF_DIR="$SDK4_WORK/conf"
 export NAMESRV=127.0.0.1:9876
 BROKERS="127.0.0.1:30911;127.0.0.1:30921;127.0.0.1:30931"
 FAILOVER_S=40
@@ -28,6 +30,10 @@ mkdir -p "$LOGS"
 cleanup() { bin/fast-try.sh stop >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
+mkdir -p "$RAFTMQ_CONF_DIR"
+for n in n0 n1 n2; do
+  { cat "conf/dledger/broker-$n.conf"; echo "diskMaxUsedSpaceRatio = 95"; } >"$RAFTMQ_CONF_DIR/broker-$n.conf"
+done
 rm -rf /tmp/rmqstore/node00 /tmp/rmqstore/node01 /tmp/rmqstore/node02
 bin/fast-try.sh start >"$LOGS/fast-try.log" 2>&1 || { cat "$LOGS/fast-try.log"; exit 1; }
 for topic in SDK4_python SDK4_node SDK4_fo_python SDK4_fo_node; do
