@@ -137,6 +137,16 @@ pub struct BrokerConfig {
     /// RocketMQ-format trace records (Pub, SubBefore, SubAfter, EndTransaction) of the messages
     /// it handles into the trace topic, for clients that write none (the 5.x SDKs).
     pub broker_trace_enable: bool,
+    /// `metricsExporterType`, default `DISABLE`: `PROM` serves Prometheus text on
+    /// `/metrics`, with `/health/live`, `/health/ready` and the dashboard, at
+    /// `metricsPromExporterHost:metricsPromExporterPort`. RocketMQ's `OTLP_GRPC` and `LOG`
+    /// are refused.
+    pub metrics_exporter_type: MetricsExporterType,
+    /// `metricsPromExporterHost`, default empty: the interface of the HTTP listener (empty:
+    /// `bindAddress`, where RocketMQ takes `brokerIP1`).
+    pub metrics_prom_exporter_host: Option<IpAddr>,
+    /// `metricsPromExporterPort`, default 5557 (0: any free port).
+    pub metrics_prom_exporter_port: u16,
     /// The raft-log keys: group, peers, store, durability, timers, retention.
     pub raft_log: raft_log::Config,
 }
@@ -409,6 +419,28 @@ const KEYS: &[KeySpec] = &[
         |c| Some(c.broker_trace_enable.to_string()),
     ),
     broker(
+        "metricsExporterType",
+        |c, v| MetricsExporterType::parse(v).map(|t| c.metrics_exporter_type = t),
+        |c| Some(c.metrics_exporter_type.as_str().to_string()),
+    ),
+    broker(
+        "metricsPromExporterHost",
+        |c, v| {
+            let v = v.trim();
+            if v.is_empty() {
+                c.metrics_prom_exporter_host = None;
+                return Ok(());
+            }
+            parse_ip(v).map(|ip| c.metrics_prom_exporter_host = Some(ip))
+        },
+        |c| c.metrics_prom_exporter_host.map(|ip| ip.to_string()),
+    ),
+    broker(
+        "metricsPromExporterPort",
+        |c, v| parse_int(v, 0, u16::MAX).map(|n| c.metrics_prom_exporter_port = n),
+        |c| Some(c.metrics_prom_exporter_port.to_string()),
+    ),
+    broker(
         "unsafeAckBeforeReplication",
         |c, v| parse_bool(v).map(|b| c.unsafe_ack_before_replication = b),
         |c| Some(c.unsafe_ack_before_replication.to_string()),
@@ -583,6 +615,9 @@ impl BrokerConfig {
             trace_topic_enable: false,
             msg_trace_topic_name: "RMQ_SYS_TRACE_TOPIC".to_string(),
             broker_trace_enable: false,
+            metrics_exporter_type: MetricsExporterType::Disable,
+            metrics_prom_exporter_host: None,
+            metrics_prom_exporter_port: 5557,
             raft_log,
         }
     }
@@ -634,6 +669,51 @@ impl BrokerConfig {
     /// The address the client port is bound on: `bindAddress:listenPort`.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind_address, self.listen_port)
+    }
+
+    /// Where the HTTP listener (metrics, health, dashboard) binds, when
+    /// `metricsExporterType=PROM`: `metricsPromExporterHost:metricsPromExporterPort`.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        (self.metrics_exporter_type == MetricsExporterType::Prom).then(|| {
+            SocketAddr::new(
+                self.metrics_prom_exporter_host.unwrap_or(self.bind_address),
+                self.metrics_prom_exporter_port,
+            )
+        })
+    }
+}
+
+/// RocketMQ's `metricsExporterType`: RaftMQ serves `DISABLE` and `PROM`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsExporterType {
+    /// No metrics and no HTTP listener.
+    Disable,
+    /// Prometheus text on `/metrics` (pulled by Prometheus).
+    Prom,
+}
+
+impl MetricsExporterType {
+    /// RocketMQ's names (as its enum's `valueOf`, any case) or its ordinals 0–3.
+    fn parse(v: &str) -> Result<MetricsExporterType, String> {
+        match v.trim().to_ascii_uppercase().as_str() {
+            "DISABLE" | "0" => Ok(MetricsExporterType::Disable),
+            "PROM" | "2" => Ok(MetricsExporterType::Prom),
+            "OTLP_GRPC" | "1" | "LOG" | "3" => Err(format!(
+                "{} is not supported by RaftMQ: use PROM (Prometheus pulls /metrics) or DISABLE",
+                v.trim()
+            )),
+            _ => Err(
+                "must be DISABLE, OTLP_GRPC, PROM or LOG (RaftMQ serves DISABLE and PROM)".into(),
+            ),
+        }
+    }
+
+    /// The name RocketMQ prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricsExporterType::Disable => "DISABLE",
+            MetricsExporterType::Prom => "PROM",
+        }
     }
 }
 

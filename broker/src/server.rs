@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
 use crate::grpc::Messaging;
+use crate::http::HttpServer;
+use crate::metrics::grpc_layer::RpcLatencyLayer;
+use crate::metrics::{BrokerMetrics, MetricsError};
 use crate::remoting::Remoting;
 use crate::remoting::register::{RegisterConfig, Registrar};
 use crate::service::{BrokerService, ServiceConfig};
@@ -41,6 +44,22 @@ pub enum BrokerError {
     /// `listenPort` could not be bound.
     #[error("cannot listen on {addr} (listenPort)")]
     Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Prometheus metrics could not be set up.
+    #[error("cannot set up the metrics")]
+    Metrics {
+        /// Why.
+        #[source]
+        source: MetricsError,
+    },
+    /// The HTTP listener (`metricsPromExporterHost:metricsPromExporterPort`) could not bind.
+    #[error("cannot listen on {addr} (metricsPromExporterPort)")]
+    HttpListen {
         /// The address.
         addr: SocketAddr,
         /// Why.
@@ -81,6 +100,7 @@ pub struct Broker {
     remoting: Remoting,
     transaction_checks: JoinHandle<()>,
     trace: Option<JoinHandle<()>>,
+    http: Option<HttpServer>,
 }
 
 /// Where this node registers at the NameServers, from broker.conf.
@@ -130,12 +150,14 @@ impl Broker {
             );
         }
         let service = BrokerService::new(store, ServiceConfig::from_broker_config(&config));
+        let (metrics, http) = start_http(&config, &service).await?;
+        let rpc = metrics.as_ref().map(BrokerMetrics::rpc);
         let admin = AdminServer::new(Admin::new(service.clone()));
         let messaging = MessagingServiceServer::new(Messaging::new(service.clone()))
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let (stop, stopped) = oneshot::channel::<()>();
-        let remoting = Remoting::new(service.clone());
+        let remoting = Remoting::new(service.clone(), rpc.clone());
         let incoming = crate::listener::incoming_with_remoting(listener, remoting.clone());
         let namesrv_addrs = config.namesrv_addrs();
         let registrar = (!namesrv_addrs.is_empty())
@@ -144,6 +166,7 @@ impl Broker {
         let trace = service.spawn_trace();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(RpcLatencyLayer::new(rpc))
                 .add_service(messaging)
                 .add_service(admin)
                 .serve_with_incoming_shutdown(incoming, async {
@@ -166,7 +189,13 @@ impl Broker {
             remoting,
             transaction_checks,
             trace,
+            http,
         })
+    }
+
+    /// The address of the HTTP listener (metrics, health), when `metricsExporterType=PROM`.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
     }
 
     /// The address the gRPC server listens on (the bound port when `listenPort` is 0).
@@ -179,7 +208,8 @@ impl Broker {
         &self.service
     }
 
-    /// Serves until `signal` resolves (or the server ends on its own), then shuts down.
+    /// Serves until `signal` resolves (or the server ends on its own), then stops gracefully
+    /// ([`Broker::stop_gracefully`]).
     ///
     /// # Errors
     /// The server failed, or raft-log did not shut down cleanly.
@@ -189,12 +219,31 @@ impl Broker {
             ended = &mut self.server => Some(ended),
         };
         match ended {
-            None => self.shutdown().await,
+            None => self.stop_gracefully().await,
             Some(ended) => {
                 server_result(ended)?;
                 self.stop_store().await
             }
         }
+    }
+
+    /// What SIGTERM does: a leader first hands leadership to its most caught-up live follower
+    /// and waits until that one leads (at most two election timeouts and 4 s), so clients
+    /// find a leader while this node drains; then [`Broker::shutdown`]. A follower just
+    /// drains.
+    ///
+    /// # Errors
+    /// As [`Broker::shutdown`].
+    pub async fn stop_gracefully(self) -> Result<(), BrokerError> {
+        let started = std::time::Instant::now();
+        if let Some(to) = self.service.hand_off_leadership().await {
+            tracing::info!(
+                to = %to,
+                took_ms = started.elapsed().as_millis(),
+                "handed leadership to {to} before stopping"
+            );
+        }
+        self.shutdown().await
     }
 
     /// Stops serving (letting requests in progress finish), then stops the store.
@@ -210,6 +259,7 @@ impl Broker {
             remoting,
             transaction_checks,
             trace,
+            http,
             ..
         } = self;
         transaction_checks.abort();
@@ -222,6 +272,9 @@ impl Broker {
         remoting.stop();
         let _ = stop.send(());
         server_result(server.await)?;
+        if let Some(h) = http {
+            h.stop().await;
+        }
         tracing::info!("shutting down");
         shutdown_store(&service).await
     }
@@ -235,8 +288,27 @@ impl Broker {
             r.stop().await;
         }
         self.remoting.stop();
+        if let Some(h) = self.http {
+            h.stop().await;
+        }
         shutdown_store(&self.service).await
     }
+}
+
+/// The metrics registry and the HTTP listener, when `metricsExporterType=PROM`.
+async fn start_http(
+    config: &BrokerConfig,
+    service: &BrokerService,
+) -> Result<(Option<BrokerMetrics>, Option<HttpServer>), BrokerError> {
+    let Some(addr) = config.http_addr() else {
+        return Ok((None, None));
+    };
+    let metrics =
+        BrokerMetrics::new(config, service).map_err(|source| BrokerError::Metrics { source })?;
+    let http = HttpServer::start(addr, metrics.clone(), service.clone())
+        .await
+        .map_err(|source| BrokerError::HttpListen { addr, source })?;
+    Ok((Some(metrics), Some(http)))
 }
 
 async fn shutdown_store(service: &BrokerService) -> Result<(), BrokerError> {

@@ -42,6 +42,12 @@ fn fast_try_files_load_without_errors_or_warnings() {
         assert_eq!(config.store_path_root_dir, root);
         assert_eq!(config.store_path_commit_log, root.join("commitlog"));
         assert_eq!(raft.store.dir, root.join(format!("dledger-n{node}")));
+        let http = format!("0.0.0.0:{}", 5557 + node);
+        assert_eq!(
+            config.http_addr(),
+            Some(http.parse().unwrap()),
+            "metrics port"
+        );
     }
 }
 

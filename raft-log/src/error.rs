@@ -41,6 +41,15 @@ pub enum Error {
         /// How long the caller waited.
         waited_ms: u64,
     },
+    /// A leadership transfer was asked for and `to` had not taken over in time; the old leader
+    /// may still lead, or the transfer may still finish.
+    #[error("leadership transfer to {to} not done within {waited_ms} ms")]
+    TransferTimeout {
+        /// The node asked to take over.
+        to: String,
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
     /// The append may or may not have committed (its entry was discarded on this node when
     /// leadership changed, but another leader may have it). Deduplicate before retrying.
     #[error("append outcome unknown: {reason}")]

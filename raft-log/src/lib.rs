@@ -42,6 +42,7 @@ pub mod config;
 mod engine;
 pub mod error;
 mod forward;
+pub mod metrics;
 pub mod net;
 mod node;
 mod preferred_leader;

@@ -91,7 +91,7 @@ impl RaftLogNode {
         });
         engine.initialize_if_pristine().await?;
         let (role_tx, role_rx) = watch::channel(engine.role_state());
-        let mut tasks = vec![server, engine.spawn_role_watch(role_tx)];
+        let mut tasks = vec![server, engine.spawn_role_watch(role_tx, store.metrics())];
         tasks.extend(spawn_policies(&config, &engine, &store));
         let forwarder = Forwarder::new(Arc::clone(&config), channels);
         let inner = Inner {
@@ -269,6 +269,28 @@ impl RaftLogNode {
         self.inner.engine.metrics()
     }
 
+    /// Bytes of the data segment files on disk (preallocated, so whole segments).
+    pub fn data_bytes(&self) -> u64 {
+        self.inner
+            .store
+            .segments()
+            .iter()
+            .map(|s| s.size_bytes)
+            .sum()
+    }
+
+    /// This node's Prometheus metrics (`raft_log_*`) as one collector for the application's
+    /// registry: append and fsync latency, snapshots, purges and leader changes as counted,
+    /// term, role, indexes and per-peer progress as [`RaftLogNode::metrics`] reads them at
+    /// each scrape.
+    pub fn prometheus_collector(&self) -> crate::metrics::RaftCollector {
+        let node = self.clone();
+        crate::metrics::RaftCollector::new(
+            self.inner.store.metrics(),
+            Box::new(move || node.metrics()),
+        )
+    }
+
     /// Forwards a proposal to `leader`. Should this node learn of another leader while the
     /// forward is in flight, it stops waiting at once: the old leader is unreachable or paused
     /// (else it would not have been replaced) and its answer could take the whole forward
@@ -302,11 +324,11 @@ impl RaftLogNode {
     }
 
     /// Hands leadership to the peer with DLedger id `to`, and waits (up to two election
-    /// timeouts) until it leads.
+    /// timeouts and 4 s) until it leads.
     ///
     /// # Errors
     /// [`Error::UnknownNode`], [`Error::NotLeader`] when this node does not lead, or
-    /// [`Error::Timeout`] when `to` did not take over in time.
+    /// [`Error::TransferTimeout`] when `to` did not take over in time.
     pub async fn transfer_leadership(&self, to: &str) -> Result<()> {
         let peer = self
             .inner

@@ -71,8 +71,10 @@ mod tests {
                     id: (*id).into(),
                     match_index: *match_index,
                     lag: *lag,
+                    contact_ms: Some(0),
                 })
                 .collect(),
+            leader_contact_ms: Some(0),
         }
     }
 

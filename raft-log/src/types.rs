@@ -47,6 +47,9 @@ pub struct PeerProgress {
     pub match_index: Option<u64>,
     /// Entries the peer is behind the leader's last index.
     pub lag: u64,
+    /// Milliseconds since the peer last acknowledged a heartbeat or append; `None` when it
+    /// never has in this term.
+    pub contact_ms: Option<u64>,
 }
 
 /// A snapshot of a node's state.
@@ -70,4 +73,8 @@ pub struct Metrics {
     pub purged_index: Option<u64>,
     /// Per-peer progress; present on the leader only.
     pub peers: Vec<PeerProgress>,
+    /// Milliseconds since this node last heard from a leader: on the leader, since a quorum
+    /// last acknowledged it; on a follower, since the last append it accepted. `None` when
+    /// never (a node cut off since it started).
+    pub leader_contact_ms: Option<u64>,
 }

@@ -273,3 +273,27 @@ fn trace_keys_have_rocketmqs_defaults_and_check_the_topic_name() {
         "{e}"
     );
 }
+
+#[test]
+fn metrics_keys_follow_rocketmq_and_refuse_exporters_raftmq_lacks() {
+    let (c, _) = load("");
+    assert_eq!(c.metrics_exporter_type, MetricsExporterType::Disable);
+    assert_eq!(c.metrics_prom_exporter_port, 5557);
+    assert_eq!(c.http_addr(), None, "no HTTP listener unless PROM");
+    let (c, warnings) = load(
+        "bindAddress=127.0.0.1\nmetricsExporterType=PROM\nmetricsPromExporterPort=5558\n\
+         metricsPromExporterHost=\n",
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.http_addr(), Some("127.0.0.1:5558".parse().expect("addr")));
+    assert!(c.render().contains("metricsExporterType=PROM\n"));
+    let (c, _) = load("metricsExporterType=2\nmetricsPromExporterHost=127.0.0.2\n");
+    assert_eq!(c.http_addr(), Some("127.0.0.2:5557".parse().expect("addr")));
+    let e = load_err("\nmetricsExporterType=OTLP_GRPC\n");
+    assert!(
+        e.contains("metricsExporterType") && e.contains("(line 2)") && e.contains("PROM"),
+        "{e}"
+    );
+    let e = load_err("metricsPromExporterHost=localhost:1\n");
+    assert!(e.contains("metricsPromExporterHost"), "{e}");
+}

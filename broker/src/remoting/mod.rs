@@ -37,6 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
+use crate::metrics::{Rpc, RpcMetrics, RpcResult};
 use crate::service::BrokerService;
 use clients::ClientTable;
 use request::Connection;
@@ -61,17 +62,20 @@ struct Inner {
     next_connection: AtomicU64,
     /// Set when the broker stops: every connection closes.
     stopped: tokio::sync::watch::Sender<bool>,
+    /// `rocketmq_rpc_latency`, when metrics are on.
+    rpc: Option<RpcMetrics>,
 }
 
 impl Remoting {
-    /// The front end over `service`.
-    pub fn new(service: BrokerService) -> Remoting {
+    /// The front end over `service`, timing requests into `rpc` when given.
+    pub fn new(service: BrokerService, rpc: Option<RpcMetrics>) -> Remoting {
         Remoting {
             inner: Arc::new(Inner {
                 service,
                 clients: ClientTable::default(),
                 next_connection: AtomicU64::new(1),
                 stopped: tokio::sync::watch::Sender::new(false),
+                rpc,
             }),
         }
     }
@@ -141,10 +145,25 @@ impl Remoting {
     }
 
     async fn answer(&self, request: RemotingCommand, conn: &Connection) {
+        let started = std::time::Instant::now();
         let oneway = request.is_oneway();
         let response = self.dispatch(&request, conn).await;
-        if !oneway {
-            let _ = conn.outbox.send(response).await;
+        let response_code = response.code;
+        let written = oneway || conn.outbox.send(response).await.is_ok();
+        if let Some(rpc) = &self.inner.rpc {
+            let result = match (oneway, written) {
+                (true, _) => RpcResult::Oneway,
+                (false, true) => RpcResult::Success,
+                (false, false) => RpcResult::Cancelled,
+            };
+            let rpc_labels = Rpc {
+                protocol: "remoting",
+                request: &code_name(request.code, rq::name(request.code)),
+                response: &code_name(response_code, rs::name(response_code)),
+                long_polling: request.code == rq::PULL_MESSAGE,
+                result,
+            };
+            rpc.observe(rpc_labels, started.elapsed());
         }
     }
 
@@ -189,4 +208,9 @@ impl Remoting {
         };
         answered.unwrap_or_else(|e| e.response(r))
     }
+}
+
+/// A code as RocketMQ's metrics name it: its constant's name in lower case, or the number.
+fn code_name(code: i32, name: Option<&str>) -> String {
+    name.map_or_else(|| code.to_string(), str::to_ascii_lowercase)
 }

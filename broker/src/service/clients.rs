@@ -348,6 +348,23 @@ impl Clients {
         })
     }
 
+    /// Live clients per producer group and per consumer group, sorted by group (the
+    /// connection gauges).
+    pub fn group_counts(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+        let now = Instant::now();
+        let entries = self.entries();
+        let (mut producers, mut consumers) = (BTreeMap::new(), BTreeMap::new());
+        for e in entries.values().filter(|e| e.live(now)) {
+            for g in &e.registration.producer_groups {
+                *producers.entry(g.clone()).or_insert(0) += 1;
+            }
+            for g in e.registration.consumer_groups.keys() {
+                *consumers.entry(g.clone()).or_insert(0) += 1;
+            }
+        }
+        (producers, consumers)
+    }
+
     /// The live clients of producer group `group`, by client id and address.
     pub fn producer_connection(&self, group: &str) -> Vec<ClientInfo> {
         self.producer_connection_at(group, Instant::now())

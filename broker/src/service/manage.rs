@@ -77,6 +77,24 @@ pub struct QueueProgress {
     pub lag: u64,
 }
 
+/// A follower that acknowledged the leader longer ago than this is not handed leadership.
+const HAND_OFF_CONTACT_MAX_MS: u64 = 1000;
+
+/// The follower a leader hands off to: among those heard from within `contact_max_ms`, the
+/// least behind (by id on a tie); `None` when this node does not lead or none is live.
+pub(crate) fn hand_off_target(metrics: &Metrics, contact_max_ms: u64) -> Option<String> {
+    if metrics.role != Role::Leader {
+        return None;
+    }
+    metrics
+        .peers
+        .iter()
+        .filter(|p| p.match_index.is_some())
+        .filter(|p| p.contact_ms.is_some_and(|ms| ms <= contact_max_ms))
+        .min_by(|a, b| (a.lag, &a.id).cmp(&(b.lag, &b.id)))
+        .map(|p| p.id.clone())
+}
+
 /// This node's view of its group: its own row complete, the others as far as it knows them.
 pub(crate) fn cluster_view(
     config: &LogConfig,
@@ -274,6 +292,24 @@ impl BrokerService {
         consumer_progress(&self.store.state(), group, topic)
     }
 
+    /// On a graceful stop: when this node leads, hands leadership to its most caught-up live
+    /// follower and waits until that one leads, so the group has a leader before this node
+    /// stops serving. Returns who took over; `None` when this node did not lead, no follower
+    /// answered lately, or the transfer did not finish (the group then elects as after a
+    /// crash).
+    pub async fn hand_off_leadership(&self) -> Option<String> {
+        let node = self.store.node();
+        let metrics = node.metrics();
+        let to = hand_off_target(&metrics, HAND_OFF_CONTACT_MAX_MS)?;
+        match node.transfer_leadership(&to).await {
+            Ok(()) => Some(to),
+            Err(e) => {
+                tracing::warn!(to = %to, error = %e, "leadership hand-off did not finish");
+                None
+            }
+        }
+    }
+
     /// Moves leadership to `to`; only the leader can.
     ///
     /// # Errors
@@ -342,7 +378,30 @@ mod tests {
             applied_index: Some(40),
             purged_index: None,
             peers,
+            leader_contact_ms: Some(0),
         }
+    }
+
+    #[test]
+    fn the_hand_off_goes_to_the_least_behind_live_follower() {
+        let peer = |id: &str, lag: u64, contact: Option<u64>| PeerProgress {
+            id: id.into(),
+            match_index: Some(100 - lag),
+            lag,
+            contact_ms: contact,
+        };
+        let leading = |peers| metrics(Role::Leader, "n1", peers);
+        let both = vec![peer("n0", 5, Some(10)), peer("n2", 1, Some(20))];
+        assert_eq!(hand_off_target(&leading(both), 1000).as_deref(), Some("n2"));
+        let n2_silent = vec![peer("n0", 5, Some(10)), peer("n2", 1, Some(5000))];
+        assert_eq!(
+            hand_off_target(&leading(n2_silent), 1000).as_deref(),
+            Some("n0")
+        );
+        let none_live = vec![peer("n0", 0, None), peer("n2", 0, Some(5000))];
+        assert_eq!(hand_off_target(&leading(none_live), 1000), None);
+        let follower = metrics(Role::Follower, "n1", vec![peer("n0", 0, Some(1))]);
+        assert_eq!(hand_off_target(&follower, 1000), None);
     }
 
     #[test]
@@ -352,11 +411,13 @@ mod tests {
                 id: "n0".into(),
                 match_index: Some(40),
                 lag: 2,
+                contact_ms: Some(10),
             },
             PeerProgress {
                 id: "n2".into(),
                 match_index: None,
                 lag: 42,
+                contact_ms: None,
             },
         ];
         let view = cluster_view(&config(), &metrics(Role::Leader, "n1", peers), "h:1");

@@ -71,12 +71,12 @@ pub use retry::{
     DELAY_LEVELS_MS, ORIGIN_MESSAGE_ID, RECONSUME_TIME, RETRY_TOPIC, SendBack, delay_of_level,
     reconsume_times,
 };
-pub use stats::{Figures, Stats};
-pub use status::{TopicStats, runtime_format};
+pub use stats::{Figures, Stats, Traffic, TrafficTotals};
+pub use status::{Backlog, MetricsView, TopicStats, runtime_format};
 pub use subscription::GroupUpdate;
 pub use trace::TraceConfig;
 
-use crate::command::{CheckPolicy, StoredMessage};
+use crate::command::{CheckPolicy, MessageType, StoredMessage};
 use crate::config::BrokerConfig;
 use crate::store::{MessageStore, StoreError};
 use error::check_topic;
@@ -329,15 +329,18 @@ impl BrokerService {
             }
             return;
         }
-        let topics: Vec<String> = accepted.iter().map(|m| m.topic.clone()).collect();
+        let kinds: Vec<(String, MessageType, u64)> = accepted
+            .iter()
+            .map(|m| (m.topic.clone(), m.message_type, m.body.len() as u64))
+            .collect();
         match self.store.send(now, accepted).await {
             Ok(stored) => {
-                let stored_topics = stored
+                let stored_kinds = stored
                     .iter()
-                    .zip(&topics)
+                    .zip(&kinds)
                     .filter(|(r, _)| r.is_ok())
-                    .map(|(_, t)| t.as_str());
-                self.stats.puts(now, stored_topics);
+                    .map(|(_, (t, kind, bytes))| (t.as_str(), *kind, *bytes));
+                self.stats.puts(now, stored_kinds);
                 for (&slot, r) in slots.iter().zip(stored) {
                     results[slot] = r
                         .map(|p| SendReceipt {

@@ -123,7 +123,13 @@ impl BrokerService {
             let now = tokio::time::Instant::now();
             if pulled.status != PullStatus::NoNewMessage || now >= until {
                 let n = pulled.messages.len() as u64;
-                self.stats.got(now_ms(), &request.topic, &request.group, n);
+                let bytes = pulled
+                    .messages
+                    .iter()
+                    .map(|m| m.message.body.len() as u64)
+                    .sum();
+                self.stats
+                    .got(now_ms(), &request.topic, &request.group, n, bytes);
                 return Ok(pulled);
             }
             let _ =

@@ -129,7 +129,8 @@ impl BrokerService {
         loop {
             if let Some(messages) = self.receive_now(&ask).await? {
                 let n = messages.len() as u64;
-                self.stats.got(now_ms(), &ask.topic, &ask.group, n);
+                let bytes = messages.iter().map(|m| m.message.body.len() as u64).sum();
+                self.stats.got(now_ms(), &ask.topic, &ask.group, n, bytes);
                 self.trace_delivered(&ask.group, client_addr, &messages);
                 return Ok(Polled::Messages(messages));
             }

@@ -3,12 +3,17 @@
 //! rates over the last 10, 60 and 600 seconds, the last 24 hours' sum, and the day totals
 //! `brokerStatus` prints (`msgPutTotalTodayNow`, `…TodayMorning`, `…YesterdayMorning`).
 //!
+//! Beside the windows, totals of messages and bytes by topic and message type (in) and by topic
+//! and consumer group (out) for Prometheus (`rocketmq_messages_in_total` and its kin).
+//!
 //! Per node and not replicated, as in RocketMQ (each broker counts its own requests): the node
 //! that served a client's request counts it, so a group's figures are the sum over its nodes.
 //! Days are UTC days.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use crate::command::MessageType;
 
 /// Width of one rate bucket.
 const BUCKET_MS: u64 = 10_000;
@@ -147,26 +152,72 @@ pub struct Figures {
     pub yesterday_morning: u64,
 }
 
+/// Messages and bytes since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages.
+    pub messages: u64,
+    /// Body bytes.
+    pub bytes: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, messages: u64, bytes: u64) {
+        self.messages += messages;
+        self.bytes += bytes;
+    }
+}
+
+/// The message types in [`MessageType`]'s order, by the names RocketMQ's metrics use.
+pub const MESSAGE_TYPES: [(MessageType, &str); 4] = [
+    (MessageType::Normal, "normal"),
+    (MessageType::Fifo, "fifo"),
+    (MessageType::Delay, "delay"),
+    (MessageType::Transaction, "transaction"),
+];
+
+fn type_ix(t: MessageType) -> usize {
+    MESSAGE_TYPES.iter().position(|(m, _)| *m == t).unwrap_or(0)
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     put: Counter,
     get: Counter,
     topic_put: HashMap<String, Counter>,
     group_get: HashMap<(String, String), Counter>,
+    /// In, per topic, by message type (indexed as [`MESSAGE_TYPES`]).
+    topic_in: HashMap<String, [Traffic; 4]>,
+    /// Out, per (topic, consumer group).
+    group_out: HashMap<(String, String), Traffic>,
 }
 
 impl Counters {
-    fn count_put(&mut self, now_ms: u64, topic: &str, n: u64) {
-        self.put.add(now_ms, n);
+    fn count_put(&mut self, now_ms: u64, topic: &str, kind: MessageType, bytes: u64) {
+        self.put.add(now_ms, 1);
         match self.topic_put.get_mut(topic) {
-            Some(t) => t.add(now_ms, n),
+            Some(t) => t.add(now_ms, 1),
             None => self
                 .topic_put
                 .entry(topic.to_string())
                 .or_default()
-                .add(now_ms, n),
+                .add(now_ms, 1),
         }
+        let by_type = match self.topic_in.get_mut(topic) {
+            Some(t) => t,
+            None => self.topic_in.entry(topic.to_string()).or_default(),
+        };
+        by_type[type_ix(kind)].add(1, bytes);
     }
+}
+
+/// What Prometheus reads of the counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    /// In, per (topic, message type name), sorted.
+    pub inbound: Vec<(String, &'static str, Traffic)>,
+    /// Out, per (topic, consumer group), sorted.
+    pub outbound: Vec<(String, String, Traffic)>,
 }
 
 /// The node's counters.
@@ -184,27 +235,53 @@ impl Stats {
         f(&mut c)
     }
 
-    /// One message stored per item of `topics` (a send's messages), under one lock.
-    pub fn puts<'a>(&self, now_ms: u64, topics: impl Iterator<Item = &'a str>) {
+    /// One message stored per item of `stored` (a send's messages: topic, type, body bytes),
+    /// under one lock.
+    pub fn puts<'a>(&self, now_ms: u64, stored: impl Iterator<Item = (&'a str, MessageType, u64)>) {
         self.with(|c| {
-            for topic in topics {
-                c.count_put(now_ms, topic, 1);
+            for (topic, kind, bytes) in stored {
+                c.count_put(now_ms, topic, kind, bytes);
             }
         });
     }
 
-    /// `n` messages of `topic` handed to consumer group `group` (receive or pull).
-    pub fn got(&self, now_ms: u64, topic: &str, group: &str, n: u64) {
+    /// `n` messages (`bytes` of bodies) of `topic` handed to consumer group `group` (receive
+    /// or pull).
+    pub fn got(&self, now_ms: u64, topic: &str, group: &str, n: u64, bytes: u64) {
         if n == 0 {
             return;
         }
         self.with(|c| {
             c.get.add(now_ms, n);
-            c.group_get
-                .entry((topic.to_string(), group.to_string()))
-                .or_default()
-                .add(now_ms, n);
+            let key = (topic.to_string(), group.to_string());
+            c.group_out.entry(key.clone()).or_default().add(n, bytes);
+            c.group_get.entry(key).or_default().add(now_ms, n);
         });
+    }
+
+    /// Messages and bytes in and out since the node started, for Prometheus.
+    pub fn traffic(&self) -> TrafficTotals {
+        self.with(|c| {
+            let mut inbound: Vec<(String, &'static str, Traffic)> = c
+                .topic_in
+                .iter()
+                .flat_map(|(topic, by_type)| {
+                    MESSAGE_TYPES
+                        .iter()
+                        .zip(by_type)
+                        .filter(|(_, t)| t.messages > 0)
+                        .map(|((_, name), t)| (topic.clone(), *name, *t))
+                })
+                .collect();
+            inbound.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let mut outbound: Vec<(String, String, Traffic)> = c
+                .group_out
+                .iter()
+                .map(|((t, g), traffic)| (t.clone(), g.clone(), *traffic))
+                .collect();
+            outbound.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            TrafficTotals { inbound, outbound }
+        })
     }
 
     /// All puts and all gets of this node.
@@ -236,6 +313,8 @@ impl Stats {
         self.with(|c| {
             c.topic_put.remove(topic);
             c.group_get.retain(|(t, _), _| t != topic);
+            c.topic_in.remove(topic);
+            c.group_out.retain(|(t, _), _| t != topic);
         });
     }
 }
@@ -246,11 +325,49 @@ mod tests {
 
     const T0: u64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z, a UTC midnight
 
+    fn normal(topic: &str, n: usize) -> impl Iterator<Item = (&str, MessageType, u64)> {
+        std::iter::repeat_n((topic, MessageType::Normal, 10), n)
+    }
+
+    #[test]
+    fn traffic_counts_messages_and_bytes_by_type_and_by_group() {
+        let s = Stats::default();
+        s.puts(
+            T0,
+            [
+                ("a", MessageType::Normal, 100),
+                ("a", MessageType::Delay, 7),
+                ("a", MessageType::Normal, 50),
+                ("b", MessageType::Fifo, 1),
+            ]
+            .into_iter(),
+        );
+        s.got(T0, "a", "g1", 2, 150);
+        s.got(T0, "a", "g1", 0, 0);
+        let t = s.traffic();
+        let at = |m, b| Traffic {
+            messages: m,
+            bytes: b,
+        };
+        assert_eq!(
+            t.inbound,
+            vec![
+                ("a".to_string(), "delay", at(1, 7)),
+                ("a".to_string(), "normal", at(2, 150)),
+                ("b".to_string(), "fifo", at(1, 1)),
+            ]
+        );
+        assert_eq!(t.outbound, vec![("a".into(), "g1".into(), at(2, 150))]);
+        s.forget_topic("a");
+        assert_eq!(s.traffic().inbound.len(), 1);
+        assert!(s.traffic().outbound.is_empty());
+    }
+
     #[test]
     fn rates_cover_their_windows_and_old_buckets_fall_out() {
         let s = Stats::default();
-        s.puts(T0 + 1_000, std::iter::repeat_n("t", 100));
-        s.puts(T0 + 12_000, std::iter::repeat_n("t", 50));
+        s.puts(T0 + 1_000, normal("t", 100));
+        s.puts(T0 + 12_000, normal("t", 50));
         let (put, _) = s.of_topic(T0 + 15_000, "t");
         assert_eq!(put.total, 150);
         assert!((put.tps_10s - 5.0).abs() < 1e-9, "{put:?}");
@@ -260,7 +377,7 @@ mod tests {
         assert_eq!(later.tps_600s, 0.0);
         assert_eq!(later.last_24h, 150);
         // A write after a long pause does not count stale buckets.
-        s.puts(T0 + 700_000, std::iter::repeat_n("t", 10));
+        s.puts(T0 + 700_000, normal("t", 10));
         let (after, _) = s.of_topic(T0 + 700_000, "t");
         assert!((after.tps_10s - 1.0).abs() < 1e-9, "{after:?}");
         assert!((after.tps_600s - 10.0 / 600.0).abs() < 1e-9, "{after:?}");
@@ -269,9 +386,9 @@ mod tests {
     #[test]
     fn day_marks_and_24_hours_follow_the_clock() {
         let s = Stats::default();
-        s.puts(T0 + HOUR_MS, std::iter::repeat_n("t", 7));
-        s.got(T0 + HOUR_MS, "t", "g", 3);
-        s.puts(T0 + DAY_MS + HOUR_MS, std::iter::repeat_n("t", 5));
+        s.puts(T0 + HOUR_MS, normal("t", 7));
+        s.got(T0 + HOUR_MS, "t", "g", 3, 30);
+        s.puts(T0 + DAY_MS + HOUR_MS, normal("t", 5));
         let (put, get) = s.totals(T0 + DAY_MS + 2 * HOUR_MS);
         assert_eq!(
             (put.total, put.today_morning, put.yesterday_morning),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::BrokerService;
 use super::clock::now_ms;
 use super::error::{ServiceError, check_topic};
-use super::stats::Figures;
+use super::stats::{Figures, TrafficTotals};
 
 /// One topic as `statsAll` shows it, from this node.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,40 @@ pub struct TopicStats {
     /// Per consumer group: messages this node handed out, and the group's backlog (messages
     /// not yet acknowledged; replicated, the same on every node).
     pub groups: Vec<(String, Figures, u64)>,
+}
+
+/// What Prometheus shows of this node's service, read at each scrape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsView {
+    /// Messages and bytes this node took in and handed out since it started.
+    pub traffic: TrafficTotals,
+    /// Topics (retry and dead-letter topics included, as RocketMQ counts them).
+    pub topics: usize,
+    /// Subscription groups.
+    pub subscription_groups: usize,
+    /// Live producers per producer group.
+    pub producers: BTreeMap<String, u64>,
+    /// Live consumers per consumer group.
+    pub consumers: BTreeMap<String, u64>,
+    /// Per (topic, group) that has progress: its backlog (replicated, the same on every node).
+    pub backlogs: Vec<Backlog>,
+    /// Half messages of open transactions.
+    pub half_messages: u64,
+    /// Bytes of the commit log's segment files.
+    pub storage_bytes: u64,
+}
+
+/// One consumer group's backlog on one topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// The topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Messages not yet acknowledged (`rocketmq_consumer_lag_messages`).
+    pub lag: u64,
+    /// Delivered and not yet acknowledged (`rocketmq_consumer_inflight_messages`).
+    pub inflight: u64,
 }
 
 /// RocketMQ's runtime text: `[ 0 days, 1 hours, 2 minutes, 3 seconds ]`.
@@ -135,6 +169,43 @@ impl BrokerService {
             .into_iter()
             .map(|name| self.one_topic_stats(now, name))
             .collect())
+    }
+
+    /// The figures Prometheus scrapes.
+    pub fn metrics_view(&self) -> MetricsView {
+        let traffic = self.stats.traffic();
+        let (producers, consumers) = self.clients.group_counts();
+        let storage_bytes = self.store.node().data_bytes();
+        let state = self.store.state();
+        let mut backlogs = Vec::new();
+        for topic in state.topics().keys() {
+            let bounds = state.queue_bounds(topic).unwrap_or_default();
+            for group in state.groups_of(topic) {
+                let progress = state.group_progress(&group, topic).unwrap_or_default();
+                let (mut lag, mut inflight) = (0, 0);
+                for (q, b) in bounds.iter().enumerate() {
+                    let (acked, _, held) = progress.get(q).copied().unwrap_or((0, 0, 0));
+                    lag += b.next.saturating_sub(acked.max(b.min));
+                    inflight += held as u64;
+                }
+                backlogs.push(Backlog {
+                    topic: topic.clone(),
+                    group,
+                    lag,
+                    inflight,
+                });
+            }
+        }
+        MetricsView {
+            traffic,
+            topics: state.topics().len(),
+            subscription_groups: state.subscription_groups().len(),
+            producers,
+            consumers,
+            backlogs,
+            half_messages: state.transactions().len() as u64,
+            storage_bytes,
+        }
     }
 
     fn one_topic_stats(&self, now: u64, topic: String) -> TopicStats {

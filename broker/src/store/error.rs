@@ -111,9 +111,9 @@ impl StoreError {
             StoreError::Log(e) => match e {
                 LogError::NotLeader { .. } => StoreErrorKind::NoLeader,
                 LogError::Busy { .. } => StoreErrorKind::Busy,
-                LogError::Timeout { .. } | LogError::OutcomeUnknown { .. } => {
-                    StoreErrorKind::OutcomeUnknown
-                }
+                LogError::Timeout { .. }
+                | LogError::OutcomeUnknown { .. }
+                | LogError::TransferTimeout { .. } => StoreErrorKind::OutcomeUnknown,
                 LogError::EntryTooLarge { .. } => StoreErrorKind::TooLarge,
                 LogError::Shutdown => StoreErrorKind::Shutdown,
                 LogError::UnknownNode { .. } => StoreErrorKind::UnknownNode,

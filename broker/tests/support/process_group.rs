@@ -77,6 +77,28 @@ impl Group {
         }
     }
 
+    /// SIGTERM (a graceful stop), then waits up to `wait` for the exit; the exit status.
+    pub fn terminate(&mut self, i: usize, wait: Duration) -> std::process::ExitStatus {
+        let mut c = self.children[i].take().expect("node runs");
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {}", c.id());
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("node {i} did not exit within {wait:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn endpoints(&self) -> String {
         self.listen
             .iter()

@@ -15,6 +15,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::contact::LeaderContact;
 use super::log_store::RaftLogStore;
 use super::network::NetworkFactory;
 use super::partition::Blocked;
@@ -23,10 +24,15 @@ use super::state_machine::{AppliedWatch, PurgeRequest, Raft, StateMachine};
 use super::types::{CommitResponder, EntryData, TypeConfig};
 use crate::config::Config;
 use crate::error::{Error, Result, StoreError};
+use crate::metrics::LogMetrics;
 use crate::net::PeerChannels;
 use crate::snapshot::SnapshotHook;
 use crate::store::LogStore;
 use crate::types::{Metrics, PeerProgress, Role, RoleState};
+
+/// Beyond two election timeouts, how long a leadership transfer may take before it is reported
+/// as not done.
+const TRANSFER_SLACK_MS: u64 = 4000;
 
 #[derive(Clone)]
 pub(crate) struct Engine {
@@ -34,6 +40,8 @@ pub(crate) struct Engine {
     config: Arc<Config>,
     applied: AppliedWatch,
     blocked: Blocked,
+    /// When a leader's append last arrived (a follower's readiness).
+    contact: LeaderContact,
     /// Entries the state machine applied since start (see `StateMachine::applied_counter`).
     applied_count: Arc<std::sync::atomic::AtomicU64>,
     /// What the next snapshot is for (see `StateMachine::purge_request`).
@@ -103,6 +111,7 @@ impl Engine {
             config,
             applied,
             blocked,
+            contact: LeaderContact::default(),
             applied_count,
             purge_request,
         })
@@ -118,6 +127,7 @@ impl Engine {
             self.raft.clone(),
             self.config.group.clone(),
             self.blocked.clone(),
+            self.contact.clone(),
         );
         let routes = beside.add_service(svc);
         tokio::spawn(async move {
@@ -166,13 +176,21 @@ impl Engine {
         }
     }
 
-    pub(crate) fn spawn_role_watch(&self, tx: watch::Sender<RoleState>) -> JoinHandle<()> {
+    /// Publishes role changes on `tx`, counting leader changes in `metrics`.
+    pub(crate) fn spawn_role_watch(
+        &self,
+        tx: watch::Sender<RoleState>,
+        metrics: Arc<LogMetrics>,
+    ) -> JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut rx = engine.raft.metrics();
             loop {
                 let state = engine.role_state();
                 tx.send_if_modified(|cur| {
+                    if cur.leader != state.leader {
+                        metrics.leader_changes.inc();
+                    }
                     let changed = *cur != state;
                     *cur = state;
                     changed
@@ -244,10 +262,16 @@ impl Engine {
                     .filter(|(id, _)| **id != self.config.node_id())
                     .map(|(id, matched)| {
                         let match_index = matched.as_ref().map(|l| l.index);
+                        let contact = m
+                            .heartbeat
+                            .as_ref()
+                            .and_then(|h| h.get(id).cloned().flatten())
+                            .map(|t| openraft::Instant::elapsed(&*t).as_millis());
                         PeerProgress {
                             id: self.config.peer_label(*id),
                             match_index,
                             lag: last.saturating_sub(match_index.unwrap_or(0)),
+                            contact_ms: contact.map(|ms| u64::try_from(ms).unwrap_or(u64::MAX)),
                         }
                     })
                     .collect()
@@ -263,7 +287,21 @@ impl Engine {
             applied_index: m.last_applied.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
             peers,
+            leader_contact_ms: self.leader_contact(&m),
         }
+    }
+
+    /// How long ago this node last heard from a leader: for the leader itself, since a quorum
+    /// last acknowledged it; for a follower, since the last append it accepted.
+    fn leader_contact(&self, m: &openraft::RaftMetrics<TypeConfig>) -> Option<u64> {
+        let since = if m.state == ServerState::Leader {
+            m.last_quorum_acked
+                .as_ref()
+                .map(|t| openraft::Instant::elapsed(&**t))
+        } else {
+            self.contact.elapsed()
+        };
+        since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     pub(crate) async fn transfer_leader(&self, to: u64) -> Result<()> {
@@ -287,13 +325,17 @@ impl Engine {
             .transfer_leader(to)
             .await
             .map_err(|_| Error::Shutdown)?;
-        let wait = Duration::from_millis(2 * self.config.election_timeout_max_ms + 1000);
+        // The target campaigns at once; the slack is for a loaded host (an election is a
+        // round trip of vote requests and the new leader's first append).
+        let wait =
+            Duration::from_millis(2 * self.config.election_timeout_max_ms + TRANSFER_SLACK_MS);
         let done = self
             .raft
             .wait(Some(wait))
             .current_leader(to, "leadership transfer")
             .await;
-        done.map(|_| ()).map_err(|_| Error::Timeout {
+        done.map(|_| ()).map_err(|_| Error::TransferTimeout {
+            to: self.config.peer_label(to),
             waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         })
     }

@@ -5,6 +5,7 @@
 //! bump touches this folder and nothing else. Outside it, raft-log speaks in its own terms:
 //! log indexes and terms as `u64`, node ids as `u64`, entry bodies as [`bytes::Bytes`].
 
+mod contact;
 pub(crate) mod convert;
 pub(crate) mod driver;
 pub(crate) mod log_store;

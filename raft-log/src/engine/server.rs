@@ -20,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::contact::LeaderContact;
 use super::convert::{self, AppendEntriesRequest};
 use super::partition::Blocked;
 use super::state_machine::Raft;
@@ -36,6 +37,7 @@ pub(crate) struct RaftLogService {
     raft: Raft,
     group: Arc<str>,
     blocked: Blocked,
+    contact: LeaderContact,
 }
 
 impl std::fmt::Debug for RaftLogService {
@@ -47,11 +49,12 @@ impl std::fmt::Debug for RaftLogService {
 }
 
 impl RaftLogService {
-    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked) -> Self {
+    pub(crate) fn new(raft: Raft, group: String, blocked: Blocked, contact: LeaderContact) -> Self {
         RaftLogService {
             raft,
             group: Arc::from(group),
             blocked,
+            contact,
         }
     }
 
@@ -150,6 +153,9 @@ impl RaftLog for RaftLogService {
             .append_entries(rpc)
             .await
             .map_err(raft_error_status)?;
+        if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+            self.contact.touch();
+        }
         Ok(Response::new(convert::append_response_to_pb(&resp)))
     }
 
@@ -185,8 +191,17 @@ impl RaftLog for RaftLogService {
             }
         });
 
-        let results = self.raft.stream_append(requests).map(|r| match r {
-            Ok(result) => Ok(convert::stream_result_to_pb(&result)),
+        let contact = self.contact.clone();
+        let results = self.raft.stream_append(requests).map(move |r| match r {
+            Ok(result) => {
+                if !matches!(
+                    result,
+                    Err(openraft::raft::StreamAppendError::HigherVote(_))
+                ) {
+                    contact.touch();
+                }
+                Ok(convert::stream_result_to_pb(&result))
+            }
             Err(fatal) => Err(fatal_status(&fatal)),
         });
         // openraft's stream ends only after its input ended, so the failure (if any) is recorded
@@ -290,8 +305,9 @@ pub(crate) fn grpc_service(
     raft: Raft,
     group: String,
     blocked: Blocked,
+    contact: LeaderContact,
 ) -> RaftLogServer<RaftLogService> {
-    RaftLogServer::new(RaftLogService::new(raft, group, blocked))
+    RaftLogServer::new(RaftLogService::new(raft, group, blocked, contact))
         .max_decoding_message_size(RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RPC_MESSAGE_BYTES_MAX)
 }

@@ -343,6 +343,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             }
         };
         self.save(&meta, &data)?;
+        self.inner.store.metrics().snapshots_built.inc();
         tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
@@ -408,6 +409,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.inner.hook.install(id.index, snapshot.clone()).await?;
         }
         self.save(meta, &snapshot)?;
+        self.inner.store.metrics().snapshots_installed.inc();
         *self.applied() = (meta.last_log_id, meta.last_membership.clone());
         self.inner
             .applied_tx

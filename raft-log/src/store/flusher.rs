@@ -212,9 +212,13 @@ impl Flusher {
         } else {
             files
         };
+        let timer = (!files.is_empty()).then(|| self.shared.metrics.fsync_seconds.start_timer());
         for (_, file) in files {
             file.sync()
                 .map_err(|e| StoreError::io("fdatasync", file.path(), e))?;
+        }
+        if let Some(t) = timer {
+            t.observe_duration();
         }
         let mut st = self.shared.write_state();
         if st.truncate_generation == generation {

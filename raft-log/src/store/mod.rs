@@ -39,6 +39,7 @@ use crate::config::{
     ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, FlushDiskType, INDEX_RECORD_BYTES, StoreConfig,
 };
 use crate::error::StoreError;
+use crate::metrics::LogMetrics;
 use flusher::{Completion, FlushHandle};
 use meta::MetaFile;
 use shared::{DataSegment, Shared, durable_of, failed_error, lock_dir};
@@ -79,6 +80,7 @@ impl LogStore {
         );
         let shared = Arc::new(Shared {
             config,
+            metrics: Arc::new(LogMetrics::new()),
             data_dir,
             index_dir,
             state: RwLock::new(state),
@@ -88,6 +90,12 @@ impl LogStore {
         });
         let flusher = Arc::new(FlushHandle::start(Arc::clone(&shared))?);
         Ok(LogStore { shared, flusher })
+    }
+
+    /// The store's event metrics (append and fsync latency, purges; the engine adds snapshot
+    /// and leader-change counts).
+    pub fn metrics(&self) -> Arc<LogMetrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// The store's configuration.
@@ -123,6 +131,7 @@ impl LogStore {
                 return Err(failed_error(&self.shared.config.dir, reason));
             }
             self.shared.check_append(&st, entries)?;
+            let _timer = self.shared.metrics.append_seconds.start_timer();
             if let Err(e) = self.shared.append_all(&mut st, entries) {
                 // Bytes may be half written and the write position has moved: stop here and let
                 // recovery, which cuts a torn tail, sort it out on the next open.
@@ -314,6 +323,10 @@ impl LogStore {
             while st.data.len() > 1 && st.data[1].first_index.is_some_and(|f| f <= first_kept) {
                 data_files.push(st.data.remove(0).file.path().to_path_buf());
             }
+            self.shared
+                .metrics
+                .segments_purged
+                .inc_by(data_files.len() as u64);
             let index_seg = self.shared.config.index_segment_bytes;
             let keep_from = first_kept.saturating_mul(INDEX_RECORD_BYTES);
             let doomed: Vec<u64> = st

@@ -11,6 +11,7 @@ use crate::config::{
     ENTRY_HEADER_BYTES, ENTRY_HEADER_LEN, INDEX_RECORD_BYTES, INDEX_RECORD_LEN, StoreConfig,
 };
 use crate::error::StoreError;
+use crate::metrics::LogMetrics;
 
 use super::codec::{self, Frame, IndexRecord};
 use super::entry::{NewEntry, StoredEntry};
@@ -57,6 +58,8 @@ pub(super) struct State {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) config: StoreConfig,
+    /// Append, fsync and purge counts for Prometheus.
+    pub(super) metrics: Arc<LogMetrics>,
     pub(super) data_dir: PathBuf,
     pub(super) index_dir: PathBuf,
     pub(super) state: RwLock<State>,
