@@ -110,6 +110,19 @@ check_disk() {
   done
 }
 
+# The dashboard and metrics of the nodes whose conf sets metricsExporterType=PROM.
+http_urls() {
+  local n conf urls=""
+  for n in "${NODES[@]}"; do
+    conf="$CONF_DIR/broker-$n.conf"
+    if [ "$(conf_value "$conf" metricsExporterType DISABLE)" = PROM ]; then
+      urls+="  http://127.0.0.1:$(conf_value "$conf" metricsPromExporterPort 5557)/  (broker $n: dashboard; /metrics, /health/ready)"$'\n'
+    fi
+  done
+  [ -n "$urls" ] && printf 'Dashboard and metrics:\n%s' "$urls"
+  return 0
+}
+
 start() {
   check_conf
   check_disk
@@ -133,6 +146,8 @@ start() {
     exit 1
   fi
   check_every_node_serves
+  local http
+  http=$(http_urls)
   cat <<MSG
 
 RaftMQ group RaftNode00 is up, registered at the NameServer 127.0.0.1:$NAMESRV_PORT.
@@ -146,7 +161,7 @@ First message:
   $BIN/mqadmin consumeMessage -n 127.0.0.1:30921 -t TopicTest -g GroupTest -c 1
 Group state:
   $BIN/mqadmin clusterList -n 127.0.0.1:30911
-Stop:
+${http}Stop:
   bin/fast-try.sh stop
 MSG
 }

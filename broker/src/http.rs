@@ -7,7 +7,11 @@
 //!   quorum acknowledged it; a follower: it accepted an append, within three election timeouts
 //!   and at least 1 s), and this node has applied what it knows committed, within
 //!   [`READY_APPLY_LAG_MAX`] entries; 503 otherwise. Both answer JSON with the node's role,
-//!   leader and indexes.
+//!   leader and indexes;
+//! - `GET /` (and `/dashboard`): the built-in dashboard and its JSON API under `/api/`
+//!   ([`dashboard`]).
+
+pub mod dashboard;
 
 use std::net::SocketAddr;
 
@@ -15,7 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use raft_log::Role;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -29,8 +33,9 @@ pub const READY_APPLY_LAG_MAX: u64 = 1000;
 /// Prometheus' text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What the handlers read: the metrics registry and the node's service.
 #[derive(Clone, Debug)]
-struct Ctx {
+pub(crate) struct Ctx {
     metrics: BrokerMetrics,
     service: BrokerService,
 }
@@ -59,6 +64,16 @@ impl HttpServer {
             .route("/metrics", get(metrics_text))
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
+            .route("/", get(dashboard::page))
+            .route("/dashboard", get(dashboard::page))
+            .route("/api/cluster", get(dashboard::cluster))
+            .route(
+                "/api/topics",
+                get(dashboard::topics).post(dashboard::update_topic),
+            )
+            .route("/api/groups", get(dashboard::groups))
+            .route("/api/groups/reset", post(dashboard::reset_offset))
+            .route("/api/messages", get(dashboard::messages))
             .with_state(Ctx { metrics, service });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -71,7 +86,10 @@ impl HttpServer {
                 tracing::warn!(error = %e, "HTTP listener ended");
             }
         });
-        tracing::info!(listen = %local_addr, "HTTP listener serving /metrics, /health/live, /health/ready");
+        tracing::info!(
+            listen = %local_addr,
+            "HTTP listener serving /metrics, /health/live, /health/ready and the dashboard on /"
+        );
         Ok(HttpServer {
             local_addr,
             stop,

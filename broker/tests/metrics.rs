@@ -40,6 +40,25 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// The status and body of `POST path` with a JSON `body`.
+async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
 fn http(b: &Broker) -> SocketAddr {
     b.http_addr()
         .expect("metricsExporterType=PROM starts the HTTP listener")
@@ -278,6 +297,55 @@ async fn ready_needs_a_leader_and_live_only_the_process() {
     let (status, body) = get(http(&last.broker), "/health/live").await;
     assert_eq!(status, 200, "{body}");
     support::inprocess::shutdown(vec![last]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_api_creates_topics_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = support::inprocess::start_group(dir.path(), 3, PROM).await;
+    let leader = wait_leader(&nodes).await;
+    let follower = http(&nodes[(leader + 1) % 3].broker);
+    let (status, page) = get(follower, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>RaftMQ dashboard</title>"));
+    // A follower creates a topic through the log; every node lists it.
+    let (status, body) = post(follower, "/api/topics", r#"{"topic":"DashApi","queues":3}"#).await;
+    assert_eq!(status, 200, "{body}");
+    for n in &nodes {
+        // Applied on the follower that answered; the others apply it within moments.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, topics) = get(http(&n.broker), "/api/topics").await;
+            if topics.contains(r#""topic":"DashApi""#) && topics.contains(r#""queues":3"#) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not listed: {topics}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (status, body) = post(follower, "/api/topics", r#"{"topic":"DashApi"}"#).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("queues"), "names the missing field: {body}");
+    let (status, body) = post(
+        follower,
+        "/api/topics",
+        r#"{"topic":"bad name","queues":1}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("topic"), "{body}");
+    let (status, body) = get(follower, "/api/messages?key=k").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("needs the topic"), "{body}");
+    let (status, body) = get(follower, "/api/messages?topic=DashApi&key=none").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, cluster) = get(follower, "/api/cluster").await;
+    assert_eq!(status, 200);
+    assert!(
+        cluster.contains(&format!(r#""leader_id":"n{leader}""#)),
+        "{cluster}"
+    );
+    support::inprocess::shutdown(nodes).await;
 }
 
 /// Stops the Prometheus this test started.
