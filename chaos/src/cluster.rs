@@ -326,6 +326,41 @@ impl Cluster {
         node.paused = false;
     }
 
+    /// A graceful stop of node `i`: SIGTERM, then waits up to `grace` for it to exit (a leader
+    /// hands off first); SIGKILL if it has not. Returns how long it took and whether it exited
+    /// on its own.
+    ///
+    /// # Errors
+    /// A failed signal.
+    pub async fn terminate_node(
+        &mut self,
+        i: usize,
+        grace: Duration,
+    ) -> anyhow::Result<(Duration, bool)> {
+        let started = std::time::Instant::now();
+        if self.nodes[i].paused {
+            self.resume_node(i)?;
+        }
+        self.signal(i, Signal::TERM)?;
+        let node = &mut self.nodes[i];
+        let Some(mut child) = node.child.take() else {
+            return Ok((started.elapsed(), true));
+        };
+        loop {
+            if child.try_wait()?.is_some() {
+                tracing::info!(node = %node.id, "stopped gracefully");
+                return Ok((started.elapsed(), true));
+            }
+            if started.elapsed() >= grace {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(node = %node.id, "did not stop within {grace:?} of SIGTERM: killed");
+                return Ok((started.elapsed(), false));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGSTOPs node `i`.
     ///
     /// # Errors
@@ -425,6 +460,16 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Whether node `i` runs and answers ClusterList within a second.
+    pub async fn node_serves(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        node.is_running()
+            && !node.paused
+            && cluster_list(node.client_addr, Duration::from_secs(1))
+                .await
+                .is_ok()
     }
 
     /// The leader as the nodes report it: the claimed leader with the highest term, or the

@@ -14,6 +14,7 @@
 //! | `…-partition-oneway`, `bridge-oneway`, … | only one side drops (OpenChaos's semantics) |
 //! | `{random,minor,fixed}-loss` | the targets drop 80 % of packets from every peer |
 //! | `{random,minor,fixed,leader}-delay` | 100 ms ± 50 ms on every link to and from the targets |
+//! | `rolling-restart` | every node in turn, the leader last: SIGTERM (a leader hands off first), wait for the exit, start it again, wait until it serves |
 //!
 //! `minor` is ⌊(n−1)/2⌋ nodes, `major` the smallest majority, `random` 1..n nodes at random.
 
@@ -82,7 +83,15 @@ pub enum Fault {
     Loss(Target),
     /// Delay and jitter on the targets' links.
     Delay(Target),
+    /// Every node in turn: a graceful stop and a restart (what an operator's rolling upgrade
+    /// does). Runs to its end when applied; the heal has nothing left to do.
+    RollingRestart,
 }
+
+/// How long a node may take to stop on SIGTERM before `rolling-restart` kills it.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+/// How long `rolling-restart` waits for a restarted node to serve and a leader to be known.
+pub const REJOIN_WAIT: Duration = Duration::from_secs(30);
 
 /// Probability a packet is dropped under `loss` (OpenChaos's value).
 pub const LOSS_PROBABILITY: f64 = 0.8;
@@ -109,6 +118,7 @@ impl Fault {
             "fixed-partition" => partition(Shape::Fixed),
             "bridge" => partition(Shape::Bridge),
             "partition-majorities-ring" => partition(Shape::MajoritiesRing),
+            "rolling-restart" => Fault::RollingRestart,
             _ if oneway => bail!("unknown fault {name:?}: only partitions have a -oneway form"),
             _ => {
                 let Some((target, action)) = base.split_once('-') else {
@@ -184,6 +194,13 @@ pub struct Active {
     pub nodes: Vec<usize>,
     /// Partitions: `(to, from)` pairs, `to` drops packets from `from`.
     grudges: Vec<(usize, usize)>,
+}
+
+impl Active {
+    /// Whether this is a `rolling-restart`, which runs with [`roll`] instead of [`apply`].
+    pub fn is_rolling_restart(&self) -> bool {
+        self.fault == Fault::RollingRestart
+    }
 }
 
 impl fmt::Display for Active {
@@ -340,6 +357,10 @@ pub async fn plan(
         | Fault::PowerLoss(t)
         | Fault::Loss(t)
         | Fault::Delay(t) => (pick(n, t, fixed, leader, rng), Vec::new()),
+        Fault::RollingRestart => (
+            restart_order(n, cluster.leader(Duration::from_secs(2)).await),
+            Vec::new(),
+        ),
     };
     Ok(Active {
         name: name.to_string(),
@@ -347,6 +368,46 @@ pub async fn plan(
         nodes,
         grudges,
     })
+}
+
+/// Every node, the leader (when known) last: one hand-off per roll, as an operator would order it.
+fn restart_order(n: usize, leader: Option<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).filter(|&i| Some(i) != leader).collect();
+    order.extend(leader);
+    order
+}
+
+/// Runs a rolling restart: each node of `active` in turn is stopped gracefully, started again
+/// and waited for (it serves and a leader is known) before the next. Prints each step.
+///
+/// # Errors
+/// A failed signal or spawn, a node not stopping on SIGTERM, or no leader after a restart.
+pub async fn roll(cluster: &mut Cluster, active: &Active) -> anyhow::Result<()> {
+    for &i in &active.nodes {
+        let (took, graceful) = cluster.terminate_node(i, STOP_GRACE).await?;
+        if !graceful {
+            bail!("n{i} did not stop within {STOP_GRACE:?} of SIGTERM");
+        }
+        println!(
+            "chaos:          n{i} stopped gracefully in {} ms",
+            took.as_millis()
+        );
+        cluster.start_node(i)?;
+        let deadline = tokio::time::Instant::now() + REJOIN_WAIT;
+        loop {
+            let serving = cluster.node_serves(i).await;
+            if serving && cluster.leader(Duration::from_secs(1)).await.is_some() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "n{i} restarted but the group had no leader with it serving within {REJOIN_WAIT:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Injects a planned fault.
@@ -395,6 +456,7 @@ pub fn apply(cluster: &mut Cluster, active: &Active) -> anyhow::Result<()> {
                 }
             }
         }
+        Fault::RollingRestart => bail!("rolling-restart runs with nemesis::roll, not apply"),
     }
     Ok(())
 }
@@ -416,6 +478,12 @@ pub fn heal(cluster: &mut Cluster, active: &Active) -> anyhow::Result<()> {
             }
         }
         Fault::Partition { .. } | Fault::Loss(_) | Fault::Delay(_) => cluster.heal_network()?,
+        // A roll that stopped half-way leaves a node down: start whatever is not running.
+        Fault::RollingRestart => {
+            for &i in &active.nodes {
+                cluster.start_node(i)?;
+            }
+        }
     }
     Ok(())
 }
@@ -447,6 +515,10 @@ mod tests {
             }
         );
         assert_eq!(Fault::parse("bridge").unwrap().min_nodes(), 5);
+        assert_eq!(
+            Fault::parse("rolling-restart").unwrap(),
+            Fault::RollingRestart
+        );
         for bad in [
             "leader-explode",
             "kill",
@@ -460,6 +532,13 @@ mod tests {
         for name in MIXED {
             Fault::parse(name).unwrap();
         }
+    }
+
+    #[test]
+    fn a_rolling_restart_takes_every_node_and_the_leader_last() {
+        assert_eq!(restart_order(3, Some(0)), vec![1, 2, 0]);
+        assert_eq!(restart_order(5, Some(3)), vec![0, 1, 2, 4, 3]);
+        assert_eq!(restart_order(3, None), vec![0, 1, 2]);
     }
 
     #[test]

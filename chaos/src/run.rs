@@ -334,7 +334,11 @@ async fn drive(
             Ok(active) => {
                 let at = start.elapsed().as_secs_f64();
                 recorder.fault(F::FaultStart, &name, node_ids(&active.nodes), None);
-                let applied = nemesis::apply(cluster, &active);
+                let applied = if active.is_rolling_restart() {
+                    nemesis::roll(cluster, &active).await
+                } else {
+                    nemesis::apply(cluster, &active)
+                };
                 match &applied {
                     Ok(()) => println!("chaos: {at:>6.1}s  fault  {active}"),
                     Err(e) => println!("chaos: {at:>6.1}s  fault  {active} FAILED: {e:#}"),
