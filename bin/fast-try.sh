@@ -8,6 +8,10 @@
 #                            wait for a leader
 #   bin/fast-try.sh stop     stop what this script started (PID files; TERM, then KILL after 10 s)
 #   bin/fast-try.sh status   which brokers run, and the group as mqadmin clusterList sees it
+#   bin/fast-try.sh restart NODE...
+#                            a rolling restart: each NODE (n0, n1, n2) in turn gets SIGTERM (a
+#                            leader hands leadership off first), is started again, and is waited
+#                            for until the group has a leader and the node serves
 #
 # Only processes recorded in its own PID files are ever signalled.
 #
@@ -32,7 +36,7 @@ CONF_DIR=${RAFTMQ_CONF_DIR:-conf/dledger}
 say() { echo "fast-try: $*"; }
 
 usage() {
-  echo "usage: $0 start|stop|status" >&2
+  echo "usage: $0 start|stop|status|restart NODE..." >&2
   exit 1
 }
 
@@ -209,6 +213,27 @@ stop() {
   [ "$any" = 1 ] || echo "fast-try: nothing of this fast-try is running"
 }
 
+# restart NODE...: one node at a time, graceful stop, start, wait until it serves with a leader.
+restart() {
+  local n i pidfile started
+  [ $# -ge 1 ] || usage
+  for n in "$@"; do
+    i=-1
+    for k in "${!NODES[@]}"; do [ "${NODES[$k]}" = "$n" ] && i=$k; done
+    [ "$i" -ge 0 ] || { echo "fast-try: restart: no node $n (n0, n1, n2)" >&2; exit 1; }
+    pidfile="$RUN_DIR/broker-$n.pid"
+    started=$(date +%s%N)
+    stop_pid "broker $n" "$pidfile" mqbroker || say "broker $n was not running"
+    nohup "$BIN/mqbroker" -c "$CONF_DIR/broker-$n.conf" >>"$RUN_DIR/broker-$n.log" 2>&1 &
+    echo $! >"$pidfile"
+    if ! "$BIN/mqadmin" clusterList -n "127.0.0.1:${PORTS[$i]}" --wait-leader "$LEADER_WAIT_S" >/dev/null; then
+      echo "fast-try: broker $n restarted but serves no leader after ${LEADER_WAIT_S}s; see $RUN_DIR/broker-$n.log" >&2
+      exit 1
+    fi
+    say "restarted broker $n (pid $(cat "$pidfile")) in $((($(date +%s%N) - started) / 1000000)) ms"
+  done
+}
+
 status() {
   for i in "${!NODES[@]}"; do
     n=${NODES[$i]}
@@ -234,5 +259,6 @@ case "$1" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  restart) shift; restart "$@" ;;
   *) usage ;;
 esac

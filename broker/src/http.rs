@@ -11,6 +11,7 @@
 //! - `GET /` (and `/dashboard`): the built-in dashboard and its JSON API under `/api/`
 //!   ([`dashboard`]).
 
+mod ctx;
 pub mod dashboard;
 
 use std::net::SocketAddr;
@@ -26,19 +27,13 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::BrokerMetrics;
 use crate::service::BrokerService;
+use ctx::Ctx;
 
 /// How far this node's applied index may trail its commit index and still be ready: a
 /// follower catching up after a restart is not ready until it is within this.
 pub const READY_APPLY_LAG_MAX: u64 = 1000;
 /// Prometheus' text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// What the handlers read: the metrics registry and the node's service.
-#[derive(Clone, Debug)]
-pub(crate) struct Ctx {
-    metrics: BrokerMetrics,
-    service: BrokerService,
-}
 
 /// The running listener.
 #[derive(Debug)]

@@ -22,7 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::service::{MessageQuery, MessageView, ServiceError};
 
 /// The page.

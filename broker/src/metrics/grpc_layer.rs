@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use http_body::{Body, Frame, SizeHint};
 
-use super::{Rpc, RpcMetrics, RpcResult};
+use super::rpc::{Rpc, RpcMetrics, RpcResult};
 
 /// Methods that hold the request until messages come.
 const LONG_POLLING: [&str; 2] = ["ReceiveMessage", "PullMessage"];

@@ -134,6 +134,16 @@ pub(crate) struct ProducerArgs {
     )]
     pub(crate) inflight: u32,
 
+    /// gRPC: resend a request whose call failed (transport error, deadline) up to this many
+    /// times, each time on the next `-n` address, with the same message ids — what an SDK given
+    /// the group's addresses does (its maxAttempts is this + 1). 0: a failed call is a failure.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=16)
+    )]
+    pub(crate) retries: u32,
+
     /// Messages per SendMessage request. The protocol allows several (each gets its own result
     /// entry); the SDKs send one, so 1 is what an application sees.
     #[arg(

@@ -126,6 +126,8 @@ pub(crate) struct Tally {
     pub(crate) samples: BTreeMap<String, String>,
     /// Consumer only: long polls that came back empty.
     pub(crate) empty_polls: u64,
+    /// Producer: requests resent on another address after a failed call (`--retries`).
+    pub(crate) retried: u64,
     /// When the last measured success completed.
     pub(crate) last_ok: Option<Instant>,
     /// When the last measured operation (success or failure) completed.
@@ -152,6 +154,7 @@ impl Tally {
             errors: BTreeMap::new(),
             samples: BTreeMap::new(),
             empty_polls: 0,
+            retried: 0,
             last_ok: None,
             last_done: None,
         })
@@ -177,6 +180,7 @@ impl Tally {
         self.ok += other.ok;
         self.bytes += other.bytes;
         self.empty_polls += other.empty_polls;
+        self.retried += other.retried;
         for (code, n) in other.errors {
             *self.errors.entry(code).or_insert(0) += n;
         }

@@ -59,11 +59,37 @@ impl SendTemplate {
     }
 }
 
-/// A gRPC sender: SendMessage on one channel.
+/// A gRPC sender: SendMessage on its channel; with `--retries`, a failed call is resent on the
+/// next of `clients` (one per other address).
 #[derive(Debug)]
 pub(crate) struct GrpcSender {
-    client: MessagingClient,
+    /// Its own channel's client first, then one per other address.
+    clients: Vec<MessagingClient>,
     template: Arc<SendTemplate>,
+    retries: u32,
+    retried: u64,
+}
+
+impl GrpcSender {
+    /// Sends `messages`, resending them (the same ids) on the next client after a failed call,
+    /// at most `retries` times.
+    async fn send_with_retries(
+        &mut self,
+        messages: Vec<v2::Message>,
+    ) -> Result<v2::SendMessageResponse, raftmq_client::ClientError> {
+        let timeout = self.template.timeout;
+        let mut attempt = 0;
+        loop {
+            let i = attempt % self.clients.len();
+            let client = &mut self.clients[i];
+            let outcome = client.send(messages.clone(), timeout).await;
+            if outcome.is_ok() || attempt == self.retries as usize {
+                return outcome;
+            }
+            attempt += 1;
+            self.retried += 1;
+        }
+    }
 }
 
 impl Sender for GrpcSender {
@@ -75,12 +101,18 @@ impl Sender for GrpcSender {
         self.template.body.len() as u64
     }
 
+    fn take_retried(&mut self) -> u64 {
+        std::mem::take(&mut self.retried)
+    }
+
     async fn send(&mut self) -> (Vec<Option<Failure>>, bool) {
         let batch = self.template.batch;
-        let outcome = self
-            .client
-            .send(self.template.messages(), self.template.timeout)
-            .await;
+        let messages = self.template.messages();
+        let outcome = if self.retries == 0 {
+            self.clients[0].send(messages, self.template.timeout).await
+        } else {
+            self.send_with_retries(messages).await
+        };
         // One outcome per message: its result entry's status (the top status when the broker
         // sent no entries), or the transport error for every message of the request.
         match &outcome {
@@ -115,6 +147,10 @@ pub(crate) async fn send_loop(
         let started = Instant::now();
         let (failures, transport_error) = sender.send().await;
         let done = Instant::now();
+        let retried = sender.take_retried();
+        if measured {
+            tally.retried += retried;
+        }
         for failure in failures {
             match failure {
                 None => {
@@ -177,6 +213,13 @@ pub(crate) async fn produce(args: ProducerArgs) -> anyhow::Result<ExitCode> {
             run(common, senders, watch, setup(target)).await
         }
         Protocol::Remoting => {
+            if args.retries > 0 {
+                anyhow::bail!(
+                    "--retries {} is for --protocol grpc (a 4.x client retries through its \
+                     NameServer route, which mqbench's remoting load does not model)",
+                    args.retries
+                );
+            }
             let (senders, target) = crate::remoting::senders(&args).await?;
             run(common, senders, watch, setup(target)).await
         }
@@ -203,14 +246,34 @@ async fn grpc_senders(args: &ProducerArgs) -> anyhow::Result<(Vec<GrpcSender>, S
         timeout: Duration::from_secs(common.timeout),
         batch: args.batch as usize,
     });
-    let mut senders = Vec::new();
+    let mut clients = Vec::new();
     for (addr, channel) in channels(&addrs, common.connections).await? {
-        let mut client = MessagingClient::new(addr, channel, Arc::clone(&identity));
+        let mut client = MessagingClient::new(addr.clone(), channel, Arc::clone(&identity));
         query_route(&mut client, &args.topic).await?;
+        clients.push((addr, client));
+    }
+    // Per address, the first connection's client: where the others resend.
+    let mut fallbacks: Vec<(String, MessagingClient)> = Vec::new();
+    for (addr, client) in &clients {
+        if !fallbacks.iter().any(|(a, _)| a == addr) {
+            fallbacks.push((addr.clone(), client.clone()));
+        }
+    }
+    let mut senders = Vec::new();
+    for (addr, client) in &clients {
+        let mut own = vec![client.clone()];
+        own.extend(
+            fallbacks
+                .iter()
+                .filter(|(a, _)| a != addr)
+                .map(|(_, c)| c.clone()),
+        );
         for _ in 0..args.inflight {
             senders.push(GrpcSender {
-                client: client.clone(),
+                clients: own.clone(),
                 template: Arc::clone(&template),
+                retries: args.retries,
+                retried: 0,
             });
         }
     }

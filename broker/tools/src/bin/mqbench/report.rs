@@ -181,6 +181,9 @@ pub(crate) struct Report {
     pub(crate) e2e_latency: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) empty_polls: Option<u64>,
+    /// Producer with `--retries`: requests resent on another address after a failed call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retried: Option<u64>,
     pub(crate) broker_pids: Vec<BrokerProcess>,
     /// All --broker-pids together, over the measured window.
     pub(crate) broker_cpu_s: Option<f64>,
@@ -265,6 +268,7 @@ pub(crate) fn build_report(
             .flatten(),
         e2e_latency: consumer.then(|| Latency::of(&tally.e2e_us)).flatten(),
         empty_polls: consumer.then_some(tally.empty_polls),
+        retried: (tally.retried > 0).then_some(tally.retried),
         errors_by_code: tally.errors,
         error_samples: tally.samples,
         broker_pids,
@@ -339,6 +343,9 @@ pub(crate) fn print_report(r: &Report) {
         latency_line("ack", r.ack_latency.as_ref());
         latency_line("born→recv", r.e2e_latency.as_ref());
         println!("empty polls  {}", r.empty_polls.unwrap_or(0));
+    }
+    if let Some(n) = r.retried {
+        println!("retried      {n} requests resent on another address after a failed call");
     }
     for (code, n) in &r.errors_by_code {
         let sample = r.error_samples.get(code).map_or("", String::as_str);

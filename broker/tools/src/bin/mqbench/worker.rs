@@ -34,6 +34,11 @@ pub(crate) trait Sender: Send + 'static {
     /// Sends one request. Per message: `None` when it was stored, or its failure; and whether
     /// the request itself failed (transport, deadline), which pauses the worker.
     fn send(&mut self) -> impl Future<Output = (Vec<Option<Failure>>, bool)> + Send;
+    /// Resends of failed calls since the last ask (`--retries`); a sender that never resends
+    /// says 0.
+    fn take_retried(&mut self) -> u64 {
+        0
+    }
 }
 
 /// One protocol's receive and acknowledge.
