@@ -523,8 +523,13 @@ impl Messaging {
         let config = self.service.config().clone();
         let (notice_tx, mut notices) = mpsc::channel::<ClientNotice>(64);
         let session = client.map(|c| self.service.clients().open(c, notice_tx));
+        let mut stopping = self.service.stopping();
         loop {
+            if *stopping.borrow_and_update() {
+                return; // the node stops: the client reopens its stream elsewhere
+            }
             let reply = tokio::select! {
+                _ = stopping.changed() => continue,
                 cmd = inbound.message() => {
                     let Ok(Some(cmd)) = cmd else { return };
                     let Some(v2::telemetry_command::Command::Settings(s)) = cmd.command else {

@@ -269,6 +269,7 @@ impl Broker {
         if let Some(r) = registrar {
             r.stop().await;
         }
+        service.stop_serving();
         remoting.stop();
         let _ = stop.send(());
         server_result(server.await)?;

@@ -157,6 +157,8 @@ pub struct BrokerService {
     /// When this node's service started (ms since the epoch): `bootTimestamp`.
     started_ms: u64,
     tracer: Arc<trace::Tracer>,
+    /// Set when the node stops serving: long polls answer at once, Telemetry sessions end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Disk usage of the store's file system, looked up at most once a second.
@@ -194,6 +196,7 @@ impl BrokerService {
             cluster,
             clients: Arc::default(),
             stats: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             started_ms: now_ms(),
             tracer,
         }
@@ -280,6 +283,17 @@ impl BrokerService {
             self.trace_sent(now, traced, &slots, &results);
         }
         Ok(results)
+    }
+
+    /// The node stops serving (a graceful stop): held long polls answer with what they have
+    /// and open Telemetry sessions end, so the server's drain does not wait on them.
+    pub fn stop_serving(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Whether [`BrokerService::stop_serving`] was called, as a watch to wait on.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// The disk guard: sends stop above `diskMaxUsedSpaceRatio`.

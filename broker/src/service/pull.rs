@@ -118,10 +118,11 @@ impl BrokerService {
         let suspend = Duration::from_millis(request.suspend_ms.min(PULL_SUSPEND_MS_MAX));
         let until = tokio::time::Instant::now() + suspend;
         let mut applied = self.store.applied();
+        let stopping = self.stopping();
         loop {
             let pulled = self.pull_now(&request, &tags)?;
             let now = tokio::time::Instant::now();
-            if pulled.status != PullStatus::NoNewMessage || now >= until {
+            if pulled.status != PullStatus::NoNewMessage || now >= until || *stopping.borrow() {
                 let n = pulled.messages.len() as u64;
                 let bytes = pulled
                     .messages

@@ -126,6 +126,7 @@ impl BrokerService {
         };
         let until = tokio::time::Instant::now() + Duration::from_millis(budget_ms);
         let mut applied = self.store.applied();
+        let stopping = self.stopping();
         loop {
             if let Some(messages) = self.receive_now(&ask).await? {
                 let n = messages.len() as u64;
@@ -136,7 +137,7 @@ impl BrokerService {
             }
             // Wait for the state to change (a send, an ack) or for invisible/delay times to pass.
             let now = tokio::time::Instant::now();
-            if now >= until {
+            if now >= until || *stopping.borrow() {
                 return Ok(Polled::Nothing);
             }
             let _ =
