@@ -33,6 +33,7 @@ use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::config::BrokerConfig;
 use crate::service::{BrokerService, MetricsView};
+use crate::state::{DLQ_PREFIX, RETRY_PREFIX};
 pub use rpc::{Rpc, RpcMetrics, RpcResult};
 
 /// Why the metrics could not be set up (a metric name clash: a bug, reported at start).
@@ -286,15 +287,15 @@ fn is_system_topic(topic: &str) -> bool {
         || topic.starts_with("rmq_sys_")
         || topic == "SCHEDULE_TOPIC_XXXX"
         || topic == "TBW102"
-        || topic.starts_with("%RETRY%")
-        || topic.starts_with("%DLQ%")
+        || topic.starts_with(RETRY_PREFIX)
+        || topic.starts_with(DLQ_PREFIX)
 }
 
 fn group_labels<'a>(topic: &'a str, group: &'a str) -> [&'a str; 4] {
     [
         topic,
         group,
-        bool_str(topic.starts_with("%RETRY%")),
+        bool_str(topic.starts_with(RETRY_PREFIX)),
         bool_str(is_system_topic(topic)),
     ]
 }

@@ -51,6 +51,8 @@ pub const POP_INFLIGHT_MAX: usize = 10_000;
 
 /// The prefix of dead-letter topics.
 pub const DLQ_PREFIX: &str = "%DLQ%";
+/// The prefix of a consumer group's retry topic (`%RETRY%<group>`).
+pub const RETRY_PREFIX: &str = "%RETRY%";
 
 /// The first bytes of a snapshot: format 2 (binary). Format 1 was JSON with every queue entry.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RMQ2";

@@ -155,9 +155,9 @@ pub(super) async fn update_topic(
 
 pub(super) async fn groups(State(ctx): State<Ctx>) -> Response {
     let service = &ctx.service;
-    let view = service.metrics_view();
+    let (_, online) = service.clients().group_counts();
     let mut rows = Vec::new();
-    for b in &view.backlogs {
+    for b in &service.backlogs() {
         let queues = match service.consumer_progress(&b.group, &b.topic) {
             Ok(q) => q,
             Err(e) => return refused(&e),
@@ -179,7 +179,7 @@ pub(super) async fn groups(State(ctx): State<Ctx>) -> Response {
             "topic": b.topic,
             "lag": b.lag,
             "inflight": b.inflight,
-            "online": view.consumers.get(&b.group).copied().unwrap_or(0),
+            "online": online.get(&b.group).copied().unwrap_or(0),
             "queues": queue_rows,
         }));
     }

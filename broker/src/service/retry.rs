@@ -26,7 +26,7 @@ const DLQ_QUEUES: u32 = 1;
 
 /// A group's retry topic.
 fn retry_topic(group: &str) -> String {
-    format!("%RETRY%{group}")
+    format!("{}{group}", crate::state::RETRY_PREFIX)
 }
 
 /// The delay of a RocketMQ delay level (1..=18); levels above 18 count as 18, 0 as none.

@@ -8,6 +8,7 @@ use super::BrokerService;
 use super::clock::now_ms;
 use super::error::{ServiceError, check_topic};
 use super::stats::{Figures, TrafficTotals};
+use crate::state::{BrokerState, DLQ_PREFIX, RETRY_PREFIX};
 
 /// One topic as `statsAll` shows it, from this node.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,7 +164,7 @@ impl BrokerService {
             .into_iter()
             .map(|(name, _)| name)
             .filter(|n| topic.is_none_or(|t| t == n))
-            .filter(|n| !n.starts_with("%RETRY%") && !n.starts_with("%DLQ%"))
+            .filter(|n| !n.starts_with(RETRY_PREFIX) && !n.starts_with(DLQ_PREFIX))
             .collect();
         Ok(names
             .into_iter()
@@ -176,26 +177,8 @@ impl BrokerService {
         let traffic = self.stats.traffic();
         let (producers, consumers) = self.clients.group_counts();
         let storage_bytes = self.store.node().data_bytes();
+        let backlogs = self.backlogs();
         let state = self.store.state();
-        let mut backlogs = Vec::new();
-        for topic in state.topics().keys() {
-            let bounds = state.queue_bounds(topic).unwrap_or_default();
-            for group in state.groups_of(topic) {
-                let progress = state.group_progress(&group, topic).unwrap_or_default();
-                let (mut lag, mut inflight) = (0, 0);
-                for (q, b) in bounds.iter().enumerate() {
-                    let (acked, _, held) = progress.get(q).copied().unwrap_or((0, 0, 0));
-                    lag += b.next.saturating_sub(acked.max(b.min));
-                    inflight += held as u64;
-                }
-                backlogs.push(Backlog {
-                    topic: topic.clone(),
-                    group,
-                    lag,
-                    inflight,
-                });
-            }
-        }
         MetricsView {
             traffic,
             topics: state.topics().len(),
@@ -208,6 +191,24 @@ impl BrokerService {
         }
     }
 
+    /// Every (topic, group) with progress and its backlog, by topic then group.
+    pub fn backlogs(&self) -> Vec<Backlog> {
+        let state = self.store.state();
+        let mut out = Vec::new();
+        for topic in state.topics().keys() {
+            for group in state.groups_of(topic) {
+                let (lag, inflight) = backlog(&state, &group, topic);
+                out.push(Backlog {
+                    topic: topic.clone(),
+                    group,
+                    lag,
+                    inflight,
+                });
+            }
+        }
+        out
+    }
+
     fn one_topic_stats(&self, now: u64, topic: String) -> TopicStats {
         let (put, got) = self.stats.of_topic(now, &topic);
         let state = self.store.state();
@@ -217,25 +218,29 @@ impl BrokerService {
             .map(|g| (g, Figures::default()))
             .collect();
         groups.extend(got);
-        let bounds = state.queue_bounds(&topic).unwrap_or_default();
         let groups = groups
             .into_iter()
             .map(|(g, f)| {
-                // A group that never consumed a queue is behind all of what it still holds.
-                let acked = state.group_progress(&g, &topic).unwrap_or_default();
-                let backlog = bounds
-                    .iter()
-                    .enumerate()
-                    .map(|(q, b)| {
-                        let floor = acked.get(q).map_or(0, |p| p.0).max(b.min);
-                        b.next.saturating_sub(floor)
-                    })
-                    .sum();
-                (g, f, backlog)
+                let (lag, _) = backlog(&state, &g, &topic);
+                (g, f, lag)
             })
             .collect();
         TopicStats { topic, put, groups }
     }
+}
+
+/// `group`'s backlog on `topic`: messages not yet acknowledged (a group that never consumed a
+/// queue is behind all of what it still holds) and messages delivered and not yet acknowledged.
+fn backlog(state: &BrokerState, group: &str, topic: &str) -> (u64, u64) {
+    let bounds = state.queue_bounds(topic).unwrap_or_default();
+    let progress = state.group_progress(group, topic).unwrap_or_default();
+    let (mut lag, mut inflight) = (0, 0);
+    for (q, b) in bounds.iter().enumerate() {
+        let (acked, _, held) = progress.get(q).copied().unwrap_or((0, 0, 0));
+        lag += b.next.saturating_sub(acked.max(b.min));
+        inflight += held as u64;
+    }
+    (lag, inflight)
 }
 
 #[cfg(test)]
